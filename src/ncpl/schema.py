@@ -1,0 +1,342 @@
+"""One typed description of a pretraining run.
+
+`RunConfig` is everything a run was configured with; `RunRecord` adds what came out of it. Both
+validate on construction: a bad value raises `ConfigError` naming the field, the value and what was
+expected. `to_flat` / `from_flat` give the dotted-key view (``model.n_params``, ``optimizer.lr``)
+that Parquet files and tabular models use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """Invalid run configuration or record; the message names field, value and expectation."""
+
+
+# --- numbers with units -------------------------------------------------------------------------
+
+_SUFFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_quantity(value: Any) -> Any:
+    """Accept counts written as 1.2e9, "1.2e9", "1.2B", "350M", "4K" (case-insensitive)."""
+    if isinstance(value, str):
+        match = _QUANTITY.match(value)
+        if not match:
+            raise ValueError(f"expected a number, optionally with a unit suffix K/M/B/T, got {value!r}")
+        number, unit = match.groups()
+        if unit.lower() not in _SUFFIXES:
+            raise ValueError(f"unknown unit {unit!r} in {value!r}; use one of K, M, B (=G), T or none")
+        return float(number) * _SUFFIXES[unit.lower()]
+    return value
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value}")
+    return value
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {value}")
+    return value
+
+
+Count = Annotated[float, Field(gt=0), BeforeValidator(_finite), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)]
+Positive = Annotated[float, Field(gt=0), BeforeValidator(_finite), BeforeValidator(_no_bool)]
+NonNegative = Annotated[float, Field(ge=0), BeforeValidator(_finite), BeforeValidator(_no_bool)]
+PositiveInt = Annotated[int, Field(gt=0), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)]
+NonNegativeInt = Annotated[int, Field(ge=0), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)]
+Beta = Annotated[float, Field(ge=0, lt=1), BeforeValidator(_finite), BeforeValidator(_no_bool)]
+Scalar = str | int | float | bool | None
+
+# --- optimizers ---------------------------------------------------------------------------------
+
+OPTIMIZERS = (
+    "adamw", "adam", "nadamw", "adam-mini", "lion", "muon", "soap", "sophia", "kron", "scion", "mars",
+    "cautious", "shampoo", "adafactor", "lamb", "sgd", "signum",
+)
+_OPTIMIZER_ALIASES = {
+    "adam_w": "adamw", "adamw_torch": "adamw", "adamwscheduled": "adamw", "decoupled_adamw": "adamw",
+    "nadam": "nadamw", "mini": "adam-mini", "adammini": "adam-mini", "adam_mini": "adam-mini",
+    "soape": "soap", "sophiah": "sophia", "sophia-h": "sophia", "psgd-kron": "kron", "psgd_kron": "kron",
+    "cautious-adamw": "cautious", "c-adamw": "cautious",
+}
+
+
+def normalize_optimizer(name: str) -> str:
+    key = name.strip().lower()
+    key = _OPTIMIZER_ALIASES.get(key, key)
+    if key not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)} (aliases: {', '.join(sorted(_OPTIMIZER_ALIASES))})")
+    return key
+
+
+# --- the configuration --------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(_Section):
+    n_params: Count = Field(description="non-embedding parameters (total, for MoE)")
+    n_params_total: Count | None = Field(None, description="parameters including embeddings")
+    n_params_active: Count | None = Field(None, description="parameters active per token (MoE)")
+    d_model: PositiveInt | None = None
+    n_layers: PositiveInt | None = None
+    n_heads: PositiveInt | None = None
+    d_ff: PositiveInt | None = None
+    vocab_size: PositiveInt | None = None
+    seq_len: PositiveInt | None = None
+    arch: Literal["dense", "moe"] = "dense"
+    n_experts: PositiveInt | None = None
+    top_k: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _moe_fields(self) -> ModelSpec:
+        if self.arch == "dense" and (self.n_experts or 0) > 1:
+            raise ValueError(f"model.n_experts={self.n_experts} needs model.arch='moe'")
+        return self
+
+
+class DataSpec(_Section):
+    tokens: Count = Field(description="training tokens")
+    dataset: str | None = None
+
+
+class OptimizerSpec(BaseModel):
+    """Common optimizer fields; optimizer-specific ones (muon_to_adam_lr, shampoo_beta, ...) are kept as extras."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    name: str = "adamw"
+    lr: Positive | None = None
+    beta1: Beta | None = None
+    beta2: Beta | None = None
+    eps: NonNegative | None = None
+    weight_decay: NonNegative | None = None
+    grad_clip: NonNegative | None = None
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _normalize(cls, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected an optimizer name (string), got {value!r}")
+        return normalize_optimizer(value)
+
+    @model_validator(mode="after")
+    def _scalar_extras(self) -> OptimizerSpec:
+        for key, value in (self.model_extra or {}).items():
+            _check_scalar(f"optimizer.{key}", value)
+        return self
+
+
+class ScheduleSpec(_Section):
+    name: str | None = Field(None, description="cosine, linear, wsd, constant, ...")
+    warmup_steps: NonNegative | None = None
+    total_steps: PositiveInt | None = None
+    min_lr: NonNegative | None = None
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] | None = None
+    cooldown_steps: NonNegative | None = None
+
+
+class BatchSpec(_Section):
+    tokens: Count | None = Field(None, description="tokens per optimizer step")
+    sequences: PositiveInt | None = None
+
+
+def _check_scalar(field: str, value: Any) -> None:
+    if not isinstance(value, (str, int, float, bool, type(None))):
+        raise ValueError(f"{field} must be a scalar (number, string, bool), got {type(value).__name__} {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{field} must be a finite number, got {value}")
+
+
+class RunConfig(_Section):
+    source: str = Field(min_length=1, description="where the run comes from; losses compare only within a source")
+    model: ModelSpec
+    data: DataSpec
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    batch: BatchSpec = Field(default_factory=BatchSpec)
+    extra: dict[str, Scalar] = Field(default_factory=dict, description="source-specific fields")
+
+    @field_validator("extra")
+    @classmethod
+    def _scalar_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            _check_scalar(f"extra.{key}", item)
+        return value
+
+    @property
+    def flops(self) -> float:
+        """Training compute 6 N D (non-embedding, active parameters where given)."""
+        return 6.0 * (self.model.n_params_active or self.model.n_params) * self.data.tokens
+
+
+class Curve(_Section):
+    """Loss at points of training; `tokens` strictly increasing."""
+
+    tokens: list[Count]
+    loss: list[Positive]
+
+    @model_validator(mode="after")
+    def _aligned(self) -> Curve:
+        if len(self.tokens) != len(self.loss):
+            raise ValueError(f"curve.tokens has {len(self.tokens)} points but curve.loss has {len(self.loss)}")
+        if any(b <= a for a, b in zip(self.tokens, self.tokens[1:])):
+            raise ValueError("curve.tokens must be strictly increasing")
+        return self
+
+
+class RunRecord(_Section):
+    run_id: str = Field(min_length=1)
+    config: RunConfig
+    final_loss: Positive | None = Field(None, description="final loss in nats/token; None only for a diverged run with no finite loss")
+    loss_kind: str = Field("train", description="what the loss measures: train, c4_eval, paloma_c4_en, ...")
+    diverged: bool = False
+    curve: Curve | None = None
+
+    @model_validator(mode="after")
+    def _loss_present(self) -> RunRecord:
+        if self.final_loss is None and not self.diverged:
+            raise ValueError("final_loss is required unless the run diverged (diverged=true)")
+        return self
+
+    # --- flat dotted view -----------------------------------------------------------------------
+
+    def to_flat(self) -> dict[str, Any]:
+        flat: dict[str, Any] = {
+            "run_id": self.run_id,
+            "source": self.config.source,
+            "loss_kind": self.loss_kind,
+            "final_loss": self.final_loss,
+            "diverged": self.diverged,
+            "curve_tokens": list(self.curve.tokens) if self.curve else None,
+            "curve_loss": list(self.curve.loss) if self.curve else None,
+        }
+        flat.update(config_to_flat(self.config))
+        return flat
+
+    @classmethod
+    def from_flat(cls, row: dict[str, Any]) -> RunRecord:
+        row = {k: v for k, v in row.items() if not _missing(v)}
+        curve = None
+        if "curve_tokens" in row or "curve_loss" in row:
+            curve = {"tokens": list(row.pop("curve_tokens", [])), "loss": list(row.pop("curve_loss", []))}
+        top = {k: row.pop(k) for k in ("run_id", "final_loss", "loss_kind", "diverged") if k in row}
+        return validate(cls, {**top, "curve": curve, "config": _unflatten(row)})
+
+
+def config_to_flat(config: RunConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = {"source": config.source}
+    for section in ("model", "data", "optimizer", "schedule", "batch"):
+        for key, value in getattr(config, section).model_dump().items():
+            flat[f"{section}.{key}"] = value
+    for key, value in config.extra.items():
+        flat[f"extra.{key}"] = value
+    return flat
+
+
+def config_from_flat(row: dict[str, Any]) -> RunConfig:
+    row = {k: v for k, v in row.items() if not _missing(v)}
+    return validate(RunConfig, _unflatten(row))
+
+
+_RECORD_COLUMNS = {"run_id", "final_loss", "loss_kind", "diverged", "curve_tokens", "curve_loss"}
+
+
+def _unflatten(row: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in _RECORD_COLUMNS:
+            continue
+        head, _, rest = key.partition(".")
+        if not rest:
+            nested[head] = value
+        else:
+            nested.setdefault(head, {})[rest] = _to_python(value)
+    return nested
+
+
+def _to_python(value: Any) -> Any:
+    item = getattr(value, "item", None)  # numpy scalars from pandas
+    return item() if callable(item) and not isinstance(value, (str, bytes)) else value
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    try:
+        return bool(value != value)  # numpy NaN, pandas NA
+    except (TypeError, ValueError):
+        return False
+
+
+# --- validation with readable errors ------------------------------------------------------------
+
+
+def format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "<root>"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            lines.append(f"{field}: required field is missing")
+        elif item["type"] == "extra_forbidden":
+            lines.append(f"{field}: unknown field (value {item['input']!r}); put source-specific fields under 'extra'")
+        else:
+            lines.append(f"{field}: got {item['input']!r}: {message}")
+    return "; ".join(lines)
+
+
+def validate(model: type[BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"invalid {model.__name__}: {format_validation_error(error)}") from None
+
+
+# --- YAML / JSON files --------------------------------------------------------------------------
+
+
+def load(path: str | Path, kind: type[BaseModel] = RunConfig) -> Any:
+    """Load a RunConfig (or RunRecord) from .yaml/.yml/.json."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields at the top level, got {type(data).__name__}")
+    try:
+        return validate(kind, data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def save(obj: BaseModel, path: str | Path) -> None:
+    path = Path(path)
+    data = obj.model_dump(mode="json", exclude_none=True)
+    text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
