@@ -1,0 +1,135 @@
+"""`ncpl` command line: data import / show / split, fit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ncpl.schema import ConfigError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Predict pretraining loss from a run's full configuration.")
+data_app = typer.Typer(no_args_is_help=True, help="Import, inspect and split real run logs.")
+app.add_typer(data_app, name="data")
+console = Console(width=None if sys.stdout.isatty() else 200)  # no wrapping in logs and CI
+
+
+def fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+@data_app.command("import")
+def data_import(
+    source: Annotated[str, typer.Argument(help="steplaw, steplaw-moe, marin, gadre, gadre-grid, gemstones, misfitting, epoch, table")],
+    paths: Annotated[list[Path], typer.Argument(help="raw files (or the Gadre models folder)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="runs Parquet file to write")],
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="skip and count malformed rows instead of failing")] = False,
+) -> None:
+    """Read raw logs of one source into the canonical runs Parquet file."""
+    from ncpl.sources import ImportFailed, import_runs
+    from ncpl.store import write_runs
+
+    try:
+        result = import_runs(source, paths, skip_bad=skip_bad)
+    except (ImportFailed, ConfigError) as error:
+        fail(str(error))
+    if not result.records:
+        fail(f"{result.summary()}: no records to write")
+    write_runs(result.records, output)
+    console.print(result.summary())
+    console.print(f"wrote {len(result.records)} runs to {output}")
+
+
+def _range(values: pd.Series, fmt: str = ".3g") -> str:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return "-" if values.empty else f"{values.min():{fmt}} .. {values.max():{fmt}}"
+
+
+@data_app.command("show")
+def data_show(paths: Annotated[list[Path], typer.Argument(help="runs Parquet files")]) -> None:
+    """Runs per source with the ranges of N, D, lr, batch and loss, curves and diverged runs."""
+    from ncpl.store import read_runs
+
+    try:
+        runs = read_runs(*paths)
+    except ConfigError as error:
+        fail(str(error))
+    table = Table(title=f"{len(runs)} runs in {', '.join(map(str, paths))}")
+    for header in ("source", "runs", "loss kind", "N (non-emb)", "D (tokens)", "lr", "batch (tokens)", "final loss", "curves", "diverged", "optimizers"):
+        table.add_column(header)
+    for source, group in runs.groupby("source"):
+        curves = group["curve_loss"].notna().sum() if "curve_loss" in group else 0
+        table.add_row(
+            str(source), str(len(group)), ",".join(sorted(group["loss_kind"].unique())),
+            _range(group["model.n_params"]), _range(group["data.tokens"]),
+            _range(group.get("optimizer.lr", pd.Series(dtype=float))), _range(group.get("batch.tokens", pd.Series(dtype=float))),
+            _range(group["final_loss"][~group["diverged"]], ".3f"), str(curves), str(int(group["diverged"].sum())),
+            str(group["optimizer.name"].nunique()),
+        )
+    console.print(table)
+
+
+@data_app.command("split")
+def data_split(
+    paths: Annotated[list[Path], typer.Argument(help="runs Parquet files")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for train/id/ood.parquet")],
+    ood_min_params: Annotated[Optional[float], typer.Option(help="runs with at least this many non-embedding params are OOD")] = None,
+    ood_min_flops: Annotated[Optional[float], typer.Option(help="runs with at least this compute (6ND) are OOD")] = None,
+    ood_runs: Annotated[Optional[Path], typer.Option(help="file of run ids (one a line) that are OOD")] = None,
+    id_frac: Annotated[float, typer.Option(help="fraction of the remaining runs held out as ID, per source")] = 0.15,
+    seed: Annotated[int, typer.Option(help="seed of the ID draw")] = 0,
+) -> None:
+    """Write DIR/train.parquet, DIR/id.parquet and DIR/ood.parquet; no run is in two."""
+    from ncpl.splits import split_runs
+    from ncpl.store import read_runs, write_runs
+
+    try:
+        runs = read_runs(*paths)
+        ids = ood_runs.read_text().split() if ood_runs else None
+        split = split_runs(runs, id_frac=id_frac, seed=seed, ood_min_params=ood_min_params, ood_min_flops=ood_min_flops, ood_runs=ids)
+    except (ConfigError, ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    for name, frame in split.items():
+        write_runs(frame, output / f"{name}.parquet")
+        console.print(f"{name}: {len(frame)} runs ({', '.join(f'{s} {n}' for s, n in frame['source'].value_counts().sort_index().items())})")
+
+
+@app.command()
+def fit(
+    predictor: Annotated[str, typer.Argument(help="predictor name, e.g. chinchilla")],
+    train: Annotated[list[Path], typer.Option("--train", help="runs Parquet file(s) to fit on")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="predictor directory to write")],
+) -> None:
+    """Fit a predictor on runs and save it; prints what was fitted."""
+    from ncpl import predictors
+    from ncpl.columns import usable
+    from ncpl.store import read_runs
+
+    try:
+        runs = read_runs(*train)
+        model = predictors.create(predictor).fit(runs)
+    except ConfigError as error:
+        fail(str(error))
+    model.save(output)
+    ok = runs[usable(runs)]
+    error = np.abs(model.predict(ok) - ok["final_loss"].to_numpy())
+    table = Table(title=f"{predictor} fitted on {len(runs)} runs -> {output}")
+    state = model.get_state()
+    law_fields = ("E", "A", "alpha", "B", "beta") if "laws" in state else ()
+    for header in ("source", "runs fitted", *law_fields, "train MAE"):
+        table.add_column(header)
+    for source, group in ok.groupby("source"):
+        law = state.get("laws", {}).get(source, {})
+        table.add_row(str(source), str(len(group)), *(f"{law[k]:.4g}" for k in law_fields), f"{error[(ok['source'] == source).to_numpy()].mean():.4f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

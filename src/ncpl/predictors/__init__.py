@@ -1,0 +1,73 @@
+"""Every loss predictor answers one interface, so evaluation, scoring and tuning are written once.
+
+In the spirit of scikit-learn: construct with hyperparameters, ``fit(runs)`` on a runs table (the
+flat frame of `ncpl.store`), ``predict(configs)`` the final loss of each row, ``predict_curve`` the
+loss at fractions of training where the predictor has curves, ``save(dir)`` and
+``ncpl.predictors.load(dir)``. Nothing is pickled: a directory holds JSON (and safetensors or the
+model's own format for weights).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ncpl.schema import ConfigError
+
+META_FILE = "predictor.json"
+REGISTRY = {  # name -> "module:Class"
+    "chinchilla": "ncpl.predictors.chinchilla:Chinchilla",
+}
+
+
+class Predictor(ABC):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def fit(self, runs: pd.DataFrame) -> Predictor: ...
+
+    @abstractmethod
+    def predict(self, configs: pd.DataFrame) -> np.ndarray:
+        """Final loss of each row."""
+
+    def predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
+        """Loss at each fraction of training: shape (rows, fractions)."""
+        raise NotImplementedError(f"{self.name} does not predict loss curves")
+
+    @abstractmethod
+    def get_state(self) -> dict[str, Any]:
+        """Everything needed to predict, as JSON-serialisable data."""
+
+    @abstractmethod
+    def set_state(self, state: dict[str, Any]) -> None: ...
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".{META_FILE}.tmp"
+        tmp.write_text(json.dumps({"predictor": self.name, "state": self.get_state()}, indent=2))
+        tmp.replace(directory / META_FILE)
+        return directory
+
+
+def create(name: str, **params: Any) -> Predictor:
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown predictor {name!r}; known: {', '.join(REGISTRY)}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)(**params)
+
+
+def load(directory: str | Path) -> Predictor:
+    meta_path = Path(directory) / META_FILE
+    if not meta_path.exists():
+        raise ConfigError(f"{directory}: not a predictor directory ({META_FILE} not found)")
+    meta = json.loads(meta_path.read_text())
+    predictor = create(meta["predictor"])
+    predictor.set_state(meta["state"])
+    return predictor

@@ -1,0 +1,140 @@
+"""Chinchilla law per source: L = E + A / N^alpha + B / D^beta.
+
+Fitted as Hoffmann et al. and the Epoch replication do: Huber loss (delta 1e-3) on the log of the
+loss, the law written as LSE(a - alpha log N, b - beta log D, e), L-BFGS from the best points of a
+grid of starting values. N is non-embedding (active) parameters, D training tokens. Diverged runs
+are left out of the fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import logsumexp, softmax
+
+from ncpl.columns import effective_params, tokens, usable
+from ncpl.predictors import Predictor
+from ncpl.schema import ConfigError
+
+# Hoffmann et al.'s grid of starting points: e, a, b, alpha, beta.
+_GRID = np.array(np.meshgrid(
+    np.arange(-1.0, 1.01, 0.5), np.arange(0.0, 25.1, 5.0), np.arange(0.0, 25.1, 5.0),
+    np.arange(0.0, 2.01, 0.5), np.arange(0.0, 2.01, 0.5), indexing="ij",
+)).reshape(5, -1).T
+
+
+@dataclass(frozen=True)
+class ChinchillaLaw:
+    E: float
+    A: float
+    alpha: float
+    B: float
+    beta: float
+    n_runs: int = 0
+
+    def __call__(self, n_params: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:
+        return self.E + self.A / np.asarray(n_params, float) ** self.alpha + self.B / np.asarray(n_tokens, float) ** self.beta
+
+
+def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+    e, a, b, alpha, beta = theta
+    terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
+    residual = logsumexp(terms, axis=0) - log_loss
+    small = np.abs(residual) <= delta
+    value = np.where(small, 0.5 * residual**2, delta * (np.abs(residual) - 0.5 * delta)).sum()
+    slope = np.where(small, residual, delta * np.sign(residual))
+    weights = softmax(terms, axis=0) * slope
+    grad = np.array([weights[2].sum(), weights[0].sum(), weights[1].sum(), -(weights[0] * log_n).sum(), -(weights[1] * log_d).sum()])
+    return value, grad
+
+
+def _grid_values(log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float) -> np.ndarray:
+    e, a, b, alpha, beta = (_GRID[:, i : i + 1] for i in range(5))
+    terms = np.stack([a - alpha * log_n, b - beta * log_d, np.broadcast_to(e, (len(_GRID), len(log_n)))])
+    residual = np.abs(logsumexp(terms, axis=0) - log_loss)
+    return np.where(residual <= delta, 0.5 * residual**2, delta * (residual - 0.5 * delta)).sum(axis=1)
+
+
+def fit_law(
+    n_params: np.ndarray,
+    n_tokens: np.ndarray,
+    loss: np.ndarray,
+    *,
+    delta: float = 1e-3,
+    exponent_bounds: tuple[float, float] = (0.0, 2.5),
+    n_starts: int = 30,
+) -> ChinchillaLaw:
+    log_n, log_d, log_loss = np.log(n_params), np.log(n_tokens), np.log(loss)
+    starts = _GRID[np.argsort(_grid_values(log_n, log_d, log_loss, delta))[:n_starts]]
+    bounds = [(None, None)] * 3 + [exponent_bounds] * 2
+    best = None
+    for start in starts:
+        start = np.clip(start, [-np.inf] * 3 + [exponent_bounds[0]] * 2, [np.inf] * 3 + [exponent_bounds[1]] * 2)
+        result = minimize(_objective, start, args=(log_n, log_d, log_loss, delta), jac=True, method="L-BFGS-B", bounds=bounds)
+        if best is None or result.fun < best.fun:
+            best = result
+    e, a, b, alpha, beta = best.x
+    return ChinchillaLaw(E=float(np.exp(e)), A=float(np.exp(a)), alpha=float(alpha), B=float(np.exp(b)), beta=float(beta), n_runs=len(loss))
+
+
+class Chinchilla(Predictor):
+    """One Chinchilla law per source.
+
+    fit_on: "all" fits every usable run; "best" fits only the lowest-loss run of each (N, D) group,
+    the law's own assumption that the other hyperparameters were tuned.
+    """
+
+    name = "chinchilla"
+
+    def __init__(self, fit_on: str = "all", delta: float = 1e-3, exponent_bounds: tuple[float, float] = (0.0, 2.5)):
+        if fit_on not in ("all", "best"):
+            raise ConfigError(f"fit_on: got {fit_on!r}, expected 'all' or 'best'")
+        self.fit_on, self.delta, self.exponent_bounds = fit_on, delta, tuple(exponent_bounds)
+        self.laws: dict[str, ChinchillaLaw] = {}
+
+    def fit(self, runs: pd.DataFrame) -> Chinchilla:
+        runs = runs[usable(runs)]
+        if runs.empty:
+            raise ConfigError("final_loss: no usable runs to fit (all diverged or missing)")
+        self.laws = {}
+        for source, group in runs.groupby("source"):
+            if self.fit_on == "best":
+                group = group.assign(_n=effective_params(group), _d=tokens(group))
+                group = group.loc[group.groupby(["_n", "_d"])["final_loss"].idxmin()]
+            self.laws[str(source)] = fit_law(effective_params(group), tokens(group), group["final_loss"].to_numpy(float),
+                                             delta=self.delta, exponent_bounds=self.exponent_bounds)
+        return self
+
+    def law_for(self, source: str) -> ChinchillaLaw:
+        if source not in self.laws:
+            raise ConfigError(f"source: no Chinchilla law fitted for {source!r}; fitted sources: {sorted(self.laws)}. "
+                              "Train on runs of that source first.")
+        return self.laws[source]
+
+    def predict(self, configs: pd.DataFrame) -> np.ndarray:
+        return self._at(configs, tokens(configs))
+
+    def predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
+        fractions = np.asarray(fractions, float)
+        return np.stack([self._at(configs, f * tokens(configs)) for f in fractions], axis=1)
+
+    def _at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
+        out = np.empty(len(configs))
+        n_params = effective_params(configs)
+        sources = configs["source"].astype(str).to_numpy()
+        for source in np.unique(sources):
+            rows = sources == source
+            out[rows] = self.law_for(source)(n_params[rows], n_tokens[rows])
+        return out
+
+    def get_state(self) -> dict[str, Any]:
+        return {"fit_on": self.fit_on, "delta": self.delta, "exponent_bounds": list(self.exponent_bounds),
+                "laws": {source: asdict(law) for source, law in self.laws.items()}}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.fit_on, self.delta, self.exponent_bounds = state["fit_on"], state["delta"], tuple(state["exponent_bounds"])
+        self.laws = {source: ChinchillaLaw(**law) for source, law in state["laws"].items()}

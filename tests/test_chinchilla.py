@@ -1,0 +1,55 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from ncpl import predictors
+from ncpl.predictors.chinchilla import Chinchilla, ChinchillaLaw, fit_law
+from ncpl.schema import ConfigError
+
+HOFFMANN = ChinchillaLaw(E=1.69, A=406.4, alpha=0.34, B=410.7, beta=0.28)
+EPOCH = ChinchillaLaw(E=1.8172, A=482.01, alpha=0.3478, B=2085.43, beta=0.3658)
+
+
+@pytest.mark.parametrize("law", [HOFFMANN, EPOCH])
+def test_recovers_known_constants(law):
+    rng = np.random.default_rng(0)
+    n, d = 10 ** rng.uniform(7, 10, 300), 10 ** rng.uniform(9, 12, 300)
+    fitted = fit_law(n, d, law(n, d))
+    for name in ("E", "alpha", "beta"):
+        assert getattr(fitted, name) == pytest.approx(getattr(law, name), rel=1e-3)
+    for name in ("A", "B"):
+        assert getattr(fitted, name) == pytest.approx(getattr(law, name), rel=1e-2)
+
+
+def frame_from_law(law, source, rng, n=120):
+    params, tokens = 10 ** rng.uniform(7, 9.5, n), 10 ** rng.uniform(9, 11.5, n)
+    return pd.DataFrame({"run_id": [f"{source}{i}" for i in range(n)], "source": source, "model.n_params": params,
+                         "data.tokens": tokens, "final_loss": law(params, tokens), "diverged": False})
+
+
+def test_per_source_fit_predict_save_load(tmp_path):
+    rng = np.random.default_rng(1)
+    runs = pd.concat([frame_from_law(HOFFMANN, "a", rng), frame_from_law(EPOCH, "b", rng)], ignore_index=True)
+    runs.loc[0, ["final_loss", "diverged"]] = [11.0, True]  # a diverged run must not bend the fit
+    model = Chinchilla().fit(runs)
+    assert model.laws["a"].alpha == pytest.approx(0.34, rel=1e-3) and model.laws["b"].beta == pytest.approx(0.3658, rel=1e-3)
+    ok = runs[~runs["diverged"]]
+    assert np.abs(model.predict(ok) - ok["final_loss"]).max() < 1e-3
+    curve = model.predict_curve(ok.head(3), np.array([0.5, 1.0]))
+    assert curve.shape == (3, 2) and (curve[:, 0] > curve[:, 1]).all()
+    loaded = predictors.load(model.save(tmp_path / "law"))
+    assert np.array_equal(loaded.predict(ok), model.predict(ok))
+    with pytest.raises(ConfigError, match="no Chinchilla law fitted for 'c'"):
+        model.predict(ok.head(1).assign(source="c"))
+
+
+def test_fit_on_best_and_bad_options():
+    rng = np.random.default_rng(2)
+    runs = frame_from_law(HOFFMANN, "a", rng)
+    worse = runs.assign(run_id=runs["run_id"] + "w", final_loss=runs["final_loss"] + 0.3)
+    model = Chinchilla(fit_on="best").fit(pd.concat([runs, worse], ignore_index=True))
+    assert model.laws["a"].E == pytest.approx(1.69, rel=1e-2) and model.laws["a"].n_runs == len(runs)
+    with pytest.raises(ConfigError, match="fit_on"):
+        Chinchilla(fit_on="median")
+    with pytest.raises(ConfigError, match="unknown predictor"):
+        predictors.create("gpt5")

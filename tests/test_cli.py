@@ -1,0 +1,40 @@
+"""The command line end to end on small real files."""
+
+import json
+
+from typer.testing import CliRunner
+
+from ncpl.cli import app
+from ncpl.store import read_runs
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_import_show_split_fit(shared, tmp_path):
+    code, out = invoke("data", "import", "marin", shared / "marin/marin_sweep_runs.jsonl", "-o", tmp_path / "marin.parquet")
+    assert code == 0 and "1490 rows read" in out and "skipped" in out
+    code, out = invoke("data", "import", "gadre", shared / "mlfoundations_scaling/exp_data/models", "-o", tmp_path / "gadre.parquet")
+    assert code == 0
+    code, out = invoke("data", "show", tmp_path / "marin.parquet", tmp_path / "gadre.parquet")
+    assert code == 0 and "1463 runs" in out and "marin" in out and "gadre" in out
+    code, out = invoke("data", "split", tmp_path / "marin.parquet", tmp_path / "gadre.parquet",
+                       "--ood-min-params", "3e8", "--id-frac", "0.15", "--seed", "0", "-o", tmp_path / "split")
+    assert code == 0, out
+    parts = {name: read_runs(tmp_path / "split" / f"{name}.parquet") for name in ("train", "id", "ood")}
+    assert sum(len(p) for p in parts.values()) == 1463
+    code, out = invoke("fit", "chinchilla", "--train", tmp_path / "split/train.parquet", "-o", tmp_path / "law")
+    assert code == 0 and "alpha" in out, out
+    state = json.loads((tmp_path / "law/predictor.json").read_text())
+    assert set(state["state"]["laws"]) == {"marin", "gadre"}
+
+
+def test_errors_are_reported_not_raised(tmp_path):
+    code, out = invoke("data", "import", "steplaw", tmp_path / "missing.csv", "-o", tmp_path / "x.parquet")
+    assert code == 2 and "file not found" in out
+    code, out = invoke("fit", "chinchilla", "--train", tmp_path / "missing.parquet", "-o", tmp_path / "law")
+    assert code == 2 and "not found" in out
