@@ -208,6 +208,7 @@ class RunRecord(_Section):
     loss_kind: str = Field("train", description="what the loss measures: train, c4_eval, paloma_c4_en, ...")
     diverged: bool = False
     curve: Curve | None = None
+    other_losses: dict[str, Positive] = Field(default_factory=dict, description="other measurements of the run (other eval sets, the unsmoothed loss); outcomes, so never config")
 
     @model_validator(mode="after")
     def _loss_present(self) -> RunRecord:
@@ -227,6 +228,7 @@ class RunRecord(_Section):
             "curve_tokens": list(self.curve.tokens) if self.curve else None,
             "curve_loss": list(self.curve.loss) if self.curve else None,
         }
+        flat.update({f"other_loss.{name}": loss for name, loss in self.other_losses.items()})
         flat.update(config_to_flat(self.config))
         return flat
 
@@ -237,7 +239,8 @@ class RunRecord(_Section):
         if "curve_tokens" in row or "curve_loss" in row:
             curve = {"tokens": list(row.pop("curve_tokens", [])), "loss": list(row.pop("curve_loss", []))}
         top = {k: row.pop(k) for k in ("run_id", "final_loss", "loss_kind", "diverged") if k in row}
-        return validate(cls, {**top, "curve": curve, "config": _unflatten(row)})
+        other = {k.removeprefix("other_loss."): row.pop(k) for k in list(row) if k.startswith("other_loss.")}
+        return validate(cls, {**top, "curve": curve, "other_losses": other, "config": _unflatten(row)})
 
 
 def config_to_flat(config: RunConfig) -> dict[str, Any]:

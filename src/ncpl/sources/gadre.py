@@ -1,7 +1,7 @@
 """Gadre et al. over-training suite (`exp_data/models/*.json`): 104 fully specified open_lm models.
 
 A path may be the models folder or one file. The final loss is the C4 validation loss (the one
-the paper fits); the other seven validation losses are kept as ``extra.loss_<set>``. Batch size,
+the paper fits); the other seven validation losses are kept as the record's ``other_losses``. Batch size,
 beta2 and grad clip come from the training command line, which is right where the
 `hyperparameters` block is not (some 7B entries list global_bs 1).
 """
@@ -60,11 +60,10 @@ def record(data: dict[str, Any]) -> RunRecord:
         "schedule": {"name": "cosine", "warmup_steps": column(hyper, "warmup"), "min_lr": column(hyper, "cd"),
                      "total_steps": round(float(hyper["tokens"]) / (sequences * SEQ_LEN))},
         "batch": {"sequences": sequences, "tokens": sequences * SEQ_LEN},
-        "extra": {"chinchilla_multiplier": float(column(hyper, "chinchilla_multiplier")),
-                  **{f"loss_{name}": loss for name, loss in losses.items() if name != "c4_val"}},
+        "extra": {"chinchilla_multiplier": float(column(hyper, "chinchilla_multiplier"))},
     }
     return validate(RunRecord, {"run_id": f"gadre/{column(data, 'name')}", "config": config,
-                                "final_loss": losses["c4_val"], "loss_kind": "c4_val"})
+                                "final_loss": losses.pop("c4_val"), "loss_kind": "c4_val", "other_losses": losses})
 
 
 def rows(path: Path) -> Iterator[Row]:

@@ -43,7 +43,7 @@ def base_config(row: dict[str, Any], source: str) -> dict[str, Any]:
         "optimizer": {"name": "adamw", "lr": column(row, "lr")},
         "schedule": {"name": "cosine", "total_steps": column(row, "ti"), "min_lr": min_lr(str(column(row, "exp_name")))},
         "batch": {"sequences": sequences, "tokens": sequences * int(row.get("seq_len") or SEQ_LEN)},
-        "extra": present({"raw_final_loss": row.get("loss")}),
+        "extra": {},
     }
 
 
@@ -55,6 +55,7 @@ def record(row: dict[str, Any], config: dict[str, Any]) -> RunRecord:
         "final_loss": loss,
         "loss_kind": "train_smoothed",
         "diverged": loss >= DIVERGED_LOSS,
+        "other_losses": present({"train_unsmoothed": row.get("loss")}),
     })
 
 
