@@ -38,3 +38,17 @@ def test_errors_are_reported_not_raised(tmp_path):
     assert code == 2 and "file not found" in out
     code, out = invoke("fit", "chinchilla", "--train", tmp_path / "missing.parquet", "-o", tmp_path / "law")
     assert code == 2 and "not found" in out
+
+
+def test_eval_command(shared, tmp_path):
+    code, _ = invoke("data", "import", "gadre", shared / "mlfoundations_scaling/exp_data/models", "-o", tmp_path / "gadre.parquet")
+    assert code == 0
+    invoke("data", "split", tmp_path / "gadre.parquet", "--ood-min-params", "3e8", "-o", tmp_path / "split")
+    code, out = invoke("fit", "chinchilla", "--train", tmp_path / "split/train.parquet", "-o", tmp_path / "law")
+    assert code == 0
+    code, out = invoke("eval", "--train", tmp_path / "split/train.parquet", "--test", f"ood={tmp_path / 'split/ood.parquet'}",
+                       "--models", f"xgboost,saved:{tmp_path / 'law'}", "-o", tmp_path / "report")
+    assert code == 0, out
+    assert "| ood | gadre | saved |" in out and (tmp_path / "report/parity_xgboost_ood.png").exists()
+    code, out = invoke("eval", "--train", tmp_path / "split/train.parquet", "--test", "nonsense", "-o", tmp_path / "r2")
+    assert code == 2 and "NAME=FILE" in out

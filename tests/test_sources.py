@@ -26,9 +26,9 @@ def test_steplaw_dense(shared):
         assert record.config.optimizer.lr == pytest.approx(row["lr"]) and record.config.batch.tokens == row["bs"] * 2048
         assert record.config.schedule.min_lr == pytest.approx(1e-5)
     diverged = [r for r in result.records if r.diverged]
-    assert 0 < len(diverged) < 200 and all(r.final_loss > 6 for r in diverged)
+    assert len(diverged) == (raw["smooth loss"] >= 4).sum() == 135
     losses = [r.final_loss for r in result.records if not r.diverged]
-    assert 1.5 < min(losses) and max(losses) < 6
+    assert 1.5 < min(losses) and max(losses) < 3.5
 
 
 def test_steplaw_moe(shared):

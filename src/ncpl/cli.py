@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ncpl.schema import ConfigError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Predict pretraining loss from a run's full configuration.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="Predict pretraining loss from a run's full configuration.")
 data_app = typer.Typer(no_args_is_help=True, help="Import, inspect and split real run logs.")
 app.add_typer(data_app, name="data")
 console = Console(width=None if sys.stdout.isatty() else 200)  # no wrapping in logs and CI
@@ -129,6 +129,50 @@ def fit(
         law = state.get("laws", {}).get(source, {})
         table.add_row(str(source), str(len(group)), *(f"{law[k]:.4g}" for k in law_fields), f"{error[(ok['source'] == source).to_numpy()].mean():.4f}")
     console.print(table)
+
+
+def _predictor_specs(spec: str) -> list[tuple[str, str | None]]:
+    """`a,b,label:DIR` -> [(a, None), (b, None), (label, DIR)]: a name is fitted, label:DIR is loaded."""
+    out = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, directory = item.partition(":")
+        out.append((name, directory or None))
+    return out
+
+
+@app.command("eval")
+def evaluate_cmd(
+    train: Annotated[list[Path], typer.Option("--train", help="runs Parquet file(s) the fittable predictors are fitted on")],
+    test: Annotated[list[str], typer.Option("--test", help="NAME=FILE.parquet, repeatable")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="report folder")],
+    models: Annotated[str, typer.Option("--models", help="comma list: chinchilla, xgboost, xgboost-residual, or LABEL:MODEL_DIR to load")] = "chinchilla,xgboost,xgboost-residual",
+) -> None:
+    """Fit each predictor on TRAIN, report accuracy and hyperparameter regret on each test set."""
+    from ncpl import predictors
+    from ncpl.evaluate import evaluate, markdown, write_report
+    from ncpl.store import read_runs
+
+    try:
+        tests = {}
+        for item in test:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise ConfigError(f"--test: got {item!r}, expected NAME=FILE.parquet")
+            tests[name] = read_runs(path)
+        runs = read_runs(*train)
+        fitted = {}
+        for name, directory in _predictor_specs(models):
+            if directory:
+                fitted[name] = predictors.load(directory)
+            else:
+                with console.status(f"fitting {name} on {len(runs)} runs"):
+                    fitted[name] = predictors.create(name).fit(runs)
+        report = evaluate(fitted, tests)
+    except ConfigError as error:
+        fail(str(error))
+    write_report(report, output)
+    console.print(markdown(report))
+    console.print(f"report, JSON and parity plots in {output}/")
 
 
 if __name__ == "__main__":

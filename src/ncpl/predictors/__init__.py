@@ -23,6 +23,8 @@ from ncpl.schema import ConfigError
 META_FILE = "predictor.json"
 REGISTRY = {  # name -> "module:Class"
     "chinchilla": "ncpl.predictors.chinchilla:Chinchilla",
+    "xgboost": "ncpl.predictors.trees:XGBoost",
+    "xgboost-residual": "ncpl.predictors.trees:XGBoostResidual",
 }
 
 

@@ -1,0 +1,114 @@
+"""Gradient-boosted trees on the flat configuration, on the raw loss or on the residual over Chinchilla.
+
+Features are every numeric config column of the training runs (log10 where all its training values
+are positive, as counts, rates and sizes are), booleans as 0/1, and a few categorical fields (source,
+optimizer, schedule, architecture, dataset). The residual variant fits a per-source Chinchilla law
+on the same runs first and learns what the law misses. Diverged runs are left out of the fit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from ncpl.columns import usable
+from ncpl.predictors import Predictor
+from ncpl.predictors.chinchilla import Chinchilla
+
+CONFIG_PREFIXES = ("model.", "data.", "optimizer.", "schedule.", "batch.", "extra.")
+CATEGORICAL = ("source", "optimizer.name", "schedule.name", "model.arch", "data.dataset")
+
+
+class FeatureSpec:
+    """The columns a tree model reads, decided on the training runs and replayed on any configs."""
+
+    def __init__(self, numeric: dict[str, bool] | None = None, categories: dict[str, list[str]] | None = None):
+        self.numeric = numeric or {}  # column -> take log10
+        self.categories = categories or {}  # column -> known values
+
+    @classmethod
+    def from_runs(cls, runs: pd.DataFrame) -> FeatureSpec:
+        numeric, categories = {}, {}
+        for name in runs.columns:
+            values = runs[name].dropna()
+            if name in CATEGORICAL and len(values):
+                categories[name] = sorted(map(str, values.unique()))
+            elif name.startswith(CONFIG_PREFIXES) and len(values) and _is_numeric(values):
+                numbers = values.astype(float)
+                numeric[name] = bool((numbers > 0).all() and not pd.api.types.is_bool_dtype(values))
+        return cls(numeric, categories)
+
+    def transform(self, configs: pd.DataFrame) -> pd.DataFrame:
+        out = {}
+        for name, use_log in self.numeric.items():
+            values = pd.to_numeric(configs[name], errors="coerce").astype(float) if name in configs else pd.Series(np.nan, index=configs.index)
+            out[name] = np.log10(values.where(values > 0)) if use_log else values
+        for name, known in self.categories.items():
+            values = configs[name].astype("string") if name in configs else pd.Series(pd.NA, index=configs.index, dtype="string")
+            out[name] = pd.Categorical(values, categories=known)
+        return pd.DataFrame(out, index=configs.index)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"numeric": self.numeric, "categories": self.categories}
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        return True
+    return bool(values.map(lambda v: isinstance(v, (int, float, bool, np.number))).all())
+
+
+class XGBoost(Predictor):
+    name = "xgboost"
+    residual = False
+
+    def __init__(self, n_estimators: int = 600, learning_rate: float = 0.03, max_depth: int = 6, subsample: float = 0.8,
+                 colsample_bytree: float = 0.8, min_child_weight: float = 1.0, seed: int = 0):
+        self.params = {"n_estimators": n_estimators, "learning_rate": learning_rate, "max_depth": max_depth,
+                       "subsample": subsample, "colsample_bytree": colsample_bytree, "min_child_weight": min_child_weight,
+                       "random_state": seed}
+        self.features = FeatureSpec()
+        self.baseline: Chinchilla | None = None
+        self.model: xgb.XGBRegressor | None = None
+
+    def _regressor(self) -> xgb.XGBRegressor:
+        return xgb.XGBRegressor(**self.params, tree_method="hist", enable_categorical=True, n_jobs=2)
+
+    def fit(self, runs: pd.DataFrame) -> XGBoost:
+        runs = runs[usable(runs)]
+        target = runs["final_loss"].to_numpy(float)
+        if self.residual:
+            self.baseline = Chinchilla().fit(runs)
+            target = target - self.baseline.predict(runs)
+        self.features = FeatureSpec.from_runs(runs)
+        self.model = self._regressor().fit(self.features.transform(runs), target)
+        return self
+
+    def predict(self, configs: pd.DataFrame) -> np.ndarray:
+        prediction = self.model.predict(self.features.transform(configs)).astype(float)
+        return prediction + self.baseline.predict(configs) if self.residual else prediction
+
+    def get_state(self) -> dict[str, Any]:
+        return {"params": self.params, "features": self.features.to_dict(),
+                "baseline": self.baseline.get_state() if self.baseline else None,
+                "booster": json.loads(self.model.get_booster().save_raw("json").decode())}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.params = state["params"]
+        self.features = FeatureSpec(**state["features"])
+        if state["baseline"]:
+            self.baseline = Chinchilla()
+            self.baseline.set_state(state["baseline"])
+        self.model = self._regressor()
+        self.model.load_model(bytearray(json.dumps(state["booster"]).encode()))
+
+
+class XGBoostResidual(XGBoost):
+    """XGBoost on the residual of the per-source Chinchilla law."""
+
+    name = "xgboost-residual"
+    residual = True

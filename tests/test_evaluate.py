@@ -1,0 +1,78 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ncpl import predictors
+from ncpl.evaluate import accuracy, evaluate, regret, write_report
+from ncpl.laws import steplaw
+from ncpl.sources import import_runs
+from ncpl.store import to_frame
+
+
+def test_accuracy_on_hand_made_arrays():
+    got = accuracy(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.5, 5.0]))
+    assert got["n"] == 4 and got["mae"] == pytest.approx(0.5) and got["rmse"] == pytest.approx(np.sqrt(0.375))
+    assert got["spearman"] == pytest.approx(1.0)
+    assert accuracy(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0]))["spearman"] == pytest.approx(-1.0)
+
+
+def group(losses, diverged=None, n=1e8, d=1e9):
+    k = len(losses)
+    return pd.DataFrame({"run_id": [f"r{i}" for i in range(k)], "source": "s", "model.n_params": n, "data.tokens": d,
+                         "final_loss": losses, "diverged": diverged or [False] * k})
+
+
+def test_regret_on_hand_made_groups():
+    runs = pd.concat([group([3.0, 2.9, 3.2, 3.1, 3.05]), group([2.5, 2.6, 2.7, 2.8, 11.0], [False] * 4 + [True], d=2e9),
+                      group([9.0, 9.0], d=3e9)], ignore_index=True)  # too small a group: ignored
+    scores = np.array([1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 0, 0], float)  # picks 3.0 (regret 0.1) and the diverged 11.0 (8.5)
+    got = regret(runs, scores)
+    assert got["groups"] == 2 and got["regret"] == pytest.approx((0.1 + 8.5) / 2) and got["diverged_picks"] == pytest.approx(0.5)
+    flat = regret(runs, np.zeros(len(runs)))  # a score blind to hyperparameters: expected cost of a random pick
+    assert flat["regret"] == pytest.approx(((3.05 - 2.9) + (np.mean([2.5, 2.6, 2.7, 2.8, 11.0]) - 2.5)) / 2)
+
+
+def test_steplaw_law_picks_the_config_nearest_its_optimum():
+    n, d = 2.1e8, 2e10
+    lr, batch = steplaw.optimal_lr(n, d), steplaw.optimal_batch_tokens(d)
+    candidates = pd.DataFrame({"model.n_params": n, "data.tokens": d, "optimizer.lr": [lr * 4, lr * 1.1, lr / 3],
+                               "batch.tokens": [batch, batch * 1.2, batch]})
+    assert steplaw.pick(candidates) == 1
+    assert steplaw.optimal_lr(2.1e8, 2e10) == pytest.approx(1.79 * 2.1e8 ** -0.713 * 2e10 ** 0.307)
+
+
+@pytest.fixture(scope="module")
+def steplaw_split(shared):
+    runs = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
+    small = runs[runs["model.d_model"] < 1280]
+    train = small[small["model.d_model"] == 960]
+    return train[~train["diverged"]], small[small["model.d_model"] == 1024].sample(150, random_state=0)
+
+
+@pytest.mark.parametrize("name", ["xgboost", "xgboost-residual"])
+def test_trees_fit_save_load(name, steplaw_split, tmp_path):
+    train, test = steplaw_split
+    model = predictors.create(name, n_estimators=50).fit(train)
+    pred = model.predict(test)
+    assert np.isfinite(pred).all() and np.abs(model.predict(train) - train["final_loss"]).mean() < 0.05
+    loaded = predictors.load(model.save(tmp_path / name))
+    assert np.allclose(loaded.predict(test), pred)
+    assert "pickle" not in (tmp_path / name / "predictor.json").read_text()[:200]
+
+
+def test_evaluate_end_to_end_on_real_subset(steplaw_split, tmp_path):
+    train, test = steplaw_split
+    models = {"chinchilla": predictors.create("chinchilla").fit(train),
+              "xgboost-residual": predictors.create("xgboost-residual", n_estimators=50).fit(train)}
+    report = evaluate(models, {"held": test})
+    files = write_report(report, tmp_path)
+    assert {f.name for f in files} >= {"report.md", "report.json", "parity_chinchilla_held.png", "parity_xgboost-residual_held.png"}
+    data = json.loads((tmp_path / "report.json").read_text())
+    for row in data["accuracy"]:
+        assert row["ok"]["n"] > 0 and all(np.isfinite(row["ok"][k]) for k in ("mae", "rmse", "spearman"))
+    pickers = {row["picker"] for row in data["regret"]}
+    assert pickers == {"chinchilla", "xgboost-residual", "steplaw-law"}
+    assert all(np.isfinite(row["regret"]) and row["regret"] >= 0 for row in data["regret"])
+    assert "| held | steplaw | xgboost-residual |" in (tmp_path / "report.md").read_text()
