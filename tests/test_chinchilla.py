@@ -53,3 +53,15 @@ def test_fit_on_best_and_bad_options():
         Chinchilla(fit_on="median")
     with pytest.raises(ConfigError, match="unknown predictor"):
         predictors.create("gpt5")
+
+
+def test_prior_settles_what_one_model_size_cannot():
+    rng = np.random.default_rng(3)
+    d = 10 ** rng.uniform(9, 11, 100)
+    n = np.full_like(d, 1.3e8)  # a single model size: the N term is not identifiable
+    free = fit_law(n, d, EPOCH(n, d))
+    anchored = fit_law(n, d, EPOCH(n, d), prior_weight=1e-4)
+    assert anchored.alpha == pytest.approx(EPOCH.alpha, abs=0.02) and anchored.E == pytest.approx(EPOCH.E, rel=0.05)
+    assert abs(free.alpha - EPOCH.alpha) > 0.1  # left free, the exponent lands anywhere
+    for law in (free, anchored):  # both fit the data they saw
+        assert np.abs(law(n, d) - EPOCH(n, d)).max() < 2e-3

@@ -27,11 +27,13 @@ def group(losses, diverged=None, n=1e8, d=1e9):
 def test_regret_on_hand_made_groups():
     runs = pd.concat([group([3.0, 2.9, 3.2, 3.1, 3.05]), group([2.5, 2.6, 2.7, 2.8, 11.0], [False] * 4 + [True], d=2e9),
                       group([9.0, 9.0], d=3e9)], ignore_index=True)  # too small a group: ignored
-    scores = np.array([1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 0, 0], float)  # picks 3.0 (regret 0.1) and the diverged 11.0 (8.5)
+    # picks 3.0 (regret 0.1) and the diverged run, which costs the worst converged loss 2.8 (regret 0.3)
+    scores = np.array([1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 0, 0], float)
     got = regret(runs, scores)
-    assert got["groups"] == 2 and got["regret"] == pytest.approx((0.1 + 8.5) / 2) and got["diverged_picks"] == pytest.approx(0.5)
+    assert got["groups"] == 2 and got["regret"] == pytest.approx((0.1 + 0.3) / 2) and got["diverged_picks"] == pytest.approx(0.5)
     flat = regret(runs, np.zeros(len(runs)))  # a score blind to hyperparameters: expected cost of a random pick
-    assert flat["regret"] == pytest.approx(((3.05 - 2.9) + (np.mean([2.5, 2.6, 2.7, 2.8, 11.0]) - 2.5)) / 2)
+    assert flat["regret"] == pytest.approx(((3.05 - 2.9) + (np.mean([2.5, 2.6, 2.7, 2.8, 2.8]) - 2.5)) / 2)
+    assert flat["diverged_picks"] == pytest.approx(0.1)
 
 
 def test_steplaw_law_picks_the_config_nearest_its_optimum():

@@ -4,7 +4,8 @@ regret of picking hyperparameters with them. Written once against the `Predictor
 Accuracy is reported on the non-diverged runs (the headline) and on every run with a finite loss.
 Regret: within each group of runs sharing source, N and D (at least `MIN_GROUP` of them), the true
 loss of the run the predictor ranks best minus the best true loss of the group. A pick that diverged
-costs its own loss, or the group's worst finite loss when it has none. Tied scores (a law blind to
+costs the group's worst converged loss (its own, 7 or 1e14, says nothing), and the rate of such
+picks is reported beside the regret. Tied scores (a law blind to
 hyperparameters ranks a whole group equal) count as a random pick among them.
 """
 
@@ -55,7 +56,7 @@ def regret(runs: pd.DataFrame, scores: np.ndarray, min_size: int = MIN_GROUP) ->
             continue
         score = np.where(np.isfinite(scores[rows]), scores[rows], np.inf)
         picks = rows[score <= score.min() + 1e-12 * max(1.0, abs(score.min()))]  # ties: the expected cost of a random pick
-        cost = np.where(np.isfinite(loss[picks]), loss[picks], np.nanmax(loss[rows]))
+        cost = np.where(ok[picks], loss[picks], loss[rows][ok[rows]].max())
         regrets.append(cost.mean() - loss[rows][ok[rows]].min())
         diverged.append(np.mean(~ok[picks]))
     return {"groups": len(regrets), "regret": float(np.mean(regrets)) if regrets else math.nan,

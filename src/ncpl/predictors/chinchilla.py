@@ -4,6 +4,11 @@ Fitted as Hoffmann et al. and the Epoch replication do: Huber loss (delta 1e-3) 
 loss, the law written as LSE(a - alpha log N, b - beta log D, e), L-BFGS from the best points of a
 grid of starting values. N is non-embedding (active) parameters, D training tokens. Diverged runs
 are left out of the fit.
+
+Optionally (``prior_weight`` > 0, off by default so the baseline is the standard fit): a weak
+Gaussian prior centred on the Epoch replication's constants. Where the runs determine a constant it
+changes nothing measurable; where they cannot (runs at one model size leave the split between E
+and A / N^alpha free, and the free fit runs alpha to a bound) it takes the published law's split.
 """
 
 from __future__ import annotations
@@ -40,16 +45,25 @@ class ChinchillaLaw:
         return self.E + self.A / np.asarray(n_params, float) ** self.alpha + self.B / np.asarray(n_tokens, float) ** self.beta
 
 
-def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+# Prior (e, a, b, alpha, beta) = Epoch replication (Besiroglu et al. 2024), with broad widths.
+PRIOR_MEAN = np.array([np.log(1.8172), np.log(482.01), np.log(2085.43), 0.3478, 0.3658])
+PRIOR_STD = np.array([0.5, 2.0, 2.0, 0.15, 0.15])
+
+
+def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float,
+               prior_weight: float) -> tuple[float, np.ndarray]:
+    """Mean Huber loss of the log residual (in units of delta) plus the weighted prior."""
     e, a, b, alpha, beta = theta
     terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
     residual = logsumexp(terms, axis=0) - log_loss
     small = np.abs(residual) <= delta
-    value = np.where(small, 0.5 * residual**2, delta * (np.abs(residual) - 0.5 * delta)).sum()
-    slope = np.where(small, residual, delta * np.sign(residual))
+    scale = 1.0 / (delta * len(log_n))
+    value = scale * np.where(small, 0.5 * residual**2, delta * (np.abs(residual) - 0.5 * delta)).sum()
+    slope = scale * np.where(small, residual, delta * np.sign(residual))
     weights = softmax(terms, axis=0) * slope
     grad = np.array([weights[2].sum(), weights[0].sum(), weights[1].sum(), -(weights[0] * log_n).sum(), -(weights[1] * log_d).sum()])
-    return value, grad
+    z = (theta - PRIOR_MEAN) / PRIOR_STD
+    return value + 0.5 * prior_weight * (z**2).sum(), grad + prior_weight * z / PRIOR_STD
 
 
 def _grid_values(log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float) -> np.ndarray:
@@ -66,6 +80,7 @@ def fit_law(
     *,
     delta: float = 1e-3,
     exponent_bounds: tuple[float, float] = (0.0, 2.5),
+    prior_weight: float = 0.0,
     n_starts: int = 30,
 ) -> ChinchillaLaw:
     log_n, log_d, log_loss = np.log(n_params), np.log(n_tokens), np.log(loss)
@@ -74,7 +89,7 @@ def fit_law(
     best = None
     for start in starts:
         start = np.clip(start, [-np.inf] * 3 + [exponent_bounds[0]] * 2, [np.inf] * 3 + [exponent_bounds[1]] * 2)
-        result = minimize(_objective, start, args=(log_n, log_d, log_loss, delta), jac=True, method="L-BFGS-B", bounds=bounds)
+        result = minimize(_objective, start, args=(log_n, log_d, log_loss, delta, prior_weight), jac=True, method="L-BFGS-B", bounds=bounds)
         if best is None or result.fun < best.fun:
             best = result
     e, a, b, alpha, beta = best.x
@@ -90,10 +105,11 @@ class Chinchilla(Predictor):
 
     name = "chinchilla"
 
-    def __init__(self, fit_on: str = "all", delta: float = 1e-3, exponent_bounds: tuple[float, float] = (0.0, 2.5)):
+    def __init__(self, fit_on: str = "all", delta: float = 1e-3, exponent_bounds: tuple[float, float] = (0.0, 2.5),
+                 prior_weight: float = 0.0):
         if fit_on not in ("all", "best"):
             raise ConfigError(f"fit_on: got {fit_on!r}, expected 'all' or 'best'")
-        self.fit_on, self.delta, self.exponent_bounds = fit_on, delta, tuple(exponent_bounds)
+        self.fit_on, self.delta, self.exponent_bounds, self.prior_weight = fit_on, delta, tuple(exponent_bounds), prior_weight
         self.laws: dict[str, ChinchillaLaw] = {}
 
     def fit(self, runs: pd.DataFrame) -> Chinchilla:
@@ -106,7 +122,7 @@ class Chinchilla(Predictor):
                 group = group.assign(_n=effective_params(group), _d=tokens(group))
                 group = group.loc[group.groupby(["_n", "_d"])["final_loss"].idxmin()]
             self.laws[str(source)] = fit_law(effective_params(group), tokens(group), group["final_loss"].to_numpy(float),
-                                             delta=self.delta, exponent_bounds=self.exponent_bounds)
+                                             delta=self.delta, exponent_bounds=self.exponent_bounds, prior_weight=self.prior_weight)
         return self
 
     def law_for(self, source: str) -> ChinchillaLaw:
@@ -132,9 +148,10 @@ class Chinchilla(Predictor):
         return out
 
     def get_state(self) -> dict[str, Any]:
-        return {"fit_on": self.fit_on, "delta": self.delta, "exponent_bounds": list(self.exponent_bounds),
+        return {"fit_on": self.fit_on, "delta": self.delta, "exponent_bounds": list(self.exponent_bounds), "prior_weight": self.prior_weight,
                 "laws": {source: asdict(law) for source, law in self.laws.items()}}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.fit_on, self.delta, self.exponent_bounds = state["fit_on"], state["delta"], tuple(state["exponent_bounds"])
+        self.prior_weight = state["prior_weight"]
         self.laws = {source: ChinchillaLaw(**law) for source, law in state["laws"].items()}
