@@ -25,6 +25,7 @@ REGISTRY = {  # name -> "module:Class"
     "chinchilla": "ncpl.predictors.chinchilla:Chinchilla",
     "xgboost": "ncpl.predictors.trees:XGBoost",
     "xgboost-residual": "ncpl.predictors.trees:XGBoostResidual",
+    "ncpl": "ncpl.predictors.ncpl:NCPL",
 }
 
 
@@ -49,6 +50,13 @@ class Predictor(ABC):
     @abstractmethod
     def set_state(self, state: dict[str, Any]) -> None: ...
 
+    @classmethod
+    def from_directory(cls, directory: str | Path, state: dict[str, Any]) -> Predictor:
+        """Rebuild from `save`'s directory; predictors with weight files beside the JSON override this."""
+        predictor = cls()
+        predictor.set_state(state)
+        return predictor
+
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -58,18 +66,24 @@ class Predictor(ABC):
         return directory
 
 
-def create(name: str, **params: Any) -> Predictor:
+def predictor_class(name: str) -> type[Predictor]:
     if name not in REGISTRY:
         raise ConfigError(f"unknown predictor {name!r}; known: {', '.join(REGISTRY)}")
     module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**params)
+    return getattr(importlib.import_module(module), cls)
+
+
+def create(name: str, **params: Any) -> Predictor:
+    return predictor_class(name)(**params)
 
 
 def load(directory: str | Path) -> Predictor:
     meta_path = Path(directory) / META_FILE
     if not meta_path.exists():
         raise ConfigError(f"{directory}: not a predictor directory ({META_FILE} not found)")
-    meta = json.loads(meta_path.read_text())
-    predictor = create(meta["predictor"])
-    predictor.set_state(meta["state"])
-    return predictor
+    try:
+        meta = json.loads(meta_path.read_text())
+        name, state = meta["predictor"], meta["state"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ConfigError(f"{meta_path}: corrupted predictor file ({error}); re-create it with `ncpl fit` or `ncpl train`") from None
+    return predictor_class(name).from_directory(directory, state)

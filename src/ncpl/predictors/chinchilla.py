@@ -132,13 +132,14 @@ class Chinchilla(Predictor):
         return self.laws[source]
 
     def predict(self, configs: pd.DataFrame) -> np.ndarray:
-        return self._at(configs, tokens(configs))
+        return self.predict_at(configs, tokens(configs))
 
     def predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
         fractions = np.asarray(fractions, float)
-        return np.stack([self._at(configs, f * tokens(configs)) for f in fractions], axis=1)
+        return np.stack([self.predict_at(configs, f * tokens(configs)) for f in fractions], axis=1)
 
-    def _at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
+    def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
+        """The law at each config's model size and the given token counts (a point on its curve)."""
         out = np.empty(len(configs))
         n_params = effective_params(configs)
         sources = configs["source"].astype(str).to_numpy()

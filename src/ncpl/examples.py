@@ -1,0 +1,117 @@
+"""Training examples for the NCPL network: runs -> (token sequence, scaled residual target).
+
+A run gives one final-loss example, and up to `max_curve_points` points of its loss curve, each
+asking for the loss at a fraction of training. The target is the residual of the loss over the
+per-source Chinchilla law (fitted on the training runs) at the tokens seen so far, divided by the
+training residuals' standard deviation. A diverged run keeps its final-loss example for the
+divergence head, with no regression target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ncpl.predictors.chinchilla import Chinchilla
+from ncpl.serialize import Encoded, Serializer
+
+
+@dataclass
+class Example:
+    encoded: Encoded
+    target: float  # scaled residual; NaN when the run diverged
+    is_final: bool
+    diverged: bool
+
+
+@dataclass
+class Targets:
+    """How losses become targets and back."""
+
+    baseline: Chinchilla
+    scale: float
+
+    def to_target(self, runs: pd.DataFrame, loss: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:
+        return (loss - self._law(runs, n_tokens)) / self.scale
+
+    def to_loss(self, runs: pd.DataFrame, target: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:
+        return np.asarray(target) * self.scale + self._law(runs, n_tokens)
+
+    def _law(self, runs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
+        return self.baseline.predict_at(runs, np.asarray(n_tokens, float))
+
+
+def curve_indices(n_points: int, max_points: int) -> list[int]:
+    """Up to `max_points` evenly spaced checkpoints, the last one (the final loss) left out."""
+    if n_points <= 1 or max_points <= 0:
+        return []
+    candidates = np.arange(n_points - 1)
+    if len(candidates) <= max_points:
+        return candidates.tolist()
+    return sorted(set(np.linspace(0, n_points - 2, max_points).round().astype(int).tolist()))
+
+
+def build_examples(runs: pd.DataFrame, serializer: Serializer, targets: Targets, max_curve_points: int = 0) -> list[Example]:
+    runs = runs.reset_index(drop=True)
+    loss = pd.to_numeric(runs["final_loss"], errors="coerce").to_numpy(float)
+    diverged = runs["diverged"].fillna(False).to_numpy(bool)
+    final_target = targets.to_target(runs, loss, runs["data.tokens"].to_numpy(float))
+    examples = []
+    for i, row in enumerate(runs.to_dict("records")):
+        converged = not diverged[i] and math.isfinite(loss[i])
+        examples.append(Example(serializer.encode(row), float(final_target[i]) if converged else math.nan, True, bool(diverged[i])))
+        curve_tokens, curve_loss = row.get("curve_tokens"), row.get("curve_loss")
+        if max_curve_points and curve_tokens is not None and len(curve_tokens) and not diverged[i]:
+            for j in curve_indices(len(curve_tokens), max_curve_points):
+                fraction = float(curve_tokens[j]) / float(row["data.tokens"])
+                target = targets.to_target(runs.iloc[[i]], np.array([curve_loss[j]]), np.array([curve_tokens[j]]))[0]
+                examples.append(Example(serializer.encode(row, fraction), float(target), False, False))
+    return examples
+
+
+class Collator:
+    """Pads a list of examples into the tensors `NCPLNetwork.forward` takes (plus the targets)."""
+
+    def __init__(self, serializer: Serializer, field_scales: dict[str, float]):
+        self.serializer = serializer
+        self.pad_id = serializer.tokenizer.pad_token_id if serializer.tokenizer.pad_token_id is not None else 0
+        self.field_scales = field_scales
+
+    def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        width = max(len(e.encoded.input_ids) for e in examples)
+        batch = len(examples)
+        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((batch, width), dtype=torch.long)
+        num_mask = torch.zeros((batch, width), dtype=torch.bool)
+        values, scales, names = [], [], []
+        for b, example in enumerate(examples):
+            encoded = example.encoded
+            input_ids[b, : len(encoded.input_ids)] = torch.tensor(encoded.input_ids)
+            attention[b, : len(encoded.input_ids)] = 1
+            num_mask[b, encoded.num_positions] = True
+            values += encoded.num_values  # positions ascend, so this is masked_scatter's row-major order
+            scales += [self.field_scales.get(f, 1.0) for f in encoded.num_fields]
+            names += [self.serializer.name_ids(f) for f in encoded.num_fields]
+        name_width = max((len(n) for n in names), default=1)
+        name_ids = torch.full((len(names), name_width), self.pad_id, dtype=torch.long)
+        name_mask = torch.zeros((len(names), name_width), dtype=torch.float32)
+        for k, ids in enumerate(names):
+            name_ids[k, : len(ids)] = torch.tensor(ids)
+            name_mask[k, : len(ids)] = 1
+        return {
+            "input_ids": input_ids, "attention_mask": attention, "num_mask": num_mask,
+            "num_values": torch.tensor(values, dtype=torch.float64).float(), "num_scales": torch.tensor(scales, dtype=torch.float32),
+            "name_ids": name_ids, "name_mask": name_mask,
+            "target_position": torch.tensor([e.encoded.target_position for e in examples], dtype=torch.long),
+            "target": torch.tensor([0.0 if math.isnan(e.target) else e.target for e in examples], dtype=torch.float32),
+            "converged": torch.tensor([not math.isnan(e.target) for e in examples]),
+            "is_final": torch.tensor([e.is_final for e in examples]),
+            "diverged": torch.tensor([e.diverged for e in examples]),
+        }
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "num_mask", "num_values", "num_scales", "name_ids", "name_mask", "target_position")

@@ -1,0 +1,210 @@
+"""The NCPL predictor: a pretrained LM reads the serialised config and predicts the residual over the
+per-source Chinchilla law, for the final loss and for points of the loss curve.
+
+A saved model directory holds `predictor.json` (everything needed to predict: backbone, encoder,
+serialization switches, field scalings, the Chinchilla constants, the target scaling, versions),
+`model.safetensors` (the whole network, LoRA merged) and `backbone/` (the backbone's config and the
+tokenizer with the number placeholder). Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ncpl.columns import usable
+from ncpl.examples import MODEL_INPUTS, Collator, Example, Targets, build_examples
+from ncpl.network import NCPLNetwork
+from ncpl.predictors import Predictor
+from ncpl.predictors.chinchilla import Chinchilla
+from ncpl.schema import ConfigError
+from ncpl.serialize import Serializer
+from ncpl.train import TrainConfig, Trainer
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "cpu.yaml"
+WEIGHTS = "model.safetensors"
+BACKBONE_DIR = "backbone"
+
+
+def _versions() -> dict[str, str]:
+    import transformers
+
+    from ncpl import __version__
+
+    return {"ncpl": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+class NCPL(Predictor):
+    name = "ncpl"
+
+    def __init__(self, config: TrainConfig | str | Path | None = None, work_dir: str | Path | None = None):
+        if config is None:
+            config = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else TrainConfig()
+        self.config = config if isinstance(config, TrainConfig) else TrainConfig.from_yaml(config)
+        self.work_dir = Path(work_dir) if work_dir else None
+        self.network: NCPLNetwork | None = None
+        self.serializer: Serializer | None = None
+        self.targets: Targets | None = None
+        self.field_scales: dict[str, float] = {}
+        self.is_decoder = True
+        self.hidden = 0
+
+    # --- training -------------------------------------------------------------------------------
+
+    def fit(self, runs: pd.DataFrame, val: pd.DataFrame | None = None) -> NCPL:
+        """Train on `runs`; `val` selects the checkpoint (default: a seeded `val_frac` of the runs, per source)."""
+        import tempfile
+
+        from ncpl.backbones import load_backbone
+        from ncpl.encoders import field_scales
+        from ncpl.splits import split_runs
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        if val is None:
+            split = split_runs(runs, id_frac=cfg.val_frac, seed=cfg.seed)
+            runs, val = split.train, split.id
+        if not usable(runs).any():
+            raise ConfigError("final_loss: no converged training runs")
+        baseline = Chinchilla().fit(runs)
+        ok = runs[usable(runs)]
+        residual = ok["final_loss"].to_numpy(float) - baseline.predict(ok)
+        self.targets = Targets(baseline, float(np.std(residual)) or 1.0)
+
+        backbone = load_backbone(cfg.backbone)
+        self.is_decoder, self.hidden = backbone.is_decoder, backbone.hidden_size
+        self.serializer = Serializer(backbone.tokenizer, numbers_as_text=cfg.numbers_as_text, is_decoder=backbone.is_decoder)
+        backbone.model.resize_token_embeddings(len(backbone.tokenizer))
+        train_examples = build_examples(runs, self.serializer, self.targets, cfg.max_curve_points)
+        values: dict[str, list[float]] = defaultdict(list)
+        for example in train_examples:
+            for name, value in zip(example.encoded.num_fields, example.encoded.num_values):
+                values[name].append(value)
+        self.field_scales = field_scales(values) if cfg.encoder == "mlp" else {}
+        val = val.reset_index(drop=True)
+        val_examples = [self._example(row) for row in val.to_dict("records")]
+        val_loss = np.where(usable(val), pd.to_numeric(val["final_loss"], errors="coerce"), np.nan)
+        self.network = NCPLNetwork(backbone.model, self.hidden, self.is_decoder, cfg.encoder)
+        work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="ncpl-train-"))
+        trainer = Trainer(cfg, self.network, self._collator(), work_dir,
+                          to_loss=lambda target: self.targets.to_loss(val, target, val["data.tokens"].to_numpy(float)))
+        self.network = trainer.fit(train_examples, val_examples, val_loss)
+        self.network.eval()
+        return self
+
+    def _example(self, row: dict[str, Any], fraction: float | None = None) -> Example:
+        return Example(self.serializer.encode(row, fraction), math.nan, fraction is None, False)
+
+    def _collator(self) -> Collator:
+        return Collator(self.serializer, self.field_scales)
+
+    # --- prediction -----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _outputs(self, examples: list[Example], batch_size: int | None = None) -> np.ndarray:
+        """Raw head outputs, batched in order of sequence length (fewer pad tokens)."""
+        if self.network is None:
+            raise ConfigError("this NCPL model is not trained: call fit() or load a model directory")
+        self.network.eval()
+        batch_size = batch_size or self.config.eval_batch_size
+        order = np.argsort([len(e.encoded.input_ids) for e in examples], kind="stable")
+        collate = self._collator()
+        device = next(self.network.parameters()).device
+        out = np.empty((len(examples), 4), dtype=np.float64)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = collate([examples[i] for i in rows])
+            result = self.network(**{k: batch[k].to(device) for k in MODEL_INPUTS})
+            out[rows] = result.float().cpu().numpy()
+        return out
+
+    def predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
+        """pred_loss, its 10-90% interval pred_loss_lo / pred_loss_hi, and p_diverge, one row per config."""
+        configs = configs.reset_index(drop=True)
+        out = self._outputs([self._example(row) for row in configs.to_dict("records")])
+        n_tokens = configs["data.tokens"].to_numpy(float)
+        to_loss = lambda column: self.targets.to_loss(configs, out[:, column], n_tokens)  # noqa: E731
+        low, high = np.minimum(out[:, 1], out[:, 2]), np.maximum(out[:, 1], out[:, 2])
+        return pd.DataFrame({
+            "pred_loss": to_loss(0),
+            "pred_loss_lo": self.targets.to_loss(configs, low, n_tokens),
+            "pred_loss_hi": self.targets.to_loss(configs, high, n_tokens),
+            "p_diverge": 1 / (1 + np.exp(-out[:, 3])),
+        })
+
+    def predict(self, configs: pd.DataFrame) -> np.ndarray:
+        return self.predict_details(configs)["pred_loss"].to_numpy()
+
+    def predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
+        configs = configs.reset_index(drop=True)
+        fractions = np.asarray(fractions, float)
+        rows = configs.to_dict("records")
+        examples = [self._example(row, float(f)) for row in rows for f in fractions]
+        out = self._outputs(examples)[:, 0].reshape(len(rows), len(fractions))
+        n_tokens = configs["data.tokens"].to_numpy(float)
+        return np.stack([self.targets.to_loss(configs, out[:, j], f * n_tokens) for j, f in enumerate(fractions)], axis=1)
+
+    # --- saving ---------------------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "train_config": self.config.model_dump(mode="json"),
+            "backbone": self.config.backbone, "is_decoder": self.is_decoder, "hidden_size": self.hidden,
+            "encoder": self.config.encoder, "numbers_as_text": self.config.numbers_as_text,
+            "field_scales": self.field_scales,
+            "baseline": self.targets.baseline.get_state(), "target_scale": self.targets.scale,
+            "versions": _versions(),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.config = TrainConfig.model_validate(state["train_config"])
+        self.is_decoder, self.hidden = state["is_decoder"], state["hidden_size"]
+        self.field_scales = state["field_scales"]
+        baseline = Chinchilla()
+        baseline.set_state(state["baseline"])
+        self.targets = Targets(baseline, state["target_scale"])
+
+    def save(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        backbone_dir = directory / BACKBONE_DIR
+        backbone_dir.mkdir(parents=True, exist_ok=True)
+        self.network.backbone.config.save_pretrained(backbone_dir)
+        self.serializer.tokenizer.save_pretrained(backbone_dir)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.network.state_dict().items()}
+        tmp = directory / f".{WEIGHTS}.tmp"
+        save_file(state, str(tmp))
+        tmp.replace(directory / WEIGHTS)
+        return super().save(directory)
+
+    @classmethod
+    def from_directory(cls, directory: str | Path, state: dict[str, Any]) -> NCPL:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        directory = Path(directory)
+        model = cls()
+        model.set_state(state)
+        weights = directory / WEIGHTS
+        if not weights.exists():
+            raise ConfigError(f"{weights}: weights file missing; the model directory is incomplete (re-run `ncpl train`)")
+        backbone_dir = directory / BACKBONE_DIR
+        tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
+        backbone = AutoModel.from_config(AutoConfig.from_pretrained(backbone_dir))
+        model.serializer = Serializer(tokenizer, numbers_as_text=model.config.numbers_as_text, is_decoder=model.is_decoder)
+        model.network = NCPLNetwork(backbone, model.hidden, model.is_decoder, model.config.encoder)
+        try:
+            model.network.load_state_dict(load_file(str(weights)), strict=True)
+        except (SafetensorError, RuntimeError, OSError) as error:
+            raise ConfigError(f"{weights}: cannot read the weights ({error}); the file is corrupted, re-run `ncpl train`") from None
+        model.network.eval()
+        return model

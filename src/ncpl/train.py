@@ -1,0 +1,258 @@
+"""Two-stage training of the NCPL network on accelerate.
+
+Stage 1 trains the numeric encoder and the head with the backbone frozen; stage 2 fine-tunes the
+whole network, or LoRA adapters on the backbone (peft), from stage 1's best weights. AdamW, linear
+warmup then linear decay, gradient clipping. After every epoch the validation MAE (final loss, in
+nats) is measured, the best weights are kept, and the full training state is checkpointed, so that
+running the same command again after an interruption resumes from the last finished epoch.
+
+The same loop runs on one CPU process, several (gloo), and GPUs / nodes with DDP or FSDP under
+`accelerate launch`: nothing here names a device.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
+
+from ncpl.examples import MODEL_INPUTS, Collator, Example
+from ncpl.network import NCPLNetwork, loss_terms
+from ncpl.schema import ConfigError, format_validation_error
+
+
+class StageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(ge=0)
+    lr: float = Field(gt=0)
+    warmup_frac: float = Field(0.1, ge=0, lt=1)
+
+
+class FinetuneConfig(StageConfig):
+    mode: Literal["full", "lora"] = "full"
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: float = Field(32, gt=0)
+
+
+class TrainConfig(BaseModel):
+    """One YAML file of configs/: the backbone, the encoder and the schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+    backbone: str = "all-minilm-l6-v2"
+    encoder: Literal["fourier", "mlp"] = "fourier"
+    numbers_as_text: bool = False
+    max_curve_points: int = Field(16, ge=0)
+    batch_size: int = Field(32, gt=0)
+    eval_batch_size: int = Field(128, gt=0)
+    seed: int = 42
+    val_frac: float = Field(0.1, gt=0, lt=1)
+    huber_delta: float = Field(1.0, gt=0)
+    diverge_weight: float = Field(0.2, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = Field(1.0, gt=0)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    log_with: list[str] = Field(default_factory=list, description="accelerate trackers, e.g. [tensorboard]")
+    stage1: StageConfig = StageConfig(epochs=20, lr=5e-4)
+    stage2: FinetuneConfig = FinetuneConfig(epochs=8, lr=5e-5)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: training config not found")
+        try:
+            return cls.model_validate(yaml.safe_load(path.read_text()) or {})
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        except Exception as error:  # pydantic.ValidationError
+            if hasattr(error, "errors"):
+                raise ConfigError(f"{path}: {format_validation_error(error)}") from None
+            raise
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_frac: float) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = max(1, int(warmup_frac * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class Trainer:
+    """Runs both stages for one network; `work_dir` holds checkpoints and the metrics log."""
+
+    def __init__(self, config: TrainConfig, network: NCPLNetwork, collator: Collator, work_dir: str | Path,
+                 to_loss: Any, accelerator: Any = None):
+        from accelerate import Accelerator
+        from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+        self.config, self.network, self.collator, self.to_loss = config, network, collator, to_loss
+        self.work_dir = Path(work_dir)
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=config.mixed_precision, log_with=config.log_with or None,
+            project_config=ProjectConfiguration(project_dir=str(self.work_dir)),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        )
+        self.progress_path = self.work_dir / "checkpoint" / "progress.json"
+        self.best_path = self.work_dir / "checkpoint" / "best.safetensors"
+        self.log_path = self.work_dir / "train_log.jsonl"
+
+    # --- the stages -----------------------------------------------------------------------------
+
+    def fit(self, train: list[Example], val: list[Example], val_loss: np.ndarray) -> NCPLNetwork:
+        """Train; returns the network holding the best weights (LoRA merged)."""
+        acc = self.accelerator
+        torch.manual_seed(self.config.seed)
+        if self.config.log_with:
+            acc.init_trackers("ncpl", config=self.config.model_dump(mode="json"))
+        progress = self._read_progress()
+        stage2 = self.config.stage2
+        lora = stage2.epochs > 0 and stage2.mode == "lora"
+        if progress["stage"] == 1:
+            self._stage(1, self.config.stage1, train, val, val_loss, progress)
+            self._load_best()
+            if lora:
+                self._wrap_lora()
+            self._save_best(self.network)  # stage 2 starts from stage 1's best, kept in stage-2 form
+            progress.update(stage=2, epoch=-1)
+            self._write_progress(progress)
+        else:
+            if lora:
+                self._wrap_lora()
+            if progress["epoch"] == -1:
+                self._load_best()
+        if stage2.epochs:
+            self._stage(2, stage2, train, val, val_loss, progress)
+            self._load_best()
+        if lora:
+            self.network.backbone = self.network.backbone.merge_and_unload()
+        acc.end_training()
+        return self.network
+
+    def _trainable(self, stage: int) -> list[torch.nn.Parameter]:
+        full = stage == 2 and self.config.stage2.mode == "full"
+        for name, param in self.network.named_parameters():
+            in_backbone = name.startswith("backbone.")
+            param.requires_grad = (not in_backbone) or full or (stage == 2 and "lora_" in name)
+        return [p for p in self.network.parameters() if p.requires_grad]
+
+    def _wrap_lora(self) -> None:
+        from peft import LoraConfig, get_peft_model
+
+        stage2 = self.config.stage2
+        lora = LoraConfig(r=stage2.lora_r, lora_alpha=stage2.lora_alpha, lora_dropout=0.0, target_modules="all-linear")
+        self.network.backbone = get_peft_model(self.network.backbone, lora)
+
+    def _stage(self, stage: int, settings: StageConfig, train: list[Example], val: list[Example], val_loss: np.ndarray,
+               progress: dict[str, Any]) -> None:
+        from torch.utils.data import DataLoader
+
+        acc, cfg = self.accelerator, self.config
+        params = self._trainable(stage)
+        optimizer = torch.optim.AdamW(params, lr=settings.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, collate_fn=self.collator,
+                            generator=torch.Generator().manual_seed(cfg.seed + stage))
+        val_loader = DataLoader(val, batch_size=cfg.eval_batch_size, shuffle=False, collate_fn=self.collator)
+        steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * acc.num_processes))
+        scheduler = linear_schedule(optimizer, max(1, settings.epochs * steps_per_epoch), settings.warmup_frac)
+        network, optimizer, loader, val_loader, scheduler = acc.prepare(self.network, optimizer, loader, val_loader, scheduler)
+        checkpoint = self.work_dir / "checkpoint" / "last"
+        if progress["stage"] == stage and progress["epoch"] >= 0:
+            acc.load_state(str(checkpoint))
+            acc.print(f"resumed stage {stage} after epoch {progress['epoch'] + 1} from {checkpoint}")
+        for epoch in range(progress["epoch"] + 1, settings.epochs):
+            started = time.perf_counter()
+            network.train()
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)
+            totals: dict[str, float] = {}
+            bar = tqdm(loader, desc=f"stage {stage} epoch {epoch + 1}/{settings.epochs}", disable=not acc.is_local_main_process, leave=False)
+            for batch in bar:
+                outputs = network(**{k: batch[k] for k in MODEL_INPUTS})
+                terms = loss_terms(outputs.float(), batch["target"], batch["converged"], batch["is_final"], batch["diverged"], cfg.huber_delta)
+                loss = terms["huber"] + terms["pinball"] + cfg.diverge_weight * terms["diverge"]
+                acc.backward(loss)
+                acc.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                for key, value in terms.items():
+                    totals[key] = totals.get(key, 0.0) + float(value.detach())
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            val_mae = self.validate(network, val_loader, val_loss)
+            improved = val_mae < progress["best"]
+            if improved:
+                progress.update(best=val_mae, best_stage=stage)
+                self._save_best(network)
+            progress.update(stage=stage, epoch=epoch)
+            metrics = {"stage": stage, "epoch": epoch + 1, "val_mae": val_mae, "best_val_mae": progress["best"],
+                       "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 2),
+                       **{f"train_{k}": v / max(1, len(loader)) for k, v in totals.items()}}
+            acc.save_state(str(checkpoint))
+            self._write_progress(progress)
+            self._log(metrics)
+            acc.print(f"stage {stage} epoch {epoch + 1}/{settings.epochs}: val MAE {val_mae:.4f} (best {progress['best']:.4f})"
+                      f"{' *' if improved else ''} [{metrics['seconds']:.0f}s]")
+        self.network = acc.unwrap_model(network)
+        acc.free_memory()
+
+    @torch.no_grad()
+    def validate(self, network: torch.nn.Module, val_loader: Any, val_loss: np.ndarray) -> float:
+        """MAE of the predicted final loss over the validation runs that converged."""
+        network.eval()
+        outputs = []
+        for batch in val_loader:
+            out = network(**{k: batch[k] for k in MODEL_INPUTS})[:, 0].float()
+            outputs.append(self.accelerator.gather_for_metrics(out))
+        predicted = self.to_loss(torch.cat(outputs).cpu().numpy())
+        ok = np.isfinite(val_loss)
+        return float(np.abs(predicted[ok] - val_loss[ok]).mean())
+
+    # --- state on disk --------------------------------------------------------------------------
+
+    def _read_progress(self) -> dict[str, Any]:
+        if self.progress_path.exists():
+            return json.loads(self.progress_path.read_text())
+        return {"stage": 1, "epoch": -1, "best": math.inf}
+
+    def _write_progress(self, progress: dict[str, Any]) -> None:
+        if self.accelerator.is_main_process:
+            tmp = self.progress_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(progress))
+            tmp.replace(self.progress_path)
+
+    def _save_best(self, model: torch.nn.Module) -> None:
+        from safetensors.torch import save_file
+
+        self.accelerator.wait_for_everyone()
+        state = self.accelerator.get_state_dict(model)
+        if self.accelerator.is_main_process:
+            self.best_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.best_path.with_suffix(".tmp")
+            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+            tmp.replace(self.best_path)
+        self.accelerator.wait_for_everyone()
+
+    def _load_best(self) -> None:
+        from safetensors.torch import load_file
+
+        self.accelerator.unwrap_model(self.network).load_state_dict(load_file(str(self.best_path)), strict=True)
+
+    def _log(self, metrics: dict[str, Any]) -> None:
+        if self.config.log_with:
+            self.accelerator.log(metrics)
+        if self.accelerator.is_main_process:
+            with self.log_path.open("a") as log:
+                log.write(json.dumps(metrics) + "\n")
