@@ -209,6 +209,7 @@ class RunRecord(_Section):
     diverged: bool = False
     curve: Curve | None = None
     other_losses: dict[str, Positive] = Field(default_factory=dict, description="other measurements of the run (other eval sets, the unsmoothed loss); outcomes, so never config")
+    meta: dict[str, Scalar] = Field(default_factory=dict, description="bookkeeping (W&B id, sweep name, labels); never read by a predictor")
 
     @model_validator(mode="after")
     def _loss_present(self) -> RunRecord:
@@ -229,6 +230,7 @@ class RunRecord(_Section):
             "curve_loss": list(self.curve.loss) if self.curve else None,
         }
         flat.update({f"other_loss.{name}": loss for name, loss in self.other_losses.items()})
+        flat.update({f"meta.{name}": value for name, value in self.meta.items()})
         flat.update(config_to_flat(self.config))
         return flat
 
@@ -240,7 +242,8 @@ class RunRecord(_Section):
             curve = {"tokens": list(row.pop("curve_tokens", [])), "loss": list(row.pop("curve_loss", []))}
         top = {k: row.pop(k) for k in ("run_id", "final_loss", "loss_kind", "diverged") if k in row}
         other = {k.removeprefix("other_loss."): row.pop(k) for k in list(row) if k.startswith("other_loss.")}
-        return validate(cls, {**top, "curve": curve, "other_losses": other, "config": _unflatten(row)})
+        meta = {k.removeprefix("meta."): _to_python(row.pop(k)) for k in list(row) if k.startswith("meta.")}
+        return validate(cls, {**top, "curve": curve, "other_losses": other, "meta": meta, "config": _unflatten(row)})
 
 
 def config_to_flat(config: RunConfig) -> dict[str, Any]:

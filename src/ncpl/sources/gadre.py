@@ -60,10 +60,10 @@ def record(data: dict[str, Any]) -> RunRecord:
         "schedule": {"name": "cosine", "warmup_steps": column(hyper, "warmup"), "min_lr": column(hyper, "cd"),
                      "total_steps": round(float(hyper["tokens"]) / (sequences * SEQ_LEN))},
         "batch": {"sequences": sequences, "tokens": sequences * SEQ_LEN},
-        "extra": {"chinchilla_multiplier": float(column(hyper, "chinchilla_multiplier"))},
     }
     return validate(RunRecord, {"run_id": f"gadre/{column(data, 'name')}", "config": config,
-                                "final_loss": losses.pop("c4_val"), "loss_kind": "c4_val", "other_losses": losses})
+                                "final_loss": losses.pop("c4_val"), "loss_kind": "c4_val", "other_losses": losses,
+                                "meta": {"chinchilla_multiplier": float(column(hyper, "chinchilla_multiplier"))}})
 
 
 def rows(path: Path) -> Iterator[Row]:

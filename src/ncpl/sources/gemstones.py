@@ -3,8 +3,8 @@
 A file with a constant-lr ("hot") schedule holds curves: its rows are grouped by ``run_name`` into
 one record per run, the final loss being the last checkpoint. The cooldown files hold one branch
 run per row: ``cool_end`` is the loss after a linear cooldown (schedule ``wsd``), ``cool_begin`` the
-hot loss where that cooldown starts. The variant (file name) is kept as ``extra.variant``; the lr
-ablation runs are tagged ``extra.lr_ablation``. lr and warmup live in the paper, not in the files.
+hot loss where that cooldown starts. The variant (file name) is kept as ``meta.variant``; the lr
+ablation runs (a lower lr) are tagged ``extra.lr_ablation``. lr and warmup live in the paper, not in the files.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def config(row: dict[str, Any], variant: str, tokens: float, schedule: str) -> d
         "optimizer": {"name": "adamw"},
         "schedule": {"name": schedule},
         "batch": {"tokens": TOKENS_PER_STEP},
-        "extra": {"variant": variant, "lr_ablation": "lr_ablation" in variant},
+        "extra": {"lr_ablation": "lr_ablation" in variant},
     }
 
 
@@ -47,7 +47,7 @@ def curve_record(group: list[dict[str, Any]], variant: str) -> RunRecord:
     run = str(column(group[0], "run_name"))
     return validate(RunRecord, {
         "run_id": f"gemstones/{variant}/{run}", "config": config(group[-1], variant, curve["tokens"][-1], "constant"),
-        "final_loss": curve["loss"][-1], "loss_kind": "train", "curve": curve,
+        "final_loss": curve["loss"][-1], "loss_kind": "train", "curve": curve, "meta": {"variant": variant},
     })
 
 
@@ -57,7 +57,7 @@ def branch_record(row: dict[str, Any], variant: str) -> RunRecord:
     return validate(RunRecord, {
         "run_id": f"gemstones/{variant}/{run}/step{column(row, 'step')}",
         "config": config(row, variant, column(row, "tokens"), schedule),
-        "final_loss": column(row, "final_loss"), "loss_kind": "train",
+        "final_loss": column(row, "final_loss"), "loss_kind": "train", "meta": {"variant": variant},
     })
 
 

@@ -80,14 +80,8 @@ def record(row: dict[str, Any], shapes: dict[str, dict[str, Any]]) -> RunRecord:
         # Levanter's default schedule is cosine; muon and scion runs name theirs (lr_schedule).
         "schedule": {"name": "cosine", "total_steps": column(row, "derived_num_train_steps")},
         "batch": {},
-        "extra": present({
-            "model_size": size,
-            "chinchilla_multiple": row.get("chinchilla_multiple"),
-            "run_type": row.get("run_type"),
-            "ablated_param": row.get("ablated_param"),
-            "wandb_id": row.get("wandb_id"),
-        }),
     }
+    meta = present({key: row.get(key) for key in ("model_size", "chinchilla_multiple", "run_type", "ablated_param", "wandb_id")})
     for key, value in hyper.items():
         section, name = _COMMON.get(key, ("optimizer", key))
         config[section][name] = value
@@ -95,7 +89,7 @@ def record(row: dict[str, Any], shapes: dict[str, dict[str, Any]]) -> RunRecord:
         config["batch"]["tokens"] = config["batch"]["sequences"] * config["model"]["seq_len"]
     run_id = f"marin/{row['optimizer']}/{size}/x{row.get('chinchilla_multiple')}/{column(row, 'result_key')}"
     return validate(RunRecord, {"run_id": run_id, "config": config, "final_loss": loss,
-                                "loss_kind": "paloma_c4_en", "diverged": diverged})
+                                "loss_kind": "paloma_c4_en", "diverged": diverged, "meta": meta})
 
 
 def rows(path: Path) -> Iterator[Row]:

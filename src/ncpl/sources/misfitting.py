@@ -44,11 +44,11 @@ def record(group: pd.DataFrame, shapes: dict[str, dict[str, Any]]) -> RunRecord:
         "optimizer": {"name": "adamw", "lr": column(first, "peak_lr")},
         "schedule": {"name": "cosine", "total_steps": total_steps},
         "batch": {"sequences": SEQUENCES, "tokens": SEQUENCES * SEQ_LEN},
-        "extra": {"sweep": str(column(first, "sweep")), "model_name": model},
     }
     run_id = f"misfitting/{model}/steps{total_steps}/lr{first['peak_lr']:g}/{first['sweep']}"
     return validate(RunRecord, {"run_id": run_id, "config": config, "final_loss": curve["loss"][-1],
-                                "loss_kind": "c4_eval", "curve": curve})
+                                "loss_kind": "c4_eval", "curve": curve,
+                                "meta": {"sweep": str(column(first, "sweep")), "model_name": model}})
 
 
 def rows(path: Path) -> Iterator[Row]:
