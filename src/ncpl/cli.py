@@ -131,6 +131,48 @@ def fit(
     console.print(table)
 
 
+@app.command()
+def train(
+    train_files: Annotated[list[Path], typer.Option("--train", help="runs Parquet file(s); several sources train one model jointly")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="model directory to write (re-run to resume)")],
+    val: Annotated[Optional[Path], typer.Option("--val", help="runs that select the checkpoint (default: a seeded 10% of --train)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="experiment YAML (default configs/cpu.yaml)")] = None,
+) -> None:
+    """Train the NCPL regressor (two stages) and save a model directory."""
+    from ncpl.predictors.ncpl import NCPL
+    from ncpl.store import read_runs
+
+    try:
+        runs = read_runs(*train_files)
+        model = NCPL(config, work_dir=output / "work")
+        console.print(f"training NCPL ({model.config.backbone}, {model.config.encoder} encoder) on {len(runs)} runs -> {output}")
+        model.fit(runs, read_runs(val) if val else None)
+    except ConfigError as error:
+        fail(str(error))
+    model.save(output)
+    console.print(f"saved {output}")
+
+
+@app.command()
+def score(
+    model_dir: Annotated[Path, typer.Argument(help="a model directory (NCPL or a baseline)")],
+    runs_file: Annotated[Path, typer.Argument(help="runs or candidate configs (Parquet with flat columns)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Parquet file to write")],
+) -> None:
+    """Keep every input column and add pred_loss (and the interval and p_diverge where the model has them)."""
+    from ncpl import predictors
+    from ncpl.store import atomic_parquet, read_configs
+
+    try:
+        model = predictors.load(model_dir)
+        configs = read_configs(runs_file)
+        details = model.predict_details(configs) if hasattr(model, "predict_details") else pd.DataFrame({"pred_loss": model.predict(configs)})
+    except ConfigError as error:
+        fail(str(error))
+    atomic_parquet(pd.concat([configs.reset_index(drop=True), details], axis=1), output)
+    console.print(f"scored {len(configs)} configs -> {output}")
+
+
 def _predictor_specs(spec: str) -> list[tuple[str, str | None]]:
     """`a,b,label:DIR` -> [(a, None), (b, None), (label, DIR)]: a name is fitted, label:DIR is loaded."""
     out = []

@@ -65,7 +65,7 @@ def build_examples(runs: pd.DataFrame, serializer: Serializer, targets: Targets,
         converged = not diverged[i] and math.isfinite(loss[i])
         examples.append(Example(serializer.encode(row), float(final_target[i]) if converged else math.nan, True, bool(diverged[i])))
         curve_tokens, curve_loss = row.get("curve_tokens"), row.get("curve_loss")
-        if max_curve_points and curve_tokens is not None and len(curve_tokens) and not diverged[i]:
+        if max_curve_points and isinstance(curve_tokens, (list, np.ndarray)) and len(curve_tokens) and not diverged[i]:
             for j in curve_indices(len(curve_tokens), max_curve_points):
                 fraction = float(curve_tokens[j]) / float(row["data.tokens"])
                 target = targets.to_target(runs.iloc[[i]], np.array([curve_loss[j]]), np.array([curve_tokens[j]]))[0]

@@ -1,13 +1,16 @@
 """A run's configuration as text for a language-model backbone, every number one placeholder token.
 
     source: marin
-    model.n_params: <num>
-    optimizer.name: muon
-    optimizer.lr: <num>
+    params: <num>
+    width: <num>
+    optimizer: muon
+    lr: <num>
     ...
     final loss:                      (or)   frac: <num> loss:
 
-Fields come one `key: value` line each in a fixed canonical order. Token ids are built segment by
+Fields come one `key: value` line each in a fixed canonical order, under short names a language
+model knows (``lr``, ``batch``, ``width``) so that a config costs few tokens; fields outside the
+common set use their own name, underscores as spaces. Token ids are built segment by
 segment so that each number is exactly one reserved id, whatever the tokenizer does with the text
 around it; the numeric-field encoder supplies that position's input embedding. With
 ``numbers_as_text`` the numbers are written out instead (the paper's ablation).
@@ -37,6 +40,21 @@ CANONICAL = [
     "batch.tokens", "batch.sequences",
 ]
 _RANK = {name: i for i, name in enumerate(CANONICAL)}
+SHORT_NAMES = {
+    "model.arch": "arch", "model.n_params": "params", "model.n_params_total": "total params",
+    "model.n_params_active": "active params", "model.d_model": "width", "model.n_layers": "depth", "model.n_heads": "heads",
+    "model.d_ff": "ffn", "model.vocab_size": "vocab", "model.seq_len": "seq len", "model.n_experts": "experts",
+    "model.top_k": "top k", "data.tokens": "tokens", "data.dataset": "data", "optimizer.name": "optimizer",
+    "optimizer.weight_decay": "weight decay", "optimizer.grad_clip": "grad clip", "schedule.name": "schedule",
+    "schedule.warmup_steps": "warmup", "schedule.total_steps": "steps", "schedule.min_lr": "min lr",
+    "schedule.min_lr_ratio": "min lr ratio", "schedule.cooldown_steps": "cooldown", "batch.tokens": "batch tokens",
+    "batch.sequences": "batch",
+}
+
+
+def short_name(key: str) -> str:
+    """The words a field is written as: ``optimizer.lr`` -> ``lr``, ``extra.moe_name`` -> ``moe name``."""
+    return SHORT_NAMES.get(key) or key.partition(".")[2].replace("_", " ") or key
 FRACTION_FIELD = "frac"
 
 
@@ -92,8 +110,8 @@ class Serializer:
         return ids
 
     def name_ids(self, key: str) -> list[int]:
-        """Token ids of a field's name as words ("optimizer.weight_decay" -> "optimizer weight decay")."""
-        return self._ids(key.replace(".", " ").replace("_", " "))
+        """Token ids of a field's short name, for the encoder's field-name embedding."""
+        return self._ids(short_name(key))
 
     def encode(self, row: dict[str, Any], fraction: float | None = None) -> Encoded:
         """Config row + target prompt: ``final loss:`` or ``frac: <x> loss:``."""
@@ -105,7 +123,7 @@ class Serializer:
         pairs = config_fields(row) + ([(FRACTION_FIELD, fraction)] if fraction is not None else [])
         for key, value in pairs:
             if _is_number(value) and not self.numbers_as_text:
-                out.input_ids += self._ids(pending + f"{key}:")
+                out.input_ids += self._ids(pending + f"{short_name(key)}:")
                 out.num_positions.append(len(out.input_ids))
                 out.num_values.append(float(value))
                 out.num_fields.append(key)
@@ -113,7 +131,7 @@ class Serializer:
                 pending = " loss:" if key == FRACTION_FIELD else "\n"
                 continue
             text = format_value(value)
-            pending += f"{key}: {text}" + (" loss:" if key == FRACTION_FIELD else "\n")
+            pending += f"{short_name(key)}: {text}" + (" loss:" if key == FRACTION_FIELD else "\n")
         if fraction is None:
             pending += "final loss:"
         out.input_ids += self._ids(pending)

@@ -48,19 +48,45 @@ def write_runs(records: Iterable[RunRecord] | pd.DataFrame, path: str | Path) ->
     return path
 
 
+RUN_COLUMNS = {"run_id", "source", "final_loss", "model.n_params", "data.tokens"}
+CONFIG_COLUMNS = {"source", "model.n_params", "data.tokens"}
+
+
 def read_runs(*paths: str | Path) -> pd.DataFrame:
     """One frame of the runs in the given Parquet files (columns are the union)."""
+    return _read(paths, RUN_COLUMNS, "runs")
+
+
+def read_configs(*paths: str | Path) -> pd.DataFrame:
+    """Candidate configs: like runs, but without outcomes."""
+    return _read(paths, CONFIG_COLUMNS, "configs")
+
+
+def _read(paths: tuple[str | Path, ...], required: set[str], kind: str) -> pd.DataFrame:
     frames = []
     for path in map(Path, paths):
         if not path.exists():
-            raise ConfigError(f"{path}: runs file not found (make one with `ncpl data import`)")
-        frame = pd.read_parquet(path)
-        missing = {"run_id", "source", "final_loss", "model.n_params", "data.tokens"} - set(frame.columns)
+            raise ConfigError(f"{path}: {kind} file not found (make one with `ncpl data import`)")
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises several types for a damaged file
+            raise ConfigError(f"{path}: cannot read as Parquet ({error})") from None
+        missing = required - set(frame.columns)
         if missing:
-            raise ConfigError(f"{path}: not a runs file, columns {sorted(missing)} are missing")
+            raise ConfigError(f"{path}: not a {kind} file, columns {sorted(missing)} are missing")
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return frame.reindex(columns=_column_order(frame.columns))
+
+
+def atomic_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a frame as Parquet so that the file appears whole or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
 
 
 def to_records(frame: pd.DataFrame) -> list[RunRecord]:

@@ -178,7 +178,7 @@ class Trainer:
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
             totals: dict[str, float] = {}
-            bar = tqdm(loader, desc=f"stage {stage} epoch {epoch + 1}/{settings.epochs}", disable=not acc.is_local_main_process, leave=False)
+            bar = tqdm(loader, desc=f"stage {stage} epoch {epoch + 1}/{settings.epochs}", disable=None if acc.is_local_main_process else True, leave=False)
             for batch in bar:
                 outputs = network(**{k: batch[k] for k in MODEL_INPUTS})
                 terms = loss_terms(outputs.float(), batch["target"], batch["converged"], batch["is_final"], batch["diverged"], cfg.huber_delta)

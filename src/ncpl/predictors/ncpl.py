@@ -81,7 +81,7 @@ class NCPL(Predictor):
         backbone = load_backbone(cfg.backbone)
         self.is_decoder, self.hidden = backbone.is_decoder, backbone.hidden_size
         self.serializer = Serializer(backbone.tokenizer, numbers_as_text=cfg.numbers_as_text, is_decoder=backbone.is_decoder)
-        backbone.model.resize_token_embeddings(len(backbone.tokenizer))
+        backbone.model.resize_token_embeddings(len(backbone.tokenizer), mean_resizing=False)  # the placeholder's embedding is never read
         train_examples = build_examples(runs, self.serializer, self.targets, cfg.max_curve_points)
         values: dict[str, list[float]] = defaultdict(list)
         for example in train_examples:
@@ -172,9 +172,13 @@ class NCPL(Predictor):
         self.targets = Targets(baseline, state["target_scale"])
 
     def save(self, directory: str | Path) -> Path:
+        """Write the model directory (only the main process does, when several trained it)."""
+        from accelerate import PartialState
         from safetensors.torch import save_file
 
         directory = Path(directory)
+        if not PartialState().is_main_process:
+            return directory
         backbone_dir = directory / BACKBONE_DIR
         backbone_dir.mkdir(parents=True, exist_ok=True)
         self.network.backbone.config.save_pretrained(backbone_dir)

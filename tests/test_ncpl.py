@@ -1,0 +1,128 @@
+"""The NCPL regressor on a tiny random backbone: serialization, encoders, training, save/load, resume, 2 processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from ncpl import predictors
+from ncpl.backbones import load_backbone
+from ncpl.encoders import FourierEncoder, MLPEncoder
+from ncpl.predictors.ncpl import NCPL
+from ncpl.serialize import NUM_TOKEN, Serializer, config_fields
+from ncpl.sources import import_runs
+from ncpl.store import to_frame, write_runs
+from ncpl.train import TrainConfig
+
+TINY = {"backbone": "tiny-decoder", "batch_size": 16, "eval_batch_size": 64, "max_curve_points": 2, "seed": 0,
+        "stage1": {"epochs": 3, "lr": 3e-3}, "stage2": {"epochs": 1, "lr": 1e-3, "mode": "lora", "lora_r": 4}}
+
+
+@pytest.fixture(scope="module")
+def runs(shared):
+    """A small real training set: Gemstones curves and final losses, and some StepLaw runs."""
+    steplaw = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records).sample(60, random_state=0)
+    gems = to_frame(import_runs("gemstones", [shared / "gemstones/wandb_dfs/wandb_df_for_fitting_hot.jsonl"]).records)
+    return pd.concat([steplaw, gems], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_backbone("tiny-decoder").tokenizer
+
+
+def test_serialization_one_placeholder_per_number(runs, tokenizer):
+    serializer = Serializer(tokenizer, is_decoder=True)
+    row = runs.iloc[0].to_dict()
+    numbers = [key for key, value in config_fields(row) if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    encoded = serializer.encode(row)
+    assert encoded.input_ids.count(serializer.num_id) == len(numbers) == len(encoded.num_positions) > 5
+    assert [encoded.input_ids[p] for p in encoded.num_positions] == [serializer.num_id] * len(numbers)
+    assert encoded.num_values == pytest.approx([float(row[k]) for k in numbers])
+    text = serializer.text(row)
+    compact = text.replace(" ", "")  # WordPiece decoding spaces out punctuation
+    assert text.count(NUM_TOKEN) == len(numbers) and compact.endswith("finalloss:") and f"lr:{NUM_TOKEN}" in compact
+    curve = serializer.encode(row, fraction=0.25)
+    assert curve.num_values[-1] == 0.25 and curve.num_fields[-1] == "frac"
+    assert curve.target_position == len(curve.input_ids) - 1  # decoder: the token before the number
+    plain = Serializer(tokenizer, numbers_as_text=True, is_decoder=True).encode(row)
+    assert not plain.num_positions and serializer.num_id not in plain.input_ids
+
+
+def test_encoders_shapes_and_field_name_independence():
+    torch.manual_seed(0)
+    values = torch.tensor([3e-4, 1.2e9, 0.0, -0.5])
+    names = torch.randn(4, 16)
+    for encoder in (FourierEncoder(16, word_rms=0.05), MLPEncoder(16, word_rms=0.05)):
+        out = encoder(values, torch.ones(4), names)
+        assert out.shape == (4, 16) and torch.isfinite(out).all()
+        assert out.detach().pow(2).mean(-1).sqrt().numpy() == pytest.approx([0.05] * 4, rel=1e-3)  # the word-embedding scale
+    fourier = FourierEncoder(16, word_rms=0.05)
+    same_value = torch.tensor([1e-3, 1e-3])
+    different = fourier(same_value, torch.ones(2), torch.randn(2, 16))
+    assert not torch.allclose(different[0], different[1])  # the field's name changes the embedding
+    new_field = fourier(torch.tensor([7.0e12]), torch.ones(1), torch.randn(1, 16))  # an unseen field, a value far out of range
+    assert torch.isfinite(new_field).all()
+
+
+def test_tiny_training_loss_falls_and_save_load_is_exact(runs, tmp_path):
+    model = NCPL(TrainConfig(**TINY), work_dir=tmp_path / "work").fit(runs)
+    log = [json.loads(line) for line in (tmp_path / "work/train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 4 and log[-1]["train_huber"] < log[0]["train_huber"]
+    details = model.predict_details(runs)
+    assert list(details.columns) == ["pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge"]
+    assert np.isfinite(details.to_numpy()).all() and (details["pred_loss_lo"] <= details["pred_loss_hi"]).all()
+    curve = model.predict_curve(runs.head(3), np.array([0.2, 0.6, 1.0]))
+    assert curve.shape == (3, 3) and np.isfinite(curve).all()
+    model.save(tmp_path / "model")
+    assert {p.name for p in (tmp_path / "model").iterdir()} >= {"predictor.json", "model.safetensors", "backbone"}
+    assert not list((tmp_path / "model").rglob("*.bin")) and not list((tmp_path / "model").rglob("*.pt"))
+    loaded = predictors.load(tmp_path / "model")
+    assert np.array_equal(loaded.predict(runs), model.predict(runs))
+    (tmp_path / "model/model.safetensors").write_bytes(b"not a weights file")
+    with pytest.raises(ValueError, match="corrupted"):
+        predictors.load(tmp_path / "model")
+
+
+def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeypatch):
+    from ncpl.train import Trainer
+
+    config = TrainConfig(**{**TINY, "stage2": {"epochs": 0, "lr": 1e-3}})
+    reference = NCPL(config, work_dir=tmp_path / "straight").fit(runs).predict(runs)
+
+    original = Trainer._log
+
+    def interrupt_after_epoch_2(self, metrics):
+        original(self, metrics)
+        if metrics["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_log", interrupt_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        NCPL(config, work_dir=tmp_path / "broken").fit(runs)
+    monkeypatch.setattr(Trainer, "_log", original)
+    resumed = NCPL(config, work_dir=tmp_path / "broken").fit(runs).predict(runs)
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "broken/train_log.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]  # epoch 3 ran once, after the resume; 1 and 2 were not redone
+    assert np.allclose(resumed, reference, atol=1e-5)
+
+
+def test_two_cpu_processes_with_accelerate(runs, tmp_path):
+    write_runs(runs, tmp_path / "runs.parquet")
+    config = {**TINY, "stage1": {"epochs": 1, "lr": 3e-3}, "stage2": {"epochs": 1, "lr": 1e-3, "mode": "full"}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ncpl.cli", "train",
+               "--train", str(tmp_path / "runs.parquet"), "--config", str(tmp_path / "tiny.yaml"), "-o", str(tmp_path / "model")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "model/work/train_log.jsonl").read_text().splitlines()]
+    assert [entry["stage"] for entry in log] == [1, 2]  # one log line an epoch: only the main process writes
+    assert np.isfinite(predictors.load(tmp_path / "model").predict(runs)).all()
