@@ -154,23 +154,76 @@ def train(
 
 
 @app.command()
-def score(
+def predict(
     model_dir: Annotated[Path, typer.Argument(help="a model directory (NCPL or a baseline)")],
-    runs_file: Annotated[Path, typer.Argument(help="runs or candidate configs (Parquet with flat columns)")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Parquet file to write")],
+    config: Annotated[Path, typer.Option("--config", help="candidate RunConfig, YAML or JSON")],
+    curve: Annotated[bool, typer.Option("--curve", help="also the loss at 10%, 20%, ..., 100% of training")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
-    """Keep every input column and add pred_loss (and the interval and p_diverge where the model has them)."""
-    from ncpl import predictors
-    from ncpl.store import atomic_parquet, read_configs
+    """Predicted final loss of one candidate config (with interval, p_diverge and curve where the model has them)."""
+    import json
+
+    from ncpl import predictors, schema
 
     try:
         model = predictors.load(model_dir)
-        configs = read_configs(runs_file)
-        details = model.predict_details(configs) if hasattr(model, "predict_details") else pd.DataFrame({"pred_loss": model.predict(configs)})
+        candidate = schema.load(config)
+        details = model.predict_details(candidate).iloc[0].to_dict()
+        fractions = np.round(np.linspace(0.1, 1.0, 10), 2)
+        losses = model.predict_curve(candidate, fractions)[0] if curve else None
     except ConfigError as error:
         fail(str(error))
-    atomic_parquet(pd.concat([configs.reset_index(drop=True), details], axis=1), output)
-    console.print(f"scored {len(configs)} configs -> {output}")
+    result = {k: float(v) for k, v in details.items()}
+    if curve:
+        result["curve"] = {"fraction": fractions.tolist(), "tokens": (fractions * candidate.data.tokens).tolist(), "loss": losses.tolist()}
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"{config} with {model_dir} ({model.name})")
+    for header in ("quantity", "value"):
+        table.add_column(header)
+    for key, value in details.items():
+        table.add_row(key, f"{value:.4f}")
+    if curve:
+        for fraction, loss in zip(fractions, losses):
+            table.add_row(f"loss at {fraction:.0%} ({fraction * candidate.data.tokens:.3g} tokens)", f"{loss:.4f}")
+    console.print(table)
+
+
+@app.command()
+def score(
+    model_dir: Annotated[Path, typer.Argument(help="a model directory (NCPL or a baseline)")],
+    sweep: Annotated[Path, typer.Argument(help="candidate configs: .parquet, .csv, .jsonl (flat dotted columns) or .yaml (a list of configs)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Parquet file to write (appears only when complete)")],
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="configs read, predicted and written at a time")] = 4096,
+    resume: Annotated[bool, typer.Option("--resume", help="continue a killed run from its finished parts")] = False,
+) -> None:
+    """Score a sweep: every input column kept, pred_loss (and interval, p_diverge) added. Streams; runs under accelerate launch too."""
+    from accelerate import PartialState
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ncpl import predictors
+    from ncpl.scoring import merge_parts, score_file
+
+    state = PartialState()
+    total = None
+    if sweep.suffix == ".parquet" and sweep.exists():
+        import pyarrow.parquet as pq
+
+        total = pq.ParquetFile(sweep).metadata.num_rows
+    columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    try:
+        model = predictors.load(model_dir)
+        with Progress(*columns, console=console, disable=not state.is_main_process) as progress:
+            task = progress.add_task("score", total=total)
+            parts = score_file(model, sweep, output, batch_size=batch_size, resume=resume, rank=state.process_index,
+                               world=state.num_processes, on_chunk=lambda n: progress.advance(task, n))
+        state.wait_for_everyone()
+        if state.is_main_process:
+            rows = merge_parts(parts, output)
+            console.print(f"scored {rows} configs -> {output}")
+    except ConfigError as error:
+        fail(str(error))
 
 
 def _predictor_specs(spec: str) -> list[tuple[str, str | None]]:

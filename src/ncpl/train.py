@@ -175,6 +175,7 @@ class Trainer:
         for epoch in range(progress["epoch"] + 1, settings.epochs):
             started = time.perf_counter()
             network.train()
+            self.network.backbone.eval()  # no dropout: a regression to a hundredth of a nat does not tolerate it
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
             totals: dict[str, float] = {}

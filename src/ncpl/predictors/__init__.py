@@ -13,12 +13,13 @@ import importlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar, Union
 
 import numpy as np
 import pandas as pd
 
-from ncpl.schema import ConfigError
+from ncpl.schema import ConfigError, RunConfig, RunRecord, config_to_flat, validate
 
 META_FILE = "predictor.json"
 REGISTRY = {  # name -> "module:Class"
@@ -29,19 +30,50 @@ REGISTRY = {  # name -> "module:Class"
 }
 
 
+Configs = Union[pd.DataFrame, RunConfig, RunRecord, dict, Sequence[RunConfig]]
+
+
+def as_frame(configs: Configs) -> pd.DataFrame:
+    """Flat config rows from a frame, one or many `RunConfig`s / `RunRecord`s, or a nested dict."""
+    if isinstance(configs, pd.DataFrame):
+        return configs
+    items = [configs] if isinstance(configs, (RunConfig, RunRecord, dict)) else list(configs)
+    rows = []
+    for item in items:
+        if isinstance(item, dict):
+            item = validate(RunConfig, item)
+        rows.append(item.to_flat() if isinstance(item, RunRecord) else config_to_flat(item))
+    return pd.DataFrame(rows)
+
+
 class Predictor(ABC):
+    """Subclasses implement `fit`, `_predict` (and `_predict_curve`, `_predict_details` where they can)."""
+
     name: ClassVar[str]
 
     @abstractmethod
     def fit(self, runs: pd.DataFrame) -> Predictor: ...
 
-    @abstractmethod
-    def predict(self, configs: pd.DataFrame) -> np.ndarray:
-        """Final loss of each row."""
+    def predict(self, configs: Configs) -> np.ndarray:
+        """Final loss of each config."""
+        return self._predict(as_frame(configs))
 
-    def predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
-        """Loss at each fraction of training: shape (rows, fractions)."""
-        raise NotImplementedError(f"{self.name} does not predict loss curves")
+    def predict_details(self, configs: Configs) -> pd.DataFrame:
+        """``pred_loss``, and where the predictor has them ``pred_loss_lo`` / ``pred_loss_hi`` (10-90%) and ``p_diverge``."""
+        return self._predict_details(as_frame(configs))
+
+    def predict_curve(self, configs: Configs, fractions: np.ndarray) -> np.ndarray:
+        """Loss at each fraction of training: shape (configs, fractions)."""
+        return self._predict_curve(as_frame(configs), np.asarray(fractions, float))
+
+    @abstractmethod
+    def _predict(self, configs: pd.DataFrame) -> np.ndarray: ...
+
+    def _predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"pred_loss": self._predict(configs)})
+
+    def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
+        raise ConfigError(f"{self.name} does not predict loss curves; use chinchilla or ncpl")
 
     @abstractmethod
     def get_state(self) -> dict[str, Any]:

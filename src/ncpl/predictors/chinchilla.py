@@ -131,11 +131,10 @@ class Chinchilla(Predictor):
                               "Train on runs of that source first.")
         return self.laws[source]
 
-    def predict(self, configs: pd.DataFrame) -> np.ndarray:
+    def _predict(self, configs: pd.DataFrame) -> np.ndarray:
         return self.predict_at(configs, tokens(configs))
 
-    def predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
-        fractions = np.asarray(fractions, float)
+    def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
         return np.stack([self.predict_at(configs, f * tokens(configs)) for f in fractions], axis=1)
 
     def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:

@@ -125,7 +125,7 @@ class NCPL(Predictor):
             out[rows] = result.float().cpu().numpy()
         return out
 
-    def predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
+    def _predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
         """pred_loss, its 10-90% interval pred_loss_lo / pred_loss_hi, and p_diverge, one row per config."""
         configs = configs.reset_index(drop=True)
         out = self._outputs([self._example(row) for row in configs.to_dict("records")])
@@ -139,12 +139,11 @@ class NCPL(Predictor):
             "p_diverge": 1 / (1 + np.exp(-out[:, 3])),
         })
 
-    def predict(self, configs: pd.DataFrame) -> np.ndarray:
-        return self.predict_details(configs)["pred_loss"].to_numpy()
+    def _predict(self, configs: pd.DataFrame) -> np.ndarray:
+        return self._predict_details(configs)["pred_loss"].to_numpy()
 
-    def predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
+    def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
         configs = configs.reset_index(drop=True)
-        fractions = np.asarray(fractions, float)
         rows = configs.to_dict("records")
         examples = [self._example(row, float(f)) for row in rows for f in fractions]
         out = self._outputs(examples)[:, 0].reshape(len(rows), len(fractions))

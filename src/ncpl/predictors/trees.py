@@ -88,7 +88,7 @@ class XGBoost(Predictor):
         self.model = self._regressor().fit(self.features.transform(runs), target)
         return self
 
-    def predict(self, configs: pd.DataFrame) -> np.ndarray:
+    def _predict(self, configs: pd.DataFrame) -> np.ndarray:
         prediction = self.model.predict(self.features.transform(configs)).astype(float)
         return prediction + self.baseline.predict(configs) if self.residual else prediction
 

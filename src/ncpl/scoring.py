@@ -1,0 +1,129 @@
+"""Scoring a sweep of candidate configs in bounded memory, safe to kill and resume.
+
+The input is streamed in chunks; each chunk is validated, predicted and written as its own part
+file (atomically) in ``OUT.parts/``; the parts are merged into OUT at the end, written to a
+temporary file and renamed. A killed job leaves only finished parts and no OUT: ``resume=True``
+skips the parts already written. Under ``accelerate launch`` process r of w scores the chunks
+i = r (mod w) and the main process merges.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from ncpl.predictors import Predictor
+from ncpl.schema import ConfigError, RunConfig, config_to_flat, validate
+
+CONFIG_SECTIONS = ("model.", "data.", "optimizer.", "schedule.", "batch.", "extra.")
+FORMATS = (".parquet", ".csv", ".jsonl", ".yaml", ".yml")
+
+
+def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
+    """Frames of at most `batch_size` rows, their index the row number in the file (from 0)."""
+    if not path.exists():
+        raise ConfigError(f"{path}: sweep file not found")
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ConfigError(f"{path}: unsupported sweep format {suffix!r}; use {', '.join(FORMATS)}")
+    if suffix in (".yaml", ".yml"):
+        chunks = _yaml_chunks(path, batch_size)
+    elif suffix == ".parquet":
+        chunks = (batch.to_pandas() for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size))
+    elif suffix == ".csv":
+        chunks = pd.read_csv(path, chunksize=batch_size)
+    else:
+        chunks = pd.read_json(path, lines=True, chunksize=batch_size)
+    start = 0
+    for chunk in chunks:
+        chunk.index = pd.RangeIndex(start, start + len(chunk))
+        start += len(chunk)
+        yield chunk
+
+
+def _yaml_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
+    data = yaml.safe_load(path.read_text())
+    items = data.get("configs") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: expected a list of configs (or a mapping with a 'configs' list)")
+    rows = []
+    for number, item in enumerate(items):
+        try:
+            rows.append(config_to_flat(validate(RunConfig, item)))
+        except ConfigError as error:
+            raise ConfigError(f"{path}: config {number}: {error}") from None
+    for start in range(0, len(rows), batch_size):
+        yield pd.DataFrame(rows[start : start + batch_size])
+
+
+def check_rows(chunk: pd.DataFrame, path: Path) -> None:
+    """Every row must be a valid config; the error names the row (0-based, as in the file) and the field."""
+    columns = [c for c in chunk.columns if c == "source" or c.startswith(CONFIG_SECTIONS)]
+    for number, row in zip(chunk.index, chunk[columns].to_dict("records")):
+        row = {k: v for k, v in row.items() if not (v is None or (isinstance(v, float) and v != v))}
+        try:
+            validate(RunConfig, _nest(row))
+        except ConfigError as error:
+            raise ConfigError(f"{path}: row {number}: {error}") from None
+
+
+def _nest(row: dict) -> dict:
+    nested: dict = {}
+    for key, value in row.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value.item() if hasattr(value, "item") else value
+        else:
+            nested[head] = value
+    return nested
+
+
+def score_file(model: Predictor, path: str | Path, output: str | Path, *, batch_size: int = 4096, resume: bool = False,
+               rank: int = 0, world: int = 1, on_chunk=None) -> Path:
+    """Score `path` into `output`; returns `output`. `on_chunk(rows)` is called after each chunk (progress)."""
+    path, output = Path(path), Path(output)
+    parts = output.with_name(output.name + ".parts")
+    if not resume and rank == 0 and parts.exists():
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    for index, chunk in enumerate(read_chunks(path, batch_size)):
+        part = parts / f"part-{index:06d}.parquet"
+        if index % world != rank or part.exists():
+            if on_chunk:
+                on_chunk(len(chunk))
+            continue
+        check_rows(chunk, path)
+        details = model.predict_details(chunk).set_index(chunk.index)
+        scored = pd.concat([chunk, details], axis=1)
+        tmp = part.with_name(f".{part.name}.tmp")
+        scored.to_parquet(tmp, index=False)
+        os.replace(tmp, part)
+        if on_chunk:
+            on_chunk(len(chunk))
+    return parts
+
+
+def merge_parts(parts: Path, output: Path) -> int:
+    """Concatenate the part files into `output` atomically, streaming one part at a time; returns the row count."""
+    files = sorted(parts.glob("part-*.parquet"))
+    if not files:
+        raise ConfigError(f"{parts}: nothing was scored (empty sweep?)")
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    rows = 0
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for file in files:
+            table = pq.read_table(file)
+            table = table.cast(schema) if table.schema != schema else table
+            writer.write_table(table)
+            rows += table.num_rows
+    os.replace(tmp, output)
+    shutil.rmtree(parts)
+    return rows

@@ -1,0 +1,88 @@
+"""predict and score on real runs: every row and column kept, atomic output, resume after a kill, bad rows named."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ncpl import predictors, schema
+from ncpl.cli import app
+from ncpl.schema import ConfigError
+from ncpl.scoring import merge_parts, score_file
+from ncpl.sources import import_runs
+from ncpl.store import to_frame
+
+
+@pytest.fixture(scope="module")
+def sweep(shared):
+    return to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records).head(250)
+
+
+@pytest.fixture(scope="module")
+def model_dir(sweep, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("model")
+    predictors.create("xgboost-residual", n_estimators=40).fit(sweep[~sweep["diverged"]]).save(directory)
+    return directory
+
+
+def test_score_keeps_rows_and_columns(sweep, model_dir, tmp_path):
+    sweep.drop(columns=["curve_tokens", "curve_loss"], errors="ignore").to_csv(tmp_path / "sweep.csv", index=False)
+    result = CliRunner().invoke(app, ["score", str(model_dir), str(tmp_path / "sweep.csv"), "-o", str(tmp_path / "out.parquet"),
+                                      "--batch-size", "64"])
+    assert result.exit_code == 0, result.output
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    assert len(scored) == len(sweep) and list(scored["run_id"]) == list(sweep["run_id"])
+    assert set(sweep.columns) - {"curve_tokens", "curve_loss"} < set(scored.columns) and "pred_loss" in scored
+    expected = predictors.load(model_dir).predict(sweep)
+    assert np.allclose(scored["pred_loss"], expected)
+    assert not (tmp_path / "out.parquet.parts").exists()
+
+
+def test_killed_score_leaves_no_output_and_resumes_to_the_same_result(sweep, model_dir, tmp_path):
+    sweep.to_parquet(tmp_path / "sweep.parquet", index=False)
+    model = predictors.load(model_dir)
+    straight = tmp_path / "straight.parquet"
+    merge_parts(score_file(model, tmp_path / "sweep.parquet", straight, batch_size=50), straight)
+
+    calls = []
+
+    def killed_after_two_chunks(rows):
+        calls.append(rows)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    output = tmp_path / "resumed.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        score_file(model, tmp_path / "sweep.parquet", output, batch_size=50, on_chunk=killed_after_two_chunks)
+    assert not output.exists() and len(list((tmp_path / "resumed.parquet.parts").glob("part-*.parquet"))) == 2
+    merge_parts(score_file(model, tmp_path / "sweep.parquet", output, batch_size=50, resume=True), output)
+    pd.testing.assert_frame_equal(pd.read_parquet(output), pd.read_parquet(straight))
+
+
+def test_bad_row_is_named(sweep, model_dir, tmp_path):
+    bad = sweep.copy()
+    bad.loc[bad.index[7], "optimizer.lr"] = -3.0
+    bad.to_parquet(tmp_path / "bad.parquet", index=False)
+    with pytest.raises(ConfigError, match=r"row 7: .*optimizer\.lr"):
+        score_file(predictors.load(model_dir), tmp_path / "bad.parquet", tmp_path / "out.parquet", batch_size=5)
+
+
+def test_predict_command_and_python_api(sweep, model_dir, tmp_path):
+    import ncpl
+
+    record = schema.validate(schema.RunRecord, {**schema.RunRecord.from_flat(sweep.iloc[0].to_dict()).model_dump()})
+    schema.save(record.config, tmp_path / "candidate.yaml")
+    result = CliRunner().invoke(app, ["predict", str(model_dir), "--config", str(tmp_path / "candidate.yaml"), "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert answer["pred_loss"] == pytest.approx(float(ncpl.load(model_dir).predict(record.config)[0]))
+    law = predictors.create("chinchilla").fit(sweep[~sweep["diverged"]])
+    law.save(tmp_path / "law")
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "law"), "--config", str(tmp_path / "candidate.yaml"), "--curve", "--json"])
+    curve = json.loads(result.output)["curve"]
+    assert len(curve["loss"]) == 10 and curve["loss"] == sorted(curve["loss"], reverse=True)
+    (tmp_path / "broken.yaml").write_text("source: steplaw\nmodel: {n_params: 1e8}\n")
+    result = CliRunner().invoke(app, ["predict", str(model_dir), "--config", str(tmp_path / "broken.yaml")])
+    assert result.exit_code == 2 and "data" in result.output and "required" in result.output
