@@ -226,6 +226,48 @@ def score(
         fail(str(error))
 
 
+@app.command()
+def tune(
+    model_dir: Annotated[Path, typer.Argument(help="a model directory (NCPL or a baseline)")],
+    base: Annotated[Path, typer.Option("--base", help="base RunConfig YAML: every field not searched stays as here")],
+    space: Annotated[Path, typer.Option("--space", help="YAML: field -> {low, high[, log]} or {choices: [...]}")],
+    fix: Annotated[str, typer.Option("--fix", help="fields held at the base's values (the default constraint)")] = "n_params,tokens",
+    flops: Annotated[Optional[float], typer.Option("--flops", help="compute budget C = 6ND instead: N is searched, D = C/6N")] = None,
+    max_p_diverge: Annotated[Optional[float], typer.Option("--max-p-diverge", help="drop candidates more likely than this to diverge")] = None,
+    n: Annotated[int, typer.Option("--n", min=8, help="candidates in the first round (Sobol)")] = 1024,
+    top: Annotated[int, typer.Option("--top", min=1, help="configs to show")] = 10,
+    seed: Annotated[int, typer.Option(help="seed of the Sobol sequence")] = 0,
+) -> None:
+    """Best hyperparameters under a constraint, by the model's predicted loss; with the StepLaw law's suggestion."""
+    from ncpl import predictors, schema
+    from ncpl.tuning import ALIASES, load_space, steplaw_suggestion
+    from ncpl.tuning import tune as search
+
+    try:
+        fixed = {ALIASES.get(f.strip(), f.strip()) for f in fix.split(",") if f.strip()}
+        unknown = fixed - set(ALIASES.values())
+        if unknown:
+            raise ConfigError(f"--fix: {sorted(unknown)} not supported; fix n_params,tokens or use --flops")
+        model = predictors.load(model_dir)
+        base_config = schema.load(base)
+        dims = load_space(space)
+        clash = fixed & {d.field for d in dims}
+        if clash and flops is None:
+            raise ConfigError(f"--fix {fix}: {sorted(clash)} are also in the search space {space}")
+        best = search(model, base_config, dims, flops=flops, n=n, top=top, max_p_diverge=max_p_diverge, seed=seed)
+        suggestion = steplaw_suggestion(base_config)
+    except ConfigError as error:
+        fail(str(error))
+    constraint = f"compute {flops:.3g} FLOPs" if flops else f"N = {base_config.model.n_params:.3g}, D = {base_config.data.tokens:.3g}"
+    table = Table(title=f"top {len(best)} of the search ({constraint}) by {model.name}")
+    for column in best.columns:
+        table.add_column(column)
+    for row in best.itertuples(index=False):
+        table.add_row(*(f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v) for v in row))
+    console.print(table)
+    console.print("StepLaw law at the base's N and D: " + ", ".join(f"{k} = {v:.4g}" for k, v in suggestion.items()))
+
+
 def _predictor_specs(spec: str) -> list[tuple[str, str | None]]:
     """`a,b,label:DIR` -> [(a, None), (b, None), (label, DIR)]: a name is fitted, label:DIR is loaded."""
     out = []

@@ -1,0 +1,142 @@
+"""Joint hyperparameter search on any predictor, under a model-size / token or compute constraint.
+
+A search space names flat config fields, each a range (``{low, high, log}``, log by default for
+positive ranges) or a list of ``choices``. Candidates are the base config with a scrambled Sobol
+sample of the space substituted, then refined: each round samples again around the best so far,
+in a box a third the size. Derived fields follow what was changed (steps = tokens / batch tokens,
+sequences = batch tokens / sequence length; under a compute budget C = 6 N D the tokens follow N,
+and width and depth scale as N^(1/3) to keep the base's shape).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.stats import qmc
+
+from ncpl.laws import steplaw
+from ncpl.predictors import Predictor
+from ncpl.schema import ConfigError, RunConfig, config_to_flat
+
+SIZE, TOKENS = "model.n_params", "data.tokens"
+ALIASES = {"n_params": SIZE, "tokens": TOKENS}
+
+
+@dataclass
+class Dimension:
+    field: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = True
+    choices: list[Any] | None = None
+
+    def sample(self, u: np.ndarray, center: np.ndarray | None = None, shrink: float = 1.0) -> np.ndarray:
+        """Map uniforms in [0, 1) onto the dimension; around `center` in a box `shrink` of its width."""
+        if self.choices is not None:  # refinement keeps the centre's choice and searches the ranges around it
+            if center is not None:
+                return center
+            return np.asarray(self.choices, dtype=object)[np.minimum((u * len(self.choices)).astype(int), len(self.choices) - 1)]
+        low, high = (np.log(self.low), np.log(self.high)) if self.log else (self.low, self.high)
+        if center is not None:
+            c = np.log(center.astype(float)) if self.log else center.astype(float)
+            half = shrink * (high - low) / 2
+            low, high = np.maximum(low, c - half), np.minimum(high, c + half)
+        x = low + u * (high - low)
+        return np.exp(x) if self.log else x
+
+
+def load_space(path: str | Path) -> list[Dimension]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: search space not found")
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path}: expected a mapping of field -> {{low, high[, log]}} or {{choices: [...]}}")
+    return [parse_dimension(field, spec, path) for field, spec in data.items()]
+
+
+def parse_dimension(field: str, spec: Any, where: Any = "space") -> Dimension:
+    field = ALIASES.get(field, field)
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: {field}: expected {{low, high[, log]}} or {{choices: [...]}}, got {spec!r}")
+    if "choices" in spec:
+        if not spec["choices"]:
+            raise ConfigError(f"{where}: {field}.choices is empty")
+        return Dimension(field, choices=list(spec["choices"]))
+    try:
+        low, high = float(spec["low"]), float(spec["high"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{where}: {field}: needs numeric 'low' and 'high', got {spec!r}") from None
+    log = bool(spec.get("log", low > 0))
+    if not low < high or (log and low <= 0):
+        raise ConfigError(f"{where}: {field}: need low < high{' and low > 0 for a log range' if log else ''}, got {low}, {high}")
+    return Dimension(field, low, high, log)
+
+
+def _derive(frame: pd.DataFrame, base: dict[str, Any], flops: float | None) -> pd.DataFrame:
+    frame = frame.copy()
+    if flops is not None:
+        ratio = frame[SIZE].astype(float) / float(base[SIZE])
+        frame[TOKENS] = flops / (6.0 * frame[SIZE].astype(float))
+        for field, power in (("model.d_model", 1 / 3), ("model.d_ff", 1 / 3), ("model.n_layers", 1 / 3)):
+            if base.get(field) is not None and field in frame:
+                frame[field] = np.maximum(1, np.round(float(base[field]) * ratio**power)).astype(int)
+        for field in ("model.n_params_total", "model.n_params_active"):
+            if field in frame:
+                frame[field] = np.nan
+    if frame.get("model.seq_len") is not None and frame["model.seq_len"].notna().all() and "batch.tokens" in frame:
+        frame["batch.sequences"] = np.maximum(1, np.round(frame["batch.tokens"] / frame["model.seq_len"])).astype(int)
+    if "batch.tokens" in frame and frame["batch.tokens"].notna().all():
+        frame["schedule.total_steps"] = np.maximum(1, np.round(frame[TOKENS] / frame["batch.tokens"])).astype(int)
+    return frame
+
+
+def tune(model: Predictor, base: RunConfig, space: list[Dimension], *, flops: float | None = None, n: int = 1024,
+         rounds: int = 2, top: int = 10, max_p_diverge: float | None = None, seed: int = 0) -> pd.DataFrame:
+    """The `top` candidates by predicted loss, with the searched fields and the predictions."""
+    fields = [d.field for d in space]
+    if flops is None and {SIZE, TOKENS} & set(fields):
+        raise ConfigError(f"space: {sorted({SIZE, TOKENS} & set(fields))} are fixed by the constraint; "
+                          "search them with --flops instead of --fix")
+    if flops is not None and TOKENS in fields:
+        raise ConfigError(f"space: {TOKENS} follows from the compute budget (C / 6N); search {SIZE} instead")
+    base_row = config_to_flat(base)
+    if flops is not None and SIZE not in fields:
+        n0 = float(base_row[SIZE])
+        space = [*space, Dimension(SIZE, n0 / 4, n0 * 4)]
+    sobol = qmc.Sobol(len(space), scramble=True, seed=seed)
+    pool = pd.DataFrame()
+    best = None
+    for round_ in range(rounds + 1):
+        u = sobol.random(n if round_ == 0 else max(16, n // 4))
+        if best is None:
+            values = {d.field: d.sample(u[:, i]) for i, d in enumerate(space)}
+        else:  # around the best candidates so far, a third of the box each round
+            centers = best.iloc[np.arange(len(u)) % len(best)]
+            values = {d.field: d.sample(u[:, i], centers[d.field].to_numpy(), shrink=3.0**-round_) for i, d in enumerate(space)}
+        candidates = pd.DataFrame([base_row] * len(u))
+        for field, column in values.items():
+            candidates[field] = column
+        candidates = _derive(candidates, base_row, flops)
+        scored = pd.concat([candidates, model.predict_details(candidates)], axis=1)
+        if max_p_diverge is not None and "p_diverge" in scored:
+            scored = scored[scored["p_diverge"] <= max_p_diverge]
+        pool = pd.concat([pool, scored], ignore_index=True).sort_values("pred_loss", kind="stable").head(max(top, 64))
+        if pool.empty:
+            raise ConfigError(f"--max-p-diverge {max_p_diverge}: no candidate is that safe; raise it or narrow the space")
+        best = pool.head(max(4, top // 2))
+    shown = list(dict.fromkeys([*fields, *([SIZE, TOKENS] if flops is not None else []), "schedule.total_steps"]))
+    details = [c for c in ("pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge") if c in pool]
+    return pool.head(top)[[c for c in shown if c in pool] + details].reset_index(drop=True)
+
+
+def steplaw_suggestion(base: RunConfig) -> dict[str, float]:
+    """The StepLaw law's lr and batch (tokens) at the base's N and D."""
+    n = base.model.n_params_active or base.model.n_params
+    return {"optimizer.lr": float(steplaw.optimal_lr(n, base.data.tokens)),
+            "batch.tokens": float(steplaw.optimal_batch_tokens(base.data.tokens))}

@@ -1,0 +1,65 @@
+"""tune honours every constraint on real StepLaw runs."""
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ncpl import predictors
+from ncpl.cli import app
+from ncpl.schema import ConfigError, RunRecord, save
+from ncpl.sources import import_runs
+from ncpl.store import to_frame
+from ncpl.tuning import Dimension, parse_dimension, tune
+
+
+@pytest.fixture(scope="module")
+def fitted(shared):
+    runs = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
+    model = predictors.create("xgboost-residual", n_estimators=80).fit(runs[~runs["diverged"]])
+    base = RunRecord.from_flat(runs.iloc[0].to_dict()).config
+    return model, base
+
+
+SPACE = [Dimension("optimizer.lr", 1e-4, 1e-2), Dimension("batch.tokens", 1e5, 1e7)]
+
+
+def test_fixed_size_and_tokens(fitted):
+    model, base = fitted
+    best = tune(model, base, SPACE, n=128, top=5)
+    assert len(best) == 5 and (np.diff(best["pred_loss"]) >= 0).all()
+    assert best["optimizer.lr"].between(1e-4, 1e-2).all() and best["batch.tokens"].between(1e5, 1e7).all()
+    steps = np.round(base.data.tokens / best["batch.tokens"])
+    assert (best["schedule.total_steps"] == steps).all()  # derived fields follow the change
+
+
+def test_compute_budget(fitted):
+    model, base = fitted
+    budget = 6 * base.model.n_params * base.data.tokens
+    best = tune(model, base, [*SPACE, Dimension("model.n_params", base.model.n_params / 2, base.model.n_params * 2)],
+                flops=budget, n=128, top=4)
+    assert np.allclose(6 * best["model.n_params"] * best["data.tokens"], budget)
+    assert best["model.n_params"].between(base.model.n_params / 2, base.model.n_params * 2).all()
+
+
+def test_bad_spaces_are_named(fitted):
+    model, base = fitted
+    with pytest.raises(ConfigError, match="data.tokens"):
+        tune(model, base, [Dimension("data.tokens", 1e9, 1e10)])
+    with pytest.raises(ConfigError, match="optimizer.lr: need low < high"):
+        parse_dimension("optimizer.lr", {"low": 1e-2, "high": 1e-4})
+    assert parse_dimension("optimizer.name", {"choices": ["adamw", "lion"]}).choices == ["adamw", "lion"]
+
+
+def test_tune_command(fitted, tmp_path):
+    model, base = fitted
+    model.save(tmp_path / "model")
+    save(base, tmp_path / "base.yaml")
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"optimizer.lr": {"low": 1e-4, "high": 1e-2}, "batch.tokens": {"low": 1e5, "high": 1e7}}))
+    result = CliRunner().invoke(app, ["tune", str(tmp_path / "model"), "--base", str(tmp_path / "base.yaml"), "--space",
+                                      str(tmp_path / "space.yaml"), "--n", "64", "--top", "3"])
+    assert result.exit_code == 0, result.output
+    assert "top 3" in result.output and "StepLaw law" in result.output
+    (tmp_path / "space2.yaml").write_text(yaml.safe_dump({"tokens": {"low": 1e9, "high": 1e10}}))
+    result = CliRunner().invoke(app, ["tune", str(tmp_path / "model"), "--base", str(tmp_path / "base.yaml"), "--space", str(tmp_path / "space2.yaml")])
+    assert result.exit_code == 2 and "data.tokens" in result.output
