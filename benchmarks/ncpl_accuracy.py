@@ -70,7 +70,7 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results"
     write_report(report, out / f"ncpl-{tag}")
     cover = ", ".join(f"{k} {v['coverage_80']:.2f}" for k, v in report["meta"]["interval"].items())
-    body = (f"Measured {report['meta']['date']} on {machine()} by `python benchmarks/ncpl_accuracy.py --config {args.config.relative_to(ROOT)}`: "
+    body = (f"Measured {report['meta']['date']} on {machine()} by `python benchmarks/ncpl_accuracy.py --config {args.config}`: "
             f"NCPL trained jointly on {len(train)} StepLaw + Marin runs in {minutes:.1f} min, peak RSS {peak_gb:.1f} GB. "
             f"10-90% interval coverage (nominal 0.80): {cover}.\n\n{markdown(report)}")
     (out / f"ncpl-{tag}.md").write_text(body)

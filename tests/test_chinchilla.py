@@ -65,3 +65,6 @@ def test_prior_settles_what_one_model_size_cannot():
     assert abs(free.alpha - EPOCH.alpha) > 0.1  # left free, the exponent lands anywhere
     for law in (free, anchored):  # both fit the data they saw
         assert np.abs(law(n, d) - EPOCH(n, d)).max() < 2e-3
+    runs = pd.DataFrame({"run_id": np.arange(len(d)).astype(str), "source": "one-size", "model.n_params": n,
+                         "data.tokens": d, "final_loss": EPOCH(n, d), "diverged": False})
+    assert Chinchilla().fit(runs).laws["one-size"].alpha == pytest.approx(anchored.alpha)  # the default applies it
