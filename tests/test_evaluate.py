@@ -31,6 +31,8 @@ def test_regret_on_hand_made_groups():
     scores = np.array([1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 0, 0], float)
     got = regret(runs, scores)
     assert got["groups"] == 2 and got["regret"] == pytest.approx((0.1 + 0.3) / 2) and got["diverged_picks"] == pytest.approx(0.5)
+    # order 3.0, 2.9 (best, reached at try 2) | 11.0(d), 2.8, 2.7, 2.6, 2.5 (best, try 5); random: (5+1)/(1+1) = 3 each
+    assert got["runs_to_near_best"] == pytest.approx((2 + 5) / 2) and got["random_runs_to_near_best"] == pytest.approx(3.0)
     flat = regret(runs, np.zeros(len(runs)))  # a score blind to hyperparameters: expected cost of a random pick
     assert flat["regret"] == pytest.approx(((3.05 - 2.9) + (np.mean([2.5, 2.6, 2.7, 2.8, 2.8]) - 2.5)) / 2)
     assert flat["diverged_picks"] == pytest.approx(0.1)

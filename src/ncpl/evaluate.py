@@ -5,7 +5,9 @@ Accuracy is reported on the non-diverged runs (the headline) and on every run wi
 Regret: within each group of runs sharing source, N and D (at least `MIN_GROUP` of them), the true
 loss of the run the predictor ranks best minus the best true loss of the group. A pick that diverged
 costs the group's worst converged loss (its own, 7 or 1e14, says nothing), and the rate of such
-picks is reported beside the regret. Tied scores (a law blind to
+picks is reported beside the regret. Search cost: how many of the group's runs, tried in the
+predictor's order, it takes to reach one within `NEAR_BEST` of the group's best, against the
+expectation for a random order, (n + 1) / (k + 1) with k such runs among n. Tied scores (a law blind to
 hyperparameters ranks a whole group equal) count as a random pick among them.
 """
 
@@ -26,6 +28,7 @@ from ncpl.laws import steplaw
 from ncpl.predictors import Predictor
 
 MIN_GROUP = 5
+NEAR_BEST = 0.005  # "reached the best": within this many nats of the group's best converged run
 STEPLAW_PICKER = "steplaw-law"
 
 
@@ -50,18 +53,23 @@ def regret(runs: pd.DataFrame, scores: np.ndarray, min_size: int = MIN_GROUP) ->
     """Mean regret and diverged-pick rate of choosing, per group, the run with the lowest score."""
     loss = pd.to_numeric(runs["final_loss"], errors="coerce").to_numpy(float)
     ok = usable(runs).to_numpy()
-    regrets, diverged = [], []
+    regrets, diverged, tries, random_tries = [], [], [], []
     for rows in hparam_groups(runs, min_size):
         if not ok[rows].any():
             continue
         score = np.where(np.isfinite(scores[rows]), scores[rows], np.inf)
+        near = ok[rows] & (loss[rows] <= loss[rows][ok[rows]].min() + NEAR_BEST)
+        tries.append(int(np.flatnonzero(near[np.argsort(score, kind="stable")])[0]) + 1)
+        random_tries.append((len(rows) + 1) / (near.sum() + 1))
         picks = rows[score <= score.min() + 1e-12 * max(1.0, abs(score.min()))]  # ties: the expected cost of a random pick
         cost = np.where(ok[picks], loss[picks], loss[rows][ok[rows]].max())
         regrets.append(cost.mean() - loss[rows][ok[rows]].min())
         diverged.append(np.mean(~ok[picks]))
     return {"groups": len(regrets), "regret": float(np.mean(regrets)) if regrets else math.nan,
             "median_regret": float(np.median(regrets)) if regrets else math.nan,
-            "diverged_picks": float(np.mean(diverged)) if diverged else math.nan}
+            "diverged_picks": float(np.mean(diverged)) if diverged else math.nan,
+            "runs_to_near_best": float(np.mean(tries)) if tries else math.nan,
+            "random_runs_to_near_best": float(np.mean(random_tries)) if tries else math.nan}
 
 
 def evaluate(models: dict[str, Predictor], tests: dict[str, pd.DataFrame]) -> dict[str, Any]:
@@ -104,10 +112,12 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{_fmt(ok['rmse'])} | {_fmt(ok['spearman'], 3)} | {every['n']} | {_fmt(every['mae'])} | {_fmt(every['spearman'], 3)} |")
     if report["regret"]:
         lines += ["", f"Hyperparameter-selection regret (groups of >= {MIN_GROUP} runs sharing source, N and D):", "",
-                  "| test | source | picker | groups | mean regret | median regret | diverged picks |", "|---|---|---|---|---|---|---|"]
+                  "| test | source | picker | groups | mean regret | median regret | diverged picks | runs to near-best (random) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for row in report["regret"]:
             lines.append(f"| {row['test']} | {row['source']} | {row['picker']} | {row['groups']} | {_fmt(row['regret'])} | "
-                         f"{_fmt(row['median_regret'])} | {_fmt(row['diverged_picks'], 2)} |")
+                         f"{_fmt(row['median_regret'])} | {_fmt(row['diverged_picks'], 2)} | "
+                         f"{_fmt(row['runs_to_near_best'], 1)} ({_fmt(row['random_runs_to_near_best'], 1)}) |")
     return "\n".join(lines) + "\n"
 
 

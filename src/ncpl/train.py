@@ -249,6 +249,8 @@ class Trainer:
     def _load_best(self) -> None:
         from safetensors.torch import load_file
 
+        if not self.best_path.exists():  # no epoch ran (a schedule of zero epochs): keep the weights as they are
+            return
         self.accelerator.unwrap_model(self.network).load_state_dict(load_file(str(self.best_path)), strict=True)
 
     def _log(self, metrics: dict[str, Any]) -> None:
