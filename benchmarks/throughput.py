@@ -61,7 +61,9 @@ def main() -> None:
                      "gflops": round(2 * body * tokens * rate / 1e9, 1), "matmul_gflops": round(peak_matmul, 1),
                      "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)})
         print(rows[-1], flush=True)
-    table = pd.DataFrame(rows).to_markdown(index=False)
+    header = list(rows[0])
+    table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                      + ["| " + " | ".join(str(row[k]) for k in header) + " |" for row in rows])
     body = f"Measured {datetime.date.today()} on {machine()} by `python benchmarks/throughput.py` (fp32, {args.n} configs):\n\n{table}\n"
     out = ROOT / "benchmarks" / "results"
     (out / "throughput.md").write_text(body)
