@@ -268,6 +268,36 @@ def tune(
     console.print("StepLaw law at the base's N and D: " + ", ".join(f"{k} = {v:.4g}" for k, v in suggestion.items()))
 
 
+@app.command("transfer")
+def transfer_cmd(
+    base: Annotated[Path, typer.Argument(help="YAML: width, depth, batch (tokens), tokens, alpha and per-module lr / eps / weight_decay / init_variance, beta1, beta2")],
+    width: Annotated[Optional[float], typer.Option(help="target width")] = None,
+    depth: Annotated[Optional[float], typer.Option(help="target depth")] = None,
+    batch: Annotated[Optional[float], typer.Option(help="target batch, tokens per step")] = None,
+    tokens: Annotated[Optional[float], typer.Option(help="target training tokens")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Complete^(d)P transfer of a tuned base run's per-module hyperparameters to a larger run."""
+    import json
+
+    from ncpl.laws.transfer import TransferConfig, transfer
+
+    try:
+        result = transfer(TransferConfig.from_yaml(base), width=width, depth=depth, batch=batch, tokens=tokens)
+    except ConfigError as error:
+        fail(str(error))
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"Complete^(d)P transfer of {base}")
+    table.add_column("quantity")
+    table.add_column("target")
+    for key, value in result.items():
+        for name, item in (value.items() if isinstance(value, dict) else [(None, value)]):
+            table.add_row(f"{key}.{name}" if name else key, f"{item:.6g}")
+    console.print(table)
+
+
 def _predictor_specs(spec: str) -> list[tuple[str, str | None]]:
     """`a,b,label:DIR` -> [(a, None), (b, None), (label, DIR)]: a name is fitted, label:DIR is loaded."""
     out = []
