@@ -111,6 +111,9 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "broken/train_log.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]  # epoch 3 ran once, after the resume; 1 and 2 were not redone
     assert np.allclose(resumed, reference, atol=1e-5)
+    changed = TrainConfig(**{**TINY, "seed": 1, "stage2": {"epochs": 0, "lr": 1e-3}})
+    with pytest.raises(ValueError, match="different training config"):
+        NCPL(changed, work_dir=tmp_path / "broken").fit(runs)
 
 
 def test_two_cpu_processes_with_accelerate(runs, tmp_path):

@@ -224,9 +224,14 @@ class Trainer:
     # --- state on disk --------------------------------------------------------------------------
 
     def _read_progress(self) -> dict[str, Any]:
-        if self.progress_path.exists():
-            return json.loads(self.progress_path.read_text())
-        return {"stage": 1, "epoch": -1, "best": math.inf}
+        config = self.config.model_dump(mode="json")
+        if not self.progress_path.exists():
+            return {"stage": 1, "epoch": -1, "best": math.inf, "config": config}
+        progress = json.loads(self.progress_path.read_text())
+        if progress.get("config") != config:
+            raise ConfigError(f"{self.work_dir}: holds a checkpoint of a different training config; "
+                              "train into a new output folder, or delete this one to start over")
+        return progress
 
     def _write_progress(self, progress: dict[str, Any]) -> None:
         if self.accelerator.is_main_process:
