@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import resource
 import sys
 import time
@@ -49,6 +50,8 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--tag", default=None)
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="evaluate this model directory (trained by this script; its train_log.jsonl gives the minutes) instead of training")
     args = parser.parse_args()
     tag = args.tag or args.config.stem
 
@@ -57,11 +60,16 @@ def main() -> None:
     tests = {**splits["steplaw"][1], **splits["marin"][1]}
     baselines = {name: predictors.create(name).fit(train[~train["diverged"]]) for name in ("chinchilla", "xgboost-residual")}
 
-    start = time.perf_counter()
-    model = NCPL(args.config, work_dir=args.work / tag).fit(train)
-    minutes = (time.perf_counter() - start) / 60
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    model.save(args.work / tag / "model")
+    if args.model:
+        model = predictors.load(args.model)
+        log = [json.loads(line) for line in (args.model.parent / "train_log.jsonl").read_text().splitlines()]
+        minutes, peak_gb = sum(entry["seconds"] for entry in log) / 60, float("nan")
+    else:
+        start = time.perf_counter()
+        model = NCPL(args.config, work_dir=args.work / tag).fit(train)
+        minutes = (time.perf_counter() - start) / 60
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        model.save(args.work / tag / "model")
 
     report = evaluate({**baselines, "ncpl": model}, tests)
     report["meta"] = {"date": datetime.date.today().isoformat(), "machine": machine(), "config": str(args.config),
@@ -70,11 +78,16 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results"
     write_report(report, out / f"ncpl-{tag}")
     cover = ", ".join(f"{k} {v['coverage_80']:.2f}" for k, v in report["meta"]["interval"].items())
-    body = (f"Measured {report['meta']['date']} on {machine()} by `python benchmarks/ncpl_accuracy.py --config {args.config}`: "
-            f"NCPL trained jointly on {len(train)} StepLaw + Marin runs in {minutes:.1f} min, peak RSS {peak_gb:.1f} GB. "
+    command = f"python benchmarks/ncpl_accuracy.py --config {args.config}" + (f" --model {args.model}" if args.model else "")
+    memory = f", peak RSS {peak_gb:.1f} GB" if peak_gb == peak_gb else ""
+    body = (f"Measured {report['meta']['date']} on {machine()} by `{command}`: "
+            f"NCPL trained jointly on {len(train)} StepLaw + Marin runs in {minutes:.1f} min{memory}. "
             f"10-90% interval coverage (nominal 0.80): {cover}.\n\n{markdown(report)}")
     (out / f"ncpl-{tag}.md").write_text(body)
     (out / f"ncpl-{tag}.json").write_text(json.dumps({k: report[k] for k in ("accuracy", "regret", "meta")}, indent=1))
+    readme = ROOT / "README.md"
+    pattern = re.compile(r"(<!-- ncpl:start -->\n).*?(<!-- ncpl:end -->)", re.S)
+    readme.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), readme.read_text()))
     print(body)
 
 

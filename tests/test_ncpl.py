@@ -71,9 +71,15 @@ def test_encoders_shapes_and_field_name_independence():
     assert torch.isfinite(new_field).all()
 
 
-def test_tiny_training_loss_falls_and_save_load_is_exact(runs, tmp_path):
-    model = NCPL(TrainConfig(**TINY), work_dir=tmp_path / "work").fit(runs)
-    log = [json.loads(line) for line in (tmp_path / "work/train_log.jsonl").read_text().splitlines()]
+@pytest.fixture(scope="module")
+def trained(runs, tmp_path_factory):
+    work = tmp_path_factory.mktemp("tiny") / "work"
+    return NCPL(TrainConfig(**TINY), work_dir=work).fit(runs), work
+
+
+def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path):
+    model, work = trained
+    log = [json.loads(line) for line in (work / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 4 and log[-1]["train_huber"] < log[0]["train_huber"]
     details = model.predict_details(runs)
     assert list(details.columns) == ["pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge"]
@@ -129,3 +135,18 @@ def test_two_cpu_processes_with_accelerate(runs, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "model/work/train_log.jsonl").read_text().splitlines()]
     assert [entry["stage"] for entry in log] == [1, 2]  # one log line an epoch: only the main process writes
     assert np.isfinite(predictors.load(tmp_path / "model").predict(runs)).all()
+
+
+def test_tune_honours_the_divergence_cap(runs, trained):
+    from ncpl.schema import ConfigError, RunRecord
+    from ncpl.tuning import Dimension, tune
+
+    model, _ = trained
+    base = RunRecord.from_flat(runs.iloc[0].to_dict()).config
+    space = [Dimension("optimizer.lr", 1e-4, 3e-2)]
+    free = tune(model, base, space, n=32, rounds=1, top=5)
+    cap = float(free["p_diverge"].median())
+    capped = tune(model, base, space, n=32, rounds=1, top=5, max_p_diverge=cap)
+    assert (capped["p_diverge"] <= cap).all() and {"pred_loss_lo", "pred_loss_hi"} <= set(capped.columns)
+    with pytest.raises(ConfigError, match="max-p-diverge"):
+        tune(model, base, space, n=32, rounds=1, max_p_diverge=-1.0)

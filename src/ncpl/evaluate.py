@@ -59,7 +59,7 @@ def regret(runs: pd.DataFrame, scores: np.ndarray, min_size: int = MIN_GROUP) ->
             continue
         score = np.where(np.isfinite(scores[rows]), scores[rows], np.inf)
         near = ok[rows] & (loss[rows] <= loss[rows][ok[rows]].min() + NEAR_BEST)
-        tries.append(int(np.flatnonzero(near[np.argsort(score, kind="stable")])[0]) + 1)
+        tries.append(_expected_tries(score, near))
         random_tries.append((len(rows) + 1) / (near.sum() + 1))
         picks = rows[score <= score.min() + 1e-12 * max(1.0, abs(score.min()))]  # ties: the expected cost of a random pick
         cost = np.where(ok[picks], loss[picks], loss[rows][ok[rows]].max())
@@ -70,6 +70,18 @@ def regret(runs: pd.DataFrame, scores: np.ndarray, min_size: int = MIN_GROUP) ->
             "diverged_picks": float(np.mean(diverged)) if diverged else math.nan,
             "runs_to_near_best": float(np.mean(tries)) if tries else math.nan,
             "random_runs_to_near_best": float(np.mean(random_tries)) if tries else math.nan}
+
+
+def _expected_tries(score: np.ndarray, near: np.ndarray) -> float:
+    """Runs tried, best score first, until one is near the best; a block of tied scores is tried in random order."""
+    tried = 0
+    for value in np.unique(score):
+        block = score == value
+        hits = int(near[block].sum())
+        if hits:
+            return tried + (block.sum() + 1) / (hits + 1)
+        tried += int(block.sum())
+    return float(tried)
 
 
 def evaluate(models: dict[str, Predictor], tests: dict[str, pd.DataFrame]) -> dict[str, Any]:
