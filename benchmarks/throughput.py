@@ -1,7 +1,7 @@
 """Scoring throughput of NCPL per backbone: configs/s, tokens per config, achieved GFLOP/s against a
 plain matmul on the same machine, and peak memory.
 
-    python benchmarks/throughput.py [--backbones all-minilm-l6-v2,smollm2-135m] [--n 2000]
+    python benchmarks/throughput.py [--backbones all-minilm-l6-v2,smollm2-135m] [--n 300]
 
 The sweep is real StepLaw and Marin configs. Throughput does not depend on the weights, so each
 model is built with a zero-epoch schedule (initialised, untrained) instead of trained.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import resource
 import sys
 import time
@@ -39,7 +40,7 @@ def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", default="all-minilm-l6-v2,smollm2-135m")
-    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--n", type=int, default=300, help="configs scored per backbone")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
     runs = pd.concat([load("steplaw", args.shared / "steplaw/dense_lr_bs_loss.csv"),
@@ -67,6 +68,9 @@ def main() -> None:
     body = f"Measured {datetime.date.today()} on {machine()} by `python benchmarks/throughput.py` (fp32, {args.n} configs):\n\n{table}\n"
     out = ROOT / "benchmarks" / "results"
     (out / "throughput.md").write_text(body)
+    readme = ROOT / "README.md"
+    pattern = re.compile(r"(<!-- throughput:start -->\n).*?(<!-- throughput:end -->)", re.S)
+    readme.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), readme.read_text()))
     (out / "throughput.json").write_text(json.dumps(rows, indent=1))
     print(body)
 
