@@ -20,13 +20,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from ncpl.examples import MODEL_INPUTS, Collator, Example
 from ncpl.network import NCPLNetwork, loss_terms
-from ncpl.schema import ConfigError, format_validation_error
+from ncpl.schema import ConfigError, load
 
 
 class StageConfig(BaseModel):
@@ -66,17 +65,7 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"{path}: training config not found")
-        try:
-            return cls.model_validate(yaml.safe_load(path.read_text()) or {})
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {error}") from None
-        except Exception as error:  # pydantic.ValidationError
-            if hasattr(error, "errors"):
-                raise ConfigError(f"{path}: {format_validation_error(error)}") from None
-            raise
+        return load(path, cls)
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_frac: float) -> torch.optim.lr_scheduler.LambdaLR:

@@ -26,10 +26,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from ncpl.schema import ConfigError, format_validation_error
+from ncpl.schema import ConfigError, load
 
 
 class ModuleValues(BaseModel):
@@ -59,17 +58,7 @@ class TransferConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TransferConfig:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"{path}: base config not found")
-        try:
-            return cls.model_validate(yaml.safe_load(path.read_text()))
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {error}") from None
-        except Exception as error:
-            if hasattr(error, "errors"):
-                raise ConfigError(f"{path}: {format_validation_error(error)}") from None
-            raise
+        return load(path, cls)
 
 
 def multipliers(m_n: float, m_l: float, m_b: float, m_d: float, alpha: float) -> dict[str, float]:
