@@ -298,6 +298,58 @@ def transfer_cmd(
     console.print(table)
 
 
+@app.command("cpt")
+def cpt_cmd(
+    loss: Annotated[float, typer.Option("--loss", help="the checkpoint's loss, measured like the fitted runs' (same data, tokenizer, loss kind)")],
+    params: Annotated[str, typer.Option("--params", help="the checkpoint's non-embedding parameters, e.g. 430M")],
+    planned_tokens: Annotated[str, typer.Option("--planned-tokens", help="tokens of the continuation, e.g. 20B")],
+    laws_from: Annotated[Optional[Path], typer.Option("--laws", help="runs to fit the laws on: a runs Parquet file or StepLaw's dense_lr_bs_loss.csv")] = None,
+    laws_json: Annotated[Optional[Path], typer.Option("--laws-json", help="laws written earlier by --save")] = None,
+    save_laws: Annotated[Optional[Path], typer.Option("--save", help="write the fitted laws to this JSON file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Peak lr and batch to continue a checkpoint: its loss -> equivalent compute C_eq, laws at C_eq + 6 N D_planned."""
+    import json
+
+    from ncpl.laws.cpt import CPTLaws, fit_laws, read_grid
+    from ncpl.schema import parse_quantity
+
+    try:
+        if (laws_from is None) == (laws_json is None):
+            raise ConfigError("--laws / --laws-json: give exactly one: the runs to fit the laws on (a runs Parquet file or "
+                              "StepLaw's dense_lr_bs_loss.csv), or a laws JSON written by --save")
+        counts = {}
+        for flag, value in (("--params", params), ("--planned-tokens", planned_tokens)):
+            try:
+                counts[flag] = float(parse_quantity(value))
+            except ValueError as error:
+                raise ConfigError(f"{flag}: {error}") from None
+        laws = CPTLaws.load(laws_json) if laws_json else fit_laws(read_grid(laws_from))
+        result = laws.predict(loss, counts["--params"], counts["--planned-tokens"])
+    except ConfigError as error:
+        fail(str(error))
+    if save_laws:
+        laws.save(save_laws)
+    if as_json:
+        print(json.dumps({"laws": laws.model_dump(), **result}))
+        return
+    table = Table(title=f"continued pre-training of a {counts['--params']:.3g}-parameter checkpoint at loss {loss} "
+                        f"for {counts['--planned-tokens']:.3g} tokens ({laws.source} laws, {laws.groups} (N, D) groups)")
+    table.add_column("quantity")
+    table.add_column("value")
+    table.add_row("L(C)", f"{laws.loss.E:.4f} + {laws.loss.A:.4g} C^-{laws.loss.alpha:.4f}")
+    for name, law in (("lr", laws.lr), ("batch (tokens)", laws.batch)):
+        table.add_row(name, f"{law.k:.4g} C^{law.c:.4f} N^{law.n:.4f}")
+    table.add_row("fitted compute range", f"{laws.flops_range[0]:.3g} .. {laws.flops_range[1]:.3g} FLOPs")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.4g}")
+    console.print(table)
+    if not laws.flops_range[0] <= result["C_total"] <= laws.flops_range[1]:
+        console.print("[yellow]note:[/] C_total is outside the fitted compute range: the laws are extrapolated")
+    if save_laws:
+        console.print(f"laws saved to {save_laws}")
+
+
 def _predictor_specs(spec: str) -> list[tuple[str, str | None]]:
     """`a,b,label:DIR` -> [(a, None), (b, None), (label, DIR)]: a name is fitted, label:DIR is loaded."""
     out = []
