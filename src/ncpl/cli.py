@@ -350,6 +350,53 @@ def cpt_cmd(
         console.print(f"laws saved to {save_laws}")
 
 
+@app.command()
+def extrapolate(
+    curve: Annotated[Path, typer.Argument(help="CSV or JSONL with columns tokens and loss: the observed prefix of one run's loss curve")],
+    until: Annotated[str, typer.Option("--until", help="forecast up to this many tokens, e.g. 350B")],
+    as_json: Annotated[bool, typer.Option("--json", help='print one JSON object {"tokens": [...], "loss": [...]}')] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG to write: observed points and the forecast")] = None,
+    law: Annotated[str, typer.Option("--law", help="temporal (Xiong et al., position-averaged) or power (E + A t^-a)")] = "temporal",
+) -> None:
+    """Forecast the rest of a loss curve from its observed prefix with the temporal law (or a power law)."""
+    import json
+
+    from ncpl.laws.temporal import LAWS, forecast_tokens, plot_forecast, read_curve
+    from ncpl.schema import parse_quantity
+
+    try:
+        if law not in LAWS:
+            raise ConfigError(f"--law: got {law!r}; use one of {', '.join(LAWS)}")
+        try:
+            end = float(parse_quantity(until))
+        except ValueError as error:
+            raise ConfigError(f"--until: {error}") from None
+        tokens, loss = read_curve(curve)
+        ahead = forecast_tokens(tokens, end)
+        try:
+            fitted = LAWS[law]().fit(tokens, loss)
+        except ConfigError as error:
+            raise ConfigError(f"{curve}: {error}") from None
+        forecast = fitted.predict(ahead)
+    except ConfigError as error:
+        fail(str(error))
+    if plot:
+        plot_forecast(tokens, loss, fitted, end, plot, title=f"{curve.name}: {law} law")
+    if as_json:
+        print(json.dumps({"tokens": ahead.tolist(), "loss": forecast.tolist()}))
+        return
+    console.print(f"{law} law fitted on {len(tokens)} points of {curve} ({tokens[0]:.3g} .. {tokens[-1]:.3g} tokens): "
+                  + ", ".join(f"{k} {v:.4g}" for k, v in fitted.params.items()))
+    table = Table(title=f"{law} law forecast to {end:.4g} tokens")
+    table.add_column("tokens")
+    table.add_column("forecast loss")
+    for t, value in zip(ahead, forecast):
+        table.add_row(f"{t:.4g}", f"{value:.4f}")
+    console.print(table)
+    if plot:
+        console.print(f"plot written to {plot}")
+
+
 def _predictor_specs(spec: str) -> list[tuple[str, str | None]]:
     """`a,b,label:DIR` -> [(a, None), (b, None), (label, DIR)]: a name is fitted, label:DIR is loaded."""
     out = []
