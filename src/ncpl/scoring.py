@@ -21,6 +21,7 @@ import yaml
 
 from ncpl.predictors import Predictor
 from ncpl.schema import ConfigError, RunConfig, config_to_flat, validate
+from ncpl.store import unreadable_parquet
 
 CONFIG_SECTIONS = ("model.", "data.", "optimizer.", "schedule.", "batch.", "extra.")
 FORMATS = (".parquet", ".csv", ".jsonl", ".yaml", ".yml")
@@ -33,19 +34,33 @@ def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ConfigError(f"{path}: unsupported sweep format {suffix!r}; use {', '.join(FORMATS)}")
-    if suffix in (".yaml", ".yml"):
-        chunks = _yaml_chunks(path, batch_size)
-    elif suffix == ".parquet":
-        chunks = (batch.to_pandas() for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size))
-    elif suffix == ".csv":
-        chunks = pd.read_csv(path, chunksize=batch_size)
-    else:
-        chunks = pd.read_json(path, lines=True, chunksize=batch_size)
     start = 0
-    for chunk in chunks:
-        chunk.index = pd.RangeIndex(start, start + len(chunk))
-        start += len(chunk)
-        yield chunk
+    try:  # a damaged file fails when opened or at the damaged chunk: either way the error names the file
+        if suffix in (".yaml", ".yml"):
+            chunks = _yaml_chunks(path, batch_size)
+        elif suffix == ".parquet":
+            # pre_buffer (pyarrow's default) reads every row group's bytes ahead: the whole sweep in memory
+            chunks = (batch.to_pandas() for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size))
+        elif suffix == ".csv":
+            chunks = pd.read_csv(path, chunksize=batch_size)
+        else:
+            chunks = pd.read_json(path, lines=True, chunksize=batch_size)
+        chunks = iter(chunks)
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            chunk.index = pd.RangeIndex(start, start + len(chunk))
+            start += len(chunk)
+            yield chunk
+    except ConfigError:
+        raise
+    except Exception as error:  # pyarrow, pandas and the json / csv parsers raise many types
+        if suffix == ".parquet":
+            raise unreadable_parquet(path, error) from None
+        raise ConfigError(f"{path}: cannot read the sweep after row {start} as {suffix[1:].upper()} "
+                          f"({type(error).__name__}: {error}); fix or re-export the file") from None
 
 
 def _yaml_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:

@@ -70,13 +70,19 @@ def _read(paths: tuple[str | Path, ...], required: set[str], kind: str) -> pd.Da
         try:
             frame = pd.read_parquet(path)
         except Exception as error:  # pyarrow raises several types for a damaged file
-            raise ConfigError(f"{path}: cannot read as Parquet ({error})") from None
+            raise unreadable_parquet(path, error) from None
         missing = required - set(frame.columns)
         if missing:
             raise ConfigError(f"{path}: not a {kind} file, columns {sorted(missing)} are missing")
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return frame.reindex(columns=_column_order(frame.columns))
+
+
+def unreadable_parquet(path: Path, error: Exception) -> ConfigError:
+    """The error for a file pyarrow cannot read (truncated, damaged, or not Parquet at all)."""
+    return ConfigError(f"{path}: not a readable Parquet file ({type(error).__name__}: {error}); "
+                       "it is truncated, damaged or in another format: re-export it (e.g. `ncpl data import`)")
 
 
 def atomic_parquet(frame: pd.DataFrame, path: str | Path) -> Path:

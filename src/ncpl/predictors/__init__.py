@@ -110,12 +110,23 @@ def create(name: str, **params: Any) -> Predictor:
 
 
 def load(directory: str | Path) -> Predictor:
+    from pydantic import ValidationError
+
     meta_path = Path(directory) / META_FILE
+    if not Path(directory).is_dir():
+        raise ConfigError(f"{directory}: model directory not found; give the folder written by `ncpl fit` or `ncpl train`")
     if not meta_path.exists():
-        raise ConfigError(f"{directory}: not a predictor directory ({META_FILE} not found)")
+        raise ConfigError(f"{directory}: not a predictor directory ({meta_path} not found); "
+                          "give the folder written by `ncpl fit` or `ncpl train`, or re-create it with them")
+    corrupted = f"{meta_path}: corrupted predictor file"
+    fix = "re-create it with `ncpl fit` or `ncpl train`"
     try:
         meta = json.loads(meta_path.read_text())
         name, state = meta["predictor"], meta["state"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ConfigError(f"{meta_path}: corrupted predictor file ({error}); re-create it with `ncpl fit` or `ncpl train`") from None
-    return predictor_class(name).from_directory(directory, state)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise ConfigError(f"{corrupted} ({type(error).__name__}: {error}); {fix}") from None
+    cls = predictor_class(name)
+    try:
+        return cls.from_directory(directory, state)
+    except (KeyError, TypeError, ValidationError) as error:  # the state lacks a field or has the wrong shape
+        raise ConfigError(f"{corrupted} (its state does not fit {name}: {type(error).__name__}: {error}); {fix}") from None

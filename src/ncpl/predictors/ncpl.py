@@ -201,8 +201,15 @@ class NCPL(Predictor):
         if not weights.exists():
             raise ConfigError(f"{weights}: weights file missing; the model directory is incomplete (re-run `ncpl train`)")
         backbone_dir = directory / BACKBONE_DIR
-        tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(backbone_dir))
+        if not (backbone_dir / "config.json").exists():
+            raise ConfigError(f"{backbone_dir / 'config.json'}: backbone config missing; the model directory is incomplete "
+                              "(re-run `ncpl train`)")
+        try:  # local files only: a damaged folder must not turn into a download attempt
+            tokenizer = AutoTokenizer.from_pretrained(backbone_dir, local_files_only=True)
+            backbone = AutoModel.from_config(AutoConfig.from_pretrained(backbone_dir, local_files_only=True))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{backbone_dir}: cannot read the backbone's config or tokenizer ({type(error).__name__}: {error}); "
+                              "the model directory is incomplete or damaged, re-run `ncpl train`") from None
         model.serializer = Serializer(tokenizer, numbers_as_text=model.config.numbers_as_text, is_decoder=model.is_decoder)
         model.network = NCPLNetwork(backbone, model.hidden, model.is_decoder, model.config.encoder)
         try:
