@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -80,3 +81,24 @@ def test_evaluate_end_to_end_on_real_subset(steplaw_split, tmp_path):
     assert pickers == {"chinchilla", "xgboost-residual", "steplaw-law"}
     assert all(np.isfinite(row["regret"]) and row["regret"] >= 0 for row in data["regret"])
     assert "| held | steplaw | xgboost-residual |" in (tmp_path / "report.md").read_text()
+
+
+def test_curve_metrics_on_real_gemstones_curves(tmp_path):
+    """Config-only and prefix-fitted forecasts are scored on the same checkpoints; the temporal law beats the power law."""
+    from ncpl.evaluate import curve_runs, markdown
+    from ncpl.store import read_runs
+
+    runs = read_runs(Path(__file__).resolve().parents[1] / "data" / "gemstones.parquet")
+    large = runs["model.n_params"] > 4e8
+    report = evaluate({"chinchilla": predictors.create("chinchilla").fit(runs[~large])}, {"ood": runs[large]})
+    rows = pd.DataFrame(report["curves"])
+    assert set(rows["method"]) == {"chinchilla", "power-law prefix", "temporal-law prefix"}
+    assert set(rows["prefix"]) == {0.1, 0.2, 0.4}
+    per_prefix = rows.groupby("prefix")[["runs", "points"]].nunique()
+    assert (per_prefix == 1).all().all()  # every method on the same runs and points
+    at20 = rows[rows["prefix"] == 0.2].set_index("method")
+    assert at20.loc["chinchilla", "runs"] == len(curve_runs(runs[large])) == 8
+    assert at20.loc["temporal-law prefix", "end_mae"] < 0.03 < at20.loc["power-law prefix", "end_mae"]
+    assert "| ood | gemstones | 20% | temporal-law prefix |" in markdown(report)
+    written = write_report(report, tmp_path)
+    assert tmp_path / "curves_ood.png" in written and (tmp_path / "curves_ood.png").stat().st_size > 20_000

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from matplotlib.image import imread
 
 from ncpl import predictors
 from ncpl.backbones import load_backbone
@@ -87,7 +88,9 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     curve = model.predict_curve(runs.head(3), np.array([0.2, 0.6, 1.0]))
     assert curve.shape == (3, 3) and np.isfinite(curve).all()
     model.save(tmp_path / "model")
-    assert {p.name for p in (tmp_path / "model").iterdir()} >= {"predictor.json", "model.safetensors", "backbone"}
+    assert {p.name for p in (tmp_path / "model").iterdir()} >= {"predictor.json", "model.safetensors", "backbone", "training_curves.png"}
+    height, width, _ = imread(tmp_path / "model/training_curves.png").shape
+    assert height >= 300 and width >= 600  # drawn from the fit's train_log.jsonl
     assert not list((tmp_path / "model").rglob("*.bin")) and not list((tmp_path / "model").rglob("*.pt"))
     loaded = predictors.load(tmp_path / "model")
     assert np.array_equal(loaded.predict(runs), model.predict(runs))
@@ -134,6 +137,7 @@ def test_two_cpu_processes_with_accelerate(runs, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = [json.loads(line) for line in (tmp_path / "model/work/train_log.jsonl").read_text().splitlines()]
     assert [entry["stage"] for entry in log] == [1, 2]  # one log line an epoch: only the main process writes
+    assert (tmp_path / "model/training_curves.png").stat().st_size > 10_000
     assert np.isfinite(predictors.load(tmp_path / "model").predict(runs)).all()
 
 

@@ -86,3 +86,24 @@ def test_predict_command_and_python_api(sweep, model_dir, tmp_path):
     (tmp_path / "broken.yaml").write_text("source: steplaw\nmodel: {n_params: 1e8}\n")
     result = CliRunner().invoke(app, ["predict", str(model_dir), "--config", str(tmp_path / "broken.yaml")])
     assert result.exit_code == 2 and "data" in result.output and "required" in result.output
+
+
+def test_two_processes_score_like_one(sweep, model_dir, tmp_path):
+    """Under accelerate launch the ranks score alternate chunks; the merged file is the single-process one."""
+    import os
+    import subprocess
+    import sys
+
+    sweep.to_parquet(tmp_path / "sweep.parquet", index=False)
+    args = ["score", str(model_dir), str(tmp_path / "sweep.parquet"), "--batch-size", "40"]  # 7 chunks: 4 on rank 0, 3 on rank 1
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "one.parquet")])
+    assert result.exit_code == 0, result.output
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ncpl.cli", *args, "-o", str(tmp_path / "two.parquet")]
+    launched = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    assert launched.stdout.count("scored 250 configs") == 1  # only the main process merges and reports
+    two = pd.read_parquet(tmp_path / "two.parquet")
+    assert list(two["run_id"]) == list(sweep["run_id"])
+    pd.testing.assert_frame_equal(two, pd.read_parquet(tmp_path / "one.parquet"))
+    assert not (tmp_path / "two.parquet.parts").exists()

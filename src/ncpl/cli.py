@@ -237,13 +237,23 @@ def tune(
     n: Annotated[int, typer.Option("--n", min=8, help="candidates in the first round (Sobol)")] = 1024,
     top: Annotated[int, typer.Option("--top", min=1, help="configs to show")] = 10,
     seed: Annotated[int, typer.Option(help="seed of the Sobol sequence")] = 0,
+    transfer_from: Annotated[Optional[Path], typer.Option("--transfer-from", help=(
+        "RunConfig of a tuned smaller run: its optimizer settings moved by Complete^(d)P (alpha = 1) to the base's "
+        "model.d_model, model.n_layers, batch.tokens and data.tokens, scored as a candidate; the single global lr "
+        "(eps, weight decay) gets the hidden-weight rule"))] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help=(
+        "PNG of the predicted loss over lr x batch tokens through the best pick (the space's ranges, else a decade "
+        "either side), the picks marked"))] = None,
+    runs: Annotated[Optional[Path], typer.Option("--runs", help="runs Parquet: with --plot, its runs of the plotted source, N and D drawn by true loss")] = None,
 ) -> None:
-    """Best hyperparameters under a constraint, by the model's predicted loss; with the StepLaw law's suggestion."""
+    """Best hyperparameters under a constraint, by the model's predicted loss; with the StepLaw law's (and a transfer's) suggestion, scored."""
     from ncpl import predictors, schema
-    from ncpl.tuning import ALIASES, load_space, steplaw_suggestion
+    from ncpl.tuning import ALIASES, BATCH, LR, landscape, load_space, runs_at, score_suggestions, steplaw_suggestion, transfer_suggestion
     from ncpl.tuning import tune as search
 
     try:
+        if runs is not None and plot is None:
+            raise ConfigError("--runs: only drawn on the landscape plot; add --plot OUT.png")
         fixed = {ALIASES.get(f.strip(), f.strip()) for f in fix.split(",") if f.strip()}
         unknown = fixed - set(ALIASES.values())
         if unknown:
@@ -255,17 +265,31 @@ def tune(
         if clash and flops is None:
             raise ConfigError(f"--fix {fix}: {sorted(clash)} are also in the search space {space}")
         best = search(model, base_config, dims, flops=flops, n=n, top=top, max_p_diverge=max_p_diverge, seed=seed)
-        suggestion = steplaw_suggestion(base_config)
+        suggestions = {"StepLaw law": steplaw_suggestion(base_config)}
+        if transfer_from is not None:
+            suggestions[f"Complete^(d)P from {transfer_from.name}"] = transfer_suggestion(schema.load(transfer_from), base_config)
+        scored = score_suggestions(model, base_config, suggestions)
+        if plot is not None:
+            from ncpl.plots import loss_landscape
+            from ncpl.store import read_runs
+
+            lr_axis, batch_axis, loss, at = landscape(model, base_config, dims, best.iloc[0], flops=flops)
+            picks = pd.concat([pd.DataFrame({LR: at[LR], BATCH: at[BATCH], "pred_loss": best["pred_loss"].iloc[0]}, index=["tuner best"]), scored])
+            loss_landscape(lr_axis, batch_axis, loss, plot, picks=picks, runs=runs_at(read_runs(runs), at) if runs else None,
+                           title=f"{at['source']}: {model.name} loss at N = {at['model.n_params']:.3g}, D = {at['data.tokens']:.3g}")
     except ConfigError as error:
         fail(str(error))
     constraint = f"compute {flops:.3g} FLOPs" if flops else f"N = {base_config.model.n_params:.3g}, D = {base_config.data.tokens:.3g}"
-    table = Table(title=f"top {len(best)} of the search ({constraint}) by {model.name}")
-    for column in best.columns:
-        table.add_column(column)
-    for row in best.itertuples(index=False):
-        table.add_row(*(f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v) for v in row))
-    console.print(table)
-    console.print("StepLaw law at the base's N and D: " + ", ".join(f"{k} = {v:.4g}" for k, v in suggestion.items()))
+    for title, frame in ((f"top {len(best)} of the search ({constraint}) by {model.name}", best),
+                         (f"suggestions at the base's N and D, scored by {model.name}", scored.rename_axis("suggestion").reset_index())):
+        table = Table(title=title)
+        for column in frame.columns:
+            table.add_column(column)
+        for row in frame.itertuples(index=False):
+            table.add_row(*(f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v) for v in row))
+        console.print(table)
+    if plot is not None:
+        console.print(f"loss landscape -> {plot}")
 
 
 @app.command("transfer")

@@ -9,6 +9,12 @@ picks is reported beside the regret. Search cost: how many of the group's runs, 
 predictor's order, it takes to reach one within `NEAR_BEST` of the group's best, against the
 expectation for a random order, (n + 1) / (k + 1) with k such runs among n. Tied scores (a law blind to
 hyperparameters ranks a whole group equal) count as a random pick among them.
+
+Loss curves: on test runs with a logged curve, the per-point MAE of the absolute loss on the
+checkpoints after the first 10, 20 and 40% of training, for every predictor that predicts curves
+from the configuration alone, and for two laws fitted to the observed prefix of the same curve (a
+power law in tokens and the temporal law, `ncpl.laws.temporal`). A run counts at a prefix only where
+both laws can be fitted to it, so that every method is scored on the same points.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from ncpl.predictors import Predictor
 MIN_GROUP = 5
 NEAR_BEST = 0.005  # "reached the best": within this many nats of the group's best converged run
 STEPLAW_PICKER = "steplaw-law"
+PREFIXES = (0.1, 0.2, 0.4)
+MAX_CURVE_POINTS = 32  # checkpoints scored per curve, evenly spaced (the paper subsamples 15-29)
+PLOTTED_CURVES = 6  # runs per test set drawn with their predicted curves
+PLOT_PREFIX = 0.2
 
 
 def accuracy(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -84,8 +94,53 @@ def _expected_tries(score: np.ndarray, near: np.ndarray) -> float:
     return float(tried)
 
 
+def curve_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The converged runs with a logged loss curve."""
+    if "curve_loss" not in runs:
+        return runs.iloc[:0]
+    has_curve = runs["curve_loss"].map(lambda c: isinstance(c, (list, np.ndarray)) and len(c) > 1)
+    return runs[has_curve.to_numpy() & usable(runs).to_numpy()].reset_index(drop=True)
+
+
+def evaluate_curves(models: dict[str, Predictor], runs: pd.DataFrame, test_name: str,
+                    prefixes: tuple[float, ...] = PREFIXES) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Curve accuracy rows (test, source, method, prefix, runs, points, MAE, end MAE) and the curves to plot."""
+    from ncpl.laws.temporal import PowerLaw, TemporalLaw
+
+    laws = {"power-law prefix": PowerLaw, "temporal-law prefix": TemporalLaw}
+    runs = curve_runs(runs)
+    errors: dict[tuple[str, str, float], list[np.ndarray]] = {}
+    plotted = []
+    for i, run in enumerate(runs.to_dict("records")):
+        tokens_seen, loss = np.asarray(run["curve_tokens"], float), np.asarray(run["curve_loss"], float)
+        keep = np.unique(np.linspace(0, len(loss) - 1, min(len(loss), MAX_CURVE_POINTS)).round().astype(int))
+        fractions = tokens_seen / float(run["data.tokens"])
+        curves = {name: model.predict_curve(runs.iloc[[i]], fractions[keep])[0] for name, model in models.items()}
+        for prefix in prefixes:
+            seen = fractions <= prefix + 1e-9
+            later = keep[~seen[keep]]
+            if not len(later) or seen.sum() < max(law().min_points for law in laws.values()):
+                continue
+            fitted = {name: law().fit(tokens_seen[seen], loss[seen]) for name, law in laws.items()}
+            predicted = {**{name: curve[~seen[keep]] for name, curve in curves.items()},
+                         **{name: law.predict(tokens_seen[later]) for name, law in fitted.items()}}
+            for name, prediction in predicted.items():
+                errors.setdefault((str(run["source"]), name, prefix), []).append(np.abs(prediction - loss[later]))
+            if prefix == PLOT_PREFIX and len(plotted) < PLOTTED_CURVES:
+                plotted.append({"run_id": run["run_id"], "tokens": tokens_seen.tolist(), "loss": loss.tolist(), "prefix_tokens": float(tokens_seen[seen][-1]),
+                                "predicted": {**{name: {"tokens": tokens_seen[keep].tolist(), "loss": curve.tolist()} for name, curve in curves.items()},
+                                              **{name: {"tokens": tokens_seen[later].tolist(), "loss": law.predict(tokens_seen[later]).tolist()}
+                                                 for name, law in fitted.items()}}})
+    rows = [{"test": test_name, "source": source, "method": name, "prefix": prefix, "runs": len(per_run),
+             "points": int(sum(len(e) for e in per_run)), "mae": float(np.concatenate(per_run).mean()),
+             "end_mae": float(np.mean([e[-1] for e in per_run]))}
+            for (source, name, prefix), per_run in sorted(errors.items(), key=lambda item: (item[0][0], item[0][2], item[0][1]))]
+    return rows, plotted
+
+
 def evaluate(models: dict[str, Predictor], tests: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    report: dict[str, Any] = {"accuracy": [], "regret": [], "predictions": {}}
+    report: dict[str, Any] = {"accuracy": [], "regret": [], "predictions": {}, "curves": [], "curve_plots": {}}
+    curve_models = {name: model for name, model in models.items() if model.predicts_curves}
     for test_name, runs in tests.items():
         runs = runs.reset_index(drop=True)
         loss = pd.to_numeric(runs["final_loss"], errors="coerce").to_numpy(float)
@@ -108,6 +163,10 @@ def evaluate(models: dict[str, Predictor], tests: dict[str, pd.DataFrame]) -> di
                 picked = regret(runs[here].reset_index(drop=True), score[here])
                 if picked["groups"]:
                     report["regret"].append({"test": test_name, "source": source, "picker": name, **picked})
+        rows, plotted = evaluate_curves(curve_models, runs, test_name)
+        report["curves"] += rows
+        if plotted:
+            report["curve_plots"][test_name] = plotted
     return report
 
 
@@ -130,27 +189,14 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {row['test']} | {row['source']} | {row['picker']} | {row['groups']} | {_fmt(row['regret'])} | "
                          f"{_fmt(row['median_regret'])} | {_fmt(row['diverged_picks'], 2)} | "
                          f"{_fmt(row['runs_to_near_best'], 1)} ({_fmt(row['random_runs_to_near_best'], 1)}) |")
+    if report.get("curves"):
+        lines += ["", "Loss curves: MAE of the absolute loss on the checkpoints after the prefix (prefix laws are fitted to it; "
+                  "the others see only the config), and at the last checkpoint:", "",
+                  "| test | source | prefix | method | runs | points | MAE | end MAE |", "|---|---|---|---|---|---|---|---|"]
+        for row in report["curves"]:
+            lines.append(f"| {row['test']} | {row['source']} | {row['prefix']:.0%} | {row['method']} | {row['runs']} | {row['points']} | "
+                         f"{_fmt(row['mae'])} | {_fmt(row['end_mae'])} |")
     return "\n".join(lines) + "\n"
-
-
-def parity_plot(predictions: dict[str, list], predictor: str, title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frame = pd.DataFrame({k: predictions[k] for k in ("source", "final_loss", "usable", predictor)})
-    frame = frame[frame["usable"]]
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for source, group in frame.groupby("source"):
-        ax.scatter(group["final_loss"], group[predictor], s=8, alpha=0.6, label=source)
-    low, high = frame[["final_loss", predictor]].min().min(), frame[["final_loss", predictor]].max().max()
-    ax.plot([low, high], [low, high], color="black", lw=0.8)
-    ax.set(xlabel="true final loss", ylabel="predicted final loss", title=title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -160,6 +206,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_report(report: dict[str, Any], directory: str | Path) -> list[Path]:
+    from ncpl import plots  # matplotlib only when writing
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = [directory / "report.md", directory / "report.json"]
@@ -170,6 +218,8 @@ def write_report(report: dict[str, Any], directory: str | Path) -> list[Path]:
             if predictor in ("run_id", "source", "final_loss", "usable"):
                 continue
             path = directory / f"parity_{predictor}_{test_name}.png"
-            parity_plot(predictions, predictor, f"{predictor} on {test_name}", path)
-            written.append(path)
+            written.append(plots.parity(predictions, predictor, f"{predictor} on {test_name}", path))
+    for test_name, curves in report.get("curve_plots", {}).items():
+        written.append(plots.loss_curves(curves, f"{test_name}: predicted and true loss curves ({PLOT_PREFIX:.0%} prefix for the prefix laws)",
+                                         directory / f"curves_{test_name}.png"))
     return written

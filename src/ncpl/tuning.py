@@ -6,6 +6,9 @@ sample of the space substituted, then refined: each round samples again around t
 in a box a third the size. Derived fields follow what was changed (steps = tokens / batch tokens,
 sequences = batch tokens / sequence length; under a compute budget C = 6 N D the tokens follow N,
 and width and depth scale as N^(1/3) to keep the base's shape).
+
+Beside the search: the StepLaw law's and a Complete^(d)P transfer's suggestions, scored by the same
+model, and the predicted loss over (lr, batch) on the slice through the best pick, for a plot.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ import pandas as pd
 import yaml
 from scipy.stats import qmc
 
+from ncpl.columns import effective_params, tokens
 from ncpl.laws import steplaw
+from ncpl.laws.transfer import TransferConfig, transfer
 from ncpl.predictors import Predictor
-from ncpl.schema import ConfigError, RunConfig, config_to_flat
+from ncpl.schema import ConfigError, RunConfig, config_to_flat, validate
 
 SIZE, TOKENS = "model.n_params", "data.tokens"
+LR, BATCH = "optimizer.lr", "batch.tokens"
 ALIASES = {"n_params": SIZE, "tokens": TOKENS}
 
 
@@ -138,5 +144,80 @@ def tune(model: Predictor, base: RunConfig, space: list[Dimension], *, flops: fl
 def steplaw_suggestion(base: RunConfig) -> dict[str, float]:
     """The StepLaw law's lr and batch (tokens) at the base's N and D."""
     n = base.model.n_params_active or base.model.n_params
-    return {"optimizer.lr": float(steplaw.optimal_lr(n, base.data.tokens)),
-            "batch.tokens": float(steplaw.optimal_batch_tokens(base.data.tokens))}
+    return {LR: float(steplaw.optimal_lr(n, base.data.tokens)), BATCH: float(steplaw.optimal_batch_tokens(base.data.tokens))}
+
+
+def transfer_suggestion(tuned: RunConfig, target: RunConfig) -> dict[str, float]:
+    """Complete^(d)P (alpha = 1) from a tuned run to the target's width, depth, batch and tokens.
+
+    A RunConfig has one global lr, eps and weight decay where the rules are per module: they get the
+    hidden-weight rules, the matrices that hold nearly all the parameters; 1 - beta follows m_B / m_D.
+    """
+    shape = {"model.d_model": "width", "model.n_layers": "depth", BATCH: "batch", TOKENS: "tokens"}
+    rows = {"--transfer-from": config_to_flat(tuned), "--base": config_to_flat(target)}
+    for option, row in rows.items():
+        missing = [field for field in [*shape, *([LR] if option == "--transfer-from" else [])] if row.get(field) is None]
+        if missing:
+            raise ConfigError(f"{option}: {', '.join(missing)} missing; Complete^(d)P needs both runs' model.d_model, "
+                              "model.n_layers and batch.tokens, and the tuned run's optimizer.lr")
+    opt = tuned.optimizer
+    base = validate(TransferConfig, {
+        **{name: rows["--transfer-from"][field] for field, name in shape.items()},
+        "lr": {"hidden": opt.lr}, "eps": {"hidden": opt.eps} if opt.eps else {},
+        "weight_decay": {"hidden": opt.weight_decay} if opt.weight_decay else {},
+        **{beta: getattr(opt, beta) for beta in ("beta1", "beta2") if getattr(opt, beta) is not None}})
+    out = transfer(base, **{name: rows["--base"][field] for field, name in shape.items()})
+    values = {LR: out["lr"]["hidden"]}
+    for name in ("eps", "weight_decay"):
+        if getattr(opt, name) is not None:
+            values[f"optimizer.{name}"] = out[name].get("hidden", 0.0)
+    values.update({f"optimizer.{beta}": out[beta] for beta in ("beta1", "beta2") if getattr(opt, beta) is not None})
+    return values
+
+
+def score_suggestions(model: Predictor, base: RunConfig, suggestions: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Each suggestion (label -> field values) applied to the base, derived fields following, scored; indexed by label."""
+    base_row = config_to_flat(base)
+    rows = _derive(pd.DataFrame([{**base_row, **values} for values in suggestions.values()]), base_row, None)
+    fields = list(dict.fromkeys(field for values in suggestions.values() for field in values))
+    return pd.concat([rows[fields], model.predict_details(rows)], axis=1).set_axis(list(suggestions))
+
+
+def _axis(space: list[Dimension], field: str, center: float, size: int) -> np.ndarray:
+    """The space's range of `field` on a log grid, else a decade either side of `center`."""
+    dim = next((d for d in space if d.field == field), None)
+    low, high = (None, None) if dim is None else (dim.low, dim.high) if dim.choices is None else (min(dim.choices), max(dim.choices))
+    if dim is None or not 0 < low < high:
+        low, high = center / 10, center * 10
+    return np.geomspace(low, high, size)
+
+
+def landscape(model: Predictor, base: RunConfig, space: list[Dimension], best: pd.Series, *, flops: float | None = None,
+              size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Predicted loss over a log grid of lr x batch tokens, shaped [batch, lr], on the slice through the tuner's best:
+    its searched fields (N and D too under a compute budget) at its values, the rest at the base's, so that the best
+    lies on the surface. Returns the lr axis, the batch axis, the losses and the slice's flat config."""
+    base_row = config_to_flat(base)
+    searched = [d.field for d in space] + ([SIZE, TOKENS] if flops is not None else [])
+    row = {**base_row, **{field: best[field] for field in searched if field not in (LR, BATCH)}}
+    point = pd.DataFrame([row])
+    law = {LR: float(steplaw.optimal_lr(effective_params(point), tokens(point))[0]),
+           BATCH: float(steplaw.optimal_batch_tokens(tokens(point))[0])}  # the centre when neither best nor base has one
+    value = {}
+    for field in (LR, BATCH):
+        known = best.get(field, row.get(field))
+        value[field] = float(known) if known is not None and pd.notna(known) else law[field]
+    lr_axis, batch_axis = (_axis(space, field, value[field], size) for field in (LR, BATCH))
+    grid_lr, grid_batch = np.meshgrid(lr_axis, batch_axis)
+    grid = pd.DataFrame([row] * grid_lr.size)
+    grid[LR], grid[BATCH] = grid_lr.ravel(), grid_batch.ravel()
+    loss = model.predict(_derive(grid, base_row, flops)).reshape(grid_lr.shape)
+    return lr_axis, batch_axis, loss, {**row, **value}
+
+
+def runs_at(runs: pd.DataFrame, row: dict[str, Any]) -> pd.DataFrame:
+    """The runs of the row's source at its N and D: the real points of its lr x batch slice."""
+    point = pd.DataFrame([row])
+    return runs[(runs["source"] == row["source"]).to_numpy()
+                & np.isclose(effective_params(runs), effective_params(point)[0], rtol=1e-6)
+                & np.isclose(tokens(runs), tokens(point)[0], rtol=1e-6)]

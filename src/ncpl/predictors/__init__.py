@@ -72,6 +72,10 @@ class Predictor(ABC):
     def _predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({"pred_loss": self._predict(configs)})
 
+    @property
+    def predicts_curves(self) -> bool:
+        return type(self)._predict_curve is not Predictor._predict_curve
+
     def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
         raise ConfigError(f"{self.name} does not predict loss curves; use chinchilla or ncpl")
 

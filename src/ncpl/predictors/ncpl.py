@@ -4,7 +4,8 @@ per-source Chinchilla law, for the final loss and for points of the loss curve.
 A saved model directory holds `predictor.json` (everything needed to predict: backbone, encoder,
 serialization switches, field scalings, the Chinchilla constants, the target scaling, versions),
 `model.safetensors` (the whole network, LoRA merged) and `backbone/` (the backbone's config and the
-tokenizer with the number placeholder). Loading never unpickles.
+tokenizer with the number placeholder) and, saved after a fit, `training_curves.png` drawn from the fit's
+`train_log.jsonl`. Loading never unpickles.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class NCPL(Predictor):
         self.field_scales: dict[str, float] = {}
         self.is_decoder = True
         self.hidden = 0
+        self.train_log: Path | None = None  # the metrics of the fit, drawn into the model directory by save()
 
     # --- training -------------------------------------------------------------------------------
 
@@ -96,6 +98,7 @@ class NCPL(Predictor):
         trainer = Trainer(cfg, self.network, self._collator(), work_dir,
                           to_loss=lambda target: self.targets.to_loss(val, target, val["data.tokens"].to_numpy(float)))
         self.network = trainer.fit(train_examples, val_examples, val_loss)
+        self.train_log = trainer.log_path
         self.network.eval()
         return self
 
@@ -186,6 +189,10 @@ class NCPL(Predictor):
         tmp = directory / f".{WEIGHTS}.tmp"
         save_file(state, str(tmp))
         tmp.replace(directory / WEIGHTS)
+        if self.train_log is not None and self.train_log.exists():
+            from ncpl.plots import training_curves
+
+            training_curves(self.train_log, directory / "training_curves.png")
         return super().save(directory)
 
     @classmethod
