@@ -53,6 +53,10 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(128, gt=0)
     seed: int = 42
     val_frac: float = Field(0.1, gt=0, lt=1)
+    # The residual's law is fitted through the best run of each (N, D) group by default: a law fitted
+    # through every run of an lr x batch grid sits above the frontier by an offset that changes with N,
+    # and the network would carry that offset out of distribution (StepLaw: 0.013 -> 0.003 OOD bias).
+    baseline_fit_on: Literal["all", "best"] = "best"
     huber_delta: float = Field(1.0, gt=0)
     diverge_weight: float = Field(0.2, ge=0)
     weight_decay: float = Field(0.01, ge=0)

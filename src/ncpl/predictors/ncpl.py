@@ -75,7 +75,7 @@ class NCPL(Predictor):
             runs, val = split.train, split.id
         if not usable(runs).any():
             raise ConfigError("final_loss: no converged training runs")
-        baseline = Chinchilla().fit(runs)
+        baseline = Chinchilla(fit_on=cfg.baseline_fit_on).fit(runs)
         ok = runs[usable(runs)]
         residual = ok["final_loss"].to_numpy(float) - baseline.predict(ok)
         self.targets = Targets(baseline, float(np.std(residual)) or 1.0)

@@ -3,7 +3,8 @@
 Features are every numeric config column of the training runs (log10 where all its training values
 are positive, as counts, rates and sizes are), booleans as 0/1, and a few categorical fields (source,
 optimizer, schedule, architecture, dataset). The residual variant fits a per-source Chinchilla law
-on the same runs first and learns what the law misses. Diverged runs are left out of the fit.
+on the same runs first (through the best run of each (N, D) group, as NCPL does) and learns what the
+law misses. Diverged runs are left out of the fit.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class XGBoost(Predictor):
     residual = False
 
     def __init__(self, n_estimators: int = 600, learning_rate: float = 0.03, max_depth: int = 6, subsample: float = 0.8,
-                 colsample_bytree: float = 0.8, min_child_weight: float = 1.0, seed: int = 0):
+                 colsample_bytree: float = 0.8, min_child_weight: float = 1.0, seed: int = 0, baseline_fit_on: str = "best"):
+        self.baseline_fit_on = baseline_fit_on
         self.params = {"n_estimators": n_estimators, "learning_rate": learning_rate, "max_depth": max_depth,
                        "subsample": subsample, "colsample_bytree": colsample_bytree, "min_child_weight": min_child_weight,
                        "random_state": seed}
@@ -82,7 +84,7 @@ class XGBoost(Predictor):
         runs = runs[usable(runs)]
         target = runs["final_loss"].to_numpy(float)
         if self.residual:
-            self.baseline = Chinchilla().fit(runs)
+            self.baseline = Chinchilla(fit_on=self.baseline_fit_on).fit(runs)
             target = target - self.baseline.predict(runs)
         self.features = FeatureSpec.from_runs(runs)
         self.model = self._regressor().fit(self.features.transform(runs), target)
