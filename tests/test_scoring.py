@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from ncpl import predictors, schema
 from ncpl.cli import app
 from ncpl.schema import ConfigError
-from ncpl.scoring import merge_parts, score_file
+from ncpl.scoring import merge_parts, parts_folder, score_file
 from ncpl.sources import import_runs
 from ncpl.store import to_frame
 
@@ -38,6 +38,17 @@ def test_score_keeps_rows_and_columns(sweep, model_dir, tmp_path):
     expected = predictors.load(model_dir).predict(sweep)
     assert np.allclose(scored["pred_loss"], expected)
     assert not (tmp_path / "out.parquet.parts").exists()
+
+
+def test_ranks_in_any_order_lose_no_rows(sweep, model_dir, tmp_path):
+    """Rank 1 finishing before rank 0 starts: its parts survive, since the folder is cleared once, up front."""
+    sweep.to_parquet(tmp_path / "sweep.parquet", index=False)
+    model, output = predictors.load(model_dir), tmp_path / "out.parquet"
+    parts_folder(output, resume=False)
+    for rank in (1, 0):
+        parts = score_file(model, tmp_path / "sweep.parquet", output, batch_size=50, resume=True, rank=rank, world=2)
+    assert merge_parts(parts, output) == len(sweep)
+    assert list(pd.read_parquet(output)["run_id"]) == list(sweep["run_id"])
 
 
 def test_killed_score_leaves_no_output_and_resumes_to_the_same_result(sweep, model_dir, tmp_path):

@@ -203,20 +203,19 @@ def score(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ncpl import predictors
-    from ncpl.scoring import merge_parts, score_file
+    from ncpl.scoring import merge_parts, parts_folder, score_file, sweep_rows
 
     state = PartialState()
-    total = None
-    if sweep.suffix == ".parquet" and sweep.exists():
-        import pyarrow.parquet as pq
-
-        total = pq.ParquetFile(sweep).metadata.num_rows
     columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:
         model = predictors.load(model_dir)
+        total = sweep_rows(sweep)
+        if state.is_main_process:  # one process clears an earlier run's parts before any scores
+            parts_folder(output, resume)
+        state.wait_for_everyone()
         with Progress(*columns, console=console, disable=not state.is_main_process) as progress:
             task = progress.add_task("score", total=total)
-            parts = score_file(model, sweep, output, batch_size=batch_size, resume=resume, rank=state.process_index,
+            parts = score_file(model, sweep, output, batch_size=batch_size, resume=True, rank=state.process_index,
                                world=state.num_processes, on_chunk=lambda n: progress.advance(task, n))
         state.wait_for_everyone()
         if state.is_main_process:

@@ -63,6 +63,16 @@ def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
                           f"({type(error).__name__}: {error}); fix or re-export the file") from None
 
 
+def sweep_rows(path: Path) -> int | None:
+    """Rows of a Parquet sweep from its footer (for a progress bar); None for other formats."""
+    if path.suffix.lower() != ".parquet" or not path.exists():
+        return None
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception as error:  # pyarrow raises several types for a damaged file
+        raise unreadable_parquet(path, error) from None
+
+
 def _yaml_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
     data = yaml.safe_load(path.read_text())
     items = data.get("configs") if isinstance(data, dict) else data
@@ -102,12 +112,15 @@ def _nest(row: dict) -> dict:
 
 def score_file(model: Predictor, path: str | Path, output: str | Path, *, batch_size: int = 4096, resume: bool = False,
                rank: int = 0, world: int = 1, on_chunk=None) -> Path:
-    """Score `path` into `output`; returns `output`. `on_chunk(rows)` is called after each chunk (progress)."""
-    path, output = Path(path), Path(output)
-    parts = output.with_name(output.name + ".parts")
-    if not resume and rank == 0 and parts.exists():
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
+    """Score `path` into the part files of `output` (merge them with `merge_parts`); returns their folder.
+
+    Rank `rank` of `world` processes takes every world-th chunk. Without `resume` the finished parts of
+    an earlier run are cleared first; with several processes, clear once with `parts_folder` before any
+    of them starts and pass resume=True, or a late rank would delete the parts of an early one.
+    `on_chunk(rows)` is called after each chunk (progress).
+    """
+    path = Path(path)
+    parts = parts_folder(Path(output), resume)
     for index, chunk in enumerate(read_chunks(path, batch_size)):
         part = parts / f"part-{index:06d}.parquet"
         if index % world != rank or part.exists():
@@ -122,6 +135,15 @@ def score_file(model: Predictor, path: str | Path, output: str | Path, *, batch_
         os.replace(tmp, part)
         if on_chunk:
             on_chunk(len(chunk))
+    return parts
+
+
+def parts_folder(output: Path, resume: bool) -> Path:
+    """The folder of finished part files beside `output`, emptied unless resuming."""
+    parts = output.with_name(output.name + ".parts")
+    if not resume and parts.exists():
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
     return parts
 
 

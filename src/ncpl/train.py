@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -161,8 +162,8 @@ class Trainer:
         steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * acc.num_processes))
         scheduler = linear_schedule(optimizer, max(1, settings.epochs * steps_per_epoch), settings.warmup_frac)
         network, optimizer, loader, val_loader, scheduler = acc.prepare(self.network, optimizer, loader, val_loader, scheduler)
-        checkpoint = self.work_dir / "checkpoint" / "last"
         if progress["stage"] == stage and progress["epoch"] >= 0:
+            checkpoint = self.work_dir / "checkpoint" / progress["checkpoint"]
             acc.load_state(str(checkpoint))
             acc.print(f"resumed stage {stage} after epoch {progress['epoch'] + 1} from {checkpoint}")
         for epoch in range(progress["epoch"] + 1, settings.epochs):
@@ -190,12 +191,10 @@ class Trainer:
             if improved:
                 progress.update(best=val_mae, best_stage=stage)
                 self._save_best(network)
-            progress.update(stage=stage, epoch=epoch)
             metrics = {"stage": stage, "epoch": epoch + 1, "val_mae": val_mae, "best_val_mae": progress["best"],
                        "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 2),
                        **{f"train_{k}": v / max(1, len(loader)) for k, v in totals.items()}}
-            acc.save_state(str(checkpoint))
-            self._write_progress(progress)
+            self._checkpoint(progress, stage, epoch)
             self._log(metrics)
             acc.print(f"stage {stage} epoch {epoch + 1}/{settings.epochs}: val MAE {val_mae:.4f} (best {progress['best']:.4f})"
                       f"{' *' if improved else ''} [{metrics['seconds']:.0f}s]")
@@ -231,6 +230,18 @@ class Trainer:
             tmp = self.progress_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(progress))
             tmp.replace(self.progress_path)
+
+    def _checkpoint(self, progress: dict[str, Any], stage: int, epoch: int) -> None:
+        """Save the whole state into a new folder, then point progress.json at it, then drop the previous one:
+        a kill at any moment leaves progress.json naming a complete checkpoint."""
+        name = f"stage{stage}-epoch{epoch + 1}"
+        self.accelerator.save_state(str(self.work_dir / "checkpoint" / name))
+        self.accelerator.wait_for_everyone()
+        previous = progress.get("checkpoint")
+        progress.update(stage=stage, epoch=epoch, checkpoint=name)
+        self._write_progress(progress)
+        if previous and previous != name and self.accelerator.is_main_process:
+            shutil.rmtree(self.work_dir / "checkpoint" / previous, ignore_errors=True)
 
     def _save_best(self, model: torch.nn.Module) -> None:
         from safetensors.torch import save_file

@@ -51,8 +51,6 @@ def test_truncated_sweep_score_file(truncated, tiny_model, tmp_path):
     assert not (tmp_path / "out.parquet").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="cli.score opens the sweep with pq.ParquetFile (for the progress total) outside its "
-                                       "try: a raw ArrowInvalid traceback; needs the fix in cli.py (lead)")
 def test_truncated_sweep_ncpl_score(truncated, tiny_model, tmp_path):
     result = ncpl("score", tiny_model, truncated / "sweep.parquet", "-o", tmp_path / "out.parquet")
     flat = " ".join(result.stdout.split())
