@@ -82,33 +82,35 @@ class Collator:
         self.field_scales = field_scales
 
     def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
-        width = max(len(e.encoded.input_ids) for e in examples)
-        batch = len(examples)
-        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((batch, width), dtype=torch.long)
-        num_mask = torch.zeros((batch, width), dtype=torch.bool)
-        values, scales, names = [], [], []
+        # Built in numpy and turned into tensors once per batch: a tensor per example cost more than
+        # a tiny backbone's forward pass.
+        lengths = np.array([len(e.encoded.input_ids) for e in examples])
+        batch, width = len(examples), int(lengths.max())
+        input_ids = np.full((batch, width), self.pad_id, dtype=np.int64)
+        num_mask = np.zeros((batch, width), dtype=bool)
+        values, fields = [], []
         for b, example in enumerate(examples):
             encoded = example.encoded
-            input_ids[b, : len(encoded.input_ids)] = torch.tensor(encoded.input_ids)
-            attention[b, : len(encoded.input_ids)] = 1
+            input_ids[b, : lengths[b]] = encoded.input_ids
             num_mask[b, encoded.num_positions] = True
             values += encoded.num_values  # positions ascend, so this is masked_scatter's row-major order
-            scales += [self.field_scales.get(f, 1.0) for f in encoded.num_fields]
-            names += [self.serializer.name_ids(f) for f in encoded.num_fields]
+            fields += encoded.num_fields
+        names = [self.serializer.name_ids(f) for f in fields]
         name_width = max((len(n) for n in names), default=1)
-        name_ids = torch.full((len(names), name_width), self.pad_id, dtype=torch.long)
-        name_mask = torch.zeros((len(names), name_width), dtype=torch.float32)
+        name_ids = np.full((len(names), name_width), self.pad_id, dtype=np.int64)
+        name_mask = np.zeros((len(names), name_width), dtype=np.float32)
         for k, ids in enumerate(names):
-            name_ids[k, : len(ids)] = torch.tensor(ids)
+            name_ids[k, : len(ids)] = ids
             name_mask[k, : len(ids)] = 1
+        targets = np.array([e.target for e in examples], dtype=np.float64)
         return {
-            "input_ids": input_ids, "attention_mask": attention, "num_mask": num_mask,
-            "num_values": torch.tensor(values, dtype=torch.float64).float(), "num_scales": torch.tensor(scales, dtype=torch.float32),
-            "name_ids": name_ids, "name_mask": name_mask,
+            "input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy((np.arange(width) < lengths[:, None]).astype(np.int64)),
+            "num_mask": torch.from_numpy(num_mask), "num_values": torch.tensor(values, dtype=torch.float64).float(),
+            "num_scales": torch.tensor([self.field_scales.get(f, 1.0) for f in fields], dtype=torch.float32),
+            "name_ids": torch.from_numpy(name_ids), "name_mask": torch.from_numpy(name_mask),
             "target_position": torch.tensor([e.encoded.target_position for e in examples], dtype=torch.long),
-            "target": torch.tensor([0.0 if math.isnan(e.target) else e.target for e in examples], dtype=torch.float32),
-            "converged": torch.tensor([not math.isnan(e.target) for e in examples]),
+            "target": torch.from_numpy(np.nan_to_num(targets, nan=0.0).astype(np.float32)),
+            "converged": torch.from_numpy(~np.isnan(targets)),
             "is_final": torch.tensor([e.is_final for e in examples]),
             "diverged": torch.tensor([e.diverged for e in examples]),
         }

@@ -56,6 +56,7 @@ def short_name(key: str) -> str:
     """The words a field is written as: ``optimizer.lr`` -> ``lr``, ``extra.moe_name`` -> ``moe name``."""
     return SHORT_NAMES.get(key) or key.partition(".")[2].replace("_", " ") or key
 FRACTION_FIELD = "frac"
+MAX_LAYOUTS = 4096  # token layouts kept (numbers written as text make every row its own layout)
 
 
 def config_fields(row: dict[str, Any], skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
@@ -102,6 +103,7 @@ class Serializer:
             tokenizer.add_special_tokens({"additional_special_tokens": [NUM_TOKEN]})
         self.num_id = tokenizer.convert_tokens_to_ids(NUM_TOKEN)
         self._text_cache: dict[str, list[int]] = {}
+        self._layouts: dict[tuple, Encoded] = {}
 
     def _ids(self, text: str) -> list[int]:
         ids = self._text_cache.get(text)
@@ -114,13 +116,28 @@ class Serializer:
         return self._ids(short_name(key))
 
     def encode(self, row: dict[str, Any], fraction: float | None = None) -> Encoded:
-        """Config row + target prompt: ``final loss:`` or ``frac: <x> loss:``."""
+        """Config row + target prompt: ``final loss:`` or ``frac: <x> loss:``.
+
+        Rows with the same fields and the same non-numeric values share their token ids; only the
+        numbers differ. The ids are kept per such layout, so a sweep tokenizes each layout once.
+        """
+        pairs = config_fields(row) + ([(FRACTION_FIELD, fraction)] if fraction is not None else [])
+        as_number = [_is_number(value) and not self.numbers_as_text for _, value in pairs]
+        layout = tuple((key, None if number else value) for (key, value), number in zip(pairs, as_number))
+        template = self._layouts.get(layout)
+        if template is None:
+            if len(self._layouts) >= MAX_LAYOUTS:
+                self._layouts.clear()
+            template = self._layouts[layout] = self._encode(pairs, final=fraction is None)
+        values = [float(value) for (_, value), number in zip(pairs, as_number) if number]
+        return Encoded(template.input_ids, template.num_positions, values, template.num_fields, template.target_position)
+
+    def _encode(self, pairs: list[tuple[str, Any]], final: bool) -> Encoded:
         tok = self.tokenizer
         out = Encoded(input_ids=[])
         if not self.is_decoder and tok.cls_token_id is not None:
             out.input_ids.append(tok.cls_token_id)
         pending = ""
-        pairs = config_fields(row) + ([(FRACTION_FIELD, fraction)] if fraction is not None else [])
         for key, value in pairs:
             if _is_number(value) and not self.numbers_as_text:
                 out.input_ids += self._ids(pending + f"{short_name(key)}:")
@@ -132,7 +149,7 @@ class Serializer:
                 continue
             text = format_value(value)
             pending += f"{short_name(key)}: {text}" + (" loss:" if key == FRACTION_FIELD else "\n")
-        if fraction is None:
+        if final:
             pending += "final loss:"
         out.input_ids += self._ids(pending)
         out.target_position = len(out.input_ids) - 1
