@@ -64,6 +64,16 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
+def update_readme(block: str, body: str) -> None:
+    """Put `body` between README.md's `<!-- block:start -->` and `<!-- block:end -->` markers."""
+    readme = ROOT / "README.md"
+    pattern = re.compile(rf"(<!-- {block}:start -->\n).*?(<!-- {block}:end -->)", re.S)
+    text = readme.read_text()
+    if not pattern.search(text):
+        raise SystemExit(f"README.md has no {block}:start / {block}:end markers")
+    readme.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), text))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
@@ -94,11 +104,7 @@ def main() -> None:
             f"runs; `(all)` includes runs that blew up.\n\n{table}")
     (args.out / "accuracy.md").write_text(body)
     (args.out / "accuracy.json").write_text(json.dumps({k: merged[k] for k in ("accuracy", "regret", "meta")}, indent=1))
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    pattern = re.compile(r"(<!-- accuracy:start -->\n).*?(<!-- accuracy:end -->)", re.S)
-    if pattern.search(text):
-        readme.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), text))
+    update_readme("accuracy", body)
     print(body)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import ROOT, SEED, load, machine  # noqa: E402
+from accuracy import ROOT, SEED, load, machine, update_readme  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
 from ncpl.evaluate import evaluate, write_report  # noqa: E402
@@ -88,9 +87,7 @@ def main() -> None:
     (out / "curves.json").write_text(json.dumps({"curves": report["curves"], "accuracy": report["accuracy"],
                                                  "meta": {"date": datetime.date.today().isoformat(), "machine": machine(),
                                                           "config": str(args.config), "train_minutes": round(minutes, 2)}}, indent=1))
-    readme = ROOT / "README.md"
-    pattern = re.compile(r"(<!-- curves:start -->\n).*?(<!-- curves:end -->)", re.S)
-    readme.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), readme.read_text()))
+    update_readme("curves", body)
     print(body)
 
 

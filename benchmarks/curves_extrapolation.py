@@ -17,15 +17,17 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ncpl.laws.temporal import LAWS, TemporalLaw, draw_forecast
-from ncpl.sources import import_runs
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy import machine  # noqa: E402
+
+from ncpl.laws.temporal import LAWS, TemporalLaw, draw_forecast  # noqa: E402
+from ncpl.sources import import_runs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIXES = (0.1, 0.2, 0.4)
@@ -73,15 +75,6 @@ def summarize(rows: list[dict]) -> list[dict]:
                                 "later_mae": float(np.mean([r["later_abs"] for r in chosen])),
                                 "end_bias": float(np.mean([r["end_error"] for r in chosen]))})
     return out
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def examples(sets: dict[str, list[dict]], path: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import re
 import resource
 import sys
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import ROOT, benchmarks, machine  # noqa: E402
+from accuracy import ROOT, benchmarks, machine, update_readme  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
 from ncpl.columns import usable  # noqa: E402
@@ -85,9 +84,7 @@ def main() -> None:
             f"10-90% interval coverage (nominal 0.80): {cover}.\n\n{markdown(report)}")
     (out / f"ncpl-{tag}.md").write_text(body)
     (out / f"ncpl-{tag}.json").write_text(json.dumps({k: report[k] for k in ("accuracy", "regret", "meta")}, indent=1))
-    readme = ROOT / "README.md"
-    pattern = re.compile(r"(<!-- ncpl:start -->\n).*?(<!-- ncpl:end -->)", re.S)
-    readme.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), readme.read_text()))
+    update_readme("ncpl", body)
     print(body)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import re
 import resource
 import sys
 import time
@@ -22,7 +21,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import ROOT, load, machine  # noqa: E402
+from accuracy import ROOT, load, machine, update_readme  # noqa: E402
 
 from ncpl.predictors.ncpl import NCPL  # noqa: E402
 from ncpl.train import TrainConfig  # noqa: E402
@@ -68,9 +67,7 @@ def main() -> None:
     body = f"Measured {datetime.date.today()} on {machine()} by `python benchmarks/throughput.py` (fp32, {args.n} configs):\n\n{table}\n"
     out = ROOT / "benchmarks" / "results"
     (out / "throughput.md").write_text(body)
-    readme = ROOT / "README.md"
-    pattern = re.compile(r"(<!-- throughput:start -->\n).*?(<!-- throughput:end -->)", re.S)
-    readme.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), readme.read_text()))
+    update_readme("throughput", body)
     (out / "throughput.json").write_text(json.dumps(rows, indent=1))
     print(body)
 
