@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from ncpl import predictors
-from ncpl.predictors.chinchilla import Chinchilla, ChinchillaLaw, fit_law
+from ncpl.predictors.chinchilla import EPOCH_N_TERM, Chinchilla, ChinchillaLaw, fit_law
 from ncpl.schema import ConfigError
 
 HOFFMANN = ChinchillaLaw(E=1.69, A=406.4, alpha=0.34, B=410.7, beta=0.28)
@@ -67,4 +67,8 @@ def test_prior_settles_what_one_model_size_cannot():
         assert np.abs(law(n, d) - EPOCH(n, d)).max() < 2e-3
     runs = pd.DataFrame({"run_id": np.arange(len(d)).astype(str), "source": "one-size", "model.n_params": n,
                          "data.tokens": d, "final_loss": EPOCH(n, d), "diverged": False})
-    assert Chinchilla().fit(runs).laws["one-size"].alpha == pytest.approx(anchored.alpha)  # the default applies it
+    default = Chinchilla().fit(runs).laws["one-size"]  # one size: the N term is Epoch's; E, B and beta are fitted
+    assert (default.A, default.alpha) == pytest.approx(EPOCH_N_TERM) and np.abs(default(n, d) - EPOCH(n, d)).max() < 2e-3
+    two = np.where(np.arange(len(d)) % 2, 1.3e8, 1.6e8)  # two sizes: the weak prior picks the split
+    runs = runs.assign(**{"model.n_params": two, "final_loss": EPOCH(two, d)})
+    assert Chinchilla().fit(runs).laws["one-size"].alpha == pytest.approx(fit_law(two, d, EPOCH(two, d), prior_weight=1e-4).alpha)

@@ -5,12 +5,14 @@ loss, the law written as LSE(a - alpha log N, b - beta log D, e), L-BFGS from th
 grid of starting values. N is non-embedding (active) parameters, D training tokens. Diverged runs
 are left out of the fit.
 
-One addition where the runs cannot determine the law: a weak Gaussian prior centred on the Epoch
-replication's constants. Runs at fewer than `MIN_SIZES` model sizes leave the split between E and
-A / N^alpha free: the free fit lands anywhere along that ridge (on Marin's 130m runs its
-prediction for 300m moved by 0.6 nats between two runs of the same data), so by default
-(``prior_weight=None``) such a source gets weight 1e-4, which picks the published law's split,
-and a source with enough sizes gets the standard unregularised fit.
+Two additions where the runs cannot determine the law. Runs of a single model size say nothing
+about the N term: it is taken from the Epoch replication (A = 482.01, alpha = 0.3478) and E, B,
+beta are fitted (Marin's 130m runs: the 300m frontier is then 0.03 too high instead of 0.13 too
+low with the N term fitted). Runs at two sizes leave the split between E and A / N^alpha loosely
+determined: the free fit lands anywhere along that ridge, so by default (``prior_weight=None``)
+such a source gets a weak Gaussian prior centred on the Epoch constants (weight 1e-4), which picks
+the published law's split. A source with `MIN_SIZES` or more sizes gets the standard
+unregularised fit.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class ChinchillaLaw:
 # Prior (e, a, b, alpha, beta) = Epoch replication (Besiroglu et al. 2024), with broad widths.
 PRIOR_MEAN = np.array([np.log(1.8172), np.log(482.01), np.log(2085.43), 0.3478, 0.3658])
 PRIOR_STD = np.array([0.5, 2.0, 2.0, 0.15, 0.15])
+EPOCH_N_TERM = (482.01, 0.3478)  # (A, alpha), for a source of one model size
 MIN_SIZES = 3
 AUTO_PRIOR_WEIGHT = 1e-4
 
@@ -70,9 +73,9 @@ def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss
     return value + 0.5 * prior_weight * (z**2).sum(), grad + prior_weight * z / PRIOR_STD
 
 
-def _grid_values(log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float) -> np.ndarray:
-    e, a, b, alpha, beta = (_GRID[:, i : i + 1] for i in range(5))
-    terms = np.stack([a - alpha * log_n, b - beta * log_d, np.broadcast_to(e, (len(_GRID), len(log_n)))])
+def _grid_values(grid: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float) -> np.ndarray:
+    e, a, b, alpha, beta = (grid[:, i : i + 1] for i in range(5))
+    terms = np.stack([a - alpha * log_n, b - beta * log_d, np.broadcast_to(e, (len(grid), len(log_n)))])
     residual = np.abs(logsumexp(terms, axis=0) - log_loss)
     return np.where(residual <= delta, 0.5 * residual**2, delta * (residual - 0.5 * delta)).sum(axis=1)
 
@@ -86,13 +89,22 @@ def fit_law(
     exponent_bounds: tuple[float, float] = (0.0, 2.5),
     prior_weight: float = 0.0,
     n_starts: int = 30,
+    n_term: tuple[float, float] | None = None,
 ) -> ChinchillaLaw:
+    """`n_term` = (A, alpha) holds the N term fixed and fits E, B, beta."""
     log_n, log_d, log_loss = np.log(n_params), np.log(n_tokens), np.log(loss)
-    starts = _GRID[np.argsort(_grid_values(log_n, log_d, log_loss, delta))[:n_starts]]
+    grid = _GRID.copy()
     bounds = [(None, None)] * 3 + [exponent_bounds] * 2
+    if n_term is not None:
+        grid[:, 1], grid[:, 3] = np.log(n_term[0]), n_term[1]
+        grid = np.unique(grid, axis=0)
+        bounds[1], bounds[3] = (grid[0, 1],) * 2, (n_term[1],) * 2
+    starts = grid[np.argsort(_grid_values(grid, log_n, log_d, log_loss, delta))[:n_starts]]
+    low = [-np.inf if lo is None else lo for lo, _ in bounds]
+    high = [np.inf if hi is None else hi for _, hi in bounds]
     best = None
     for start in starts:
-        start = np.clip(start, [-np.inf] * 3 + [exponent_bounds[0]] * 2, [np.inf] * 3 + [exponent_bounds[1]] * 2)
+        start = np.clip(start, low, high)
         result = minimize(_objective, start, args=(log_n, log_d, log_loss, delta, prior_weight), jac=True, method="L-BFGS-B", bounds=bounds)
         if best is None or result.fun < best.fun:
             best = result
@@ -126,11 +138,13 @@ class Chinchilla(Predictor):
                 group = group.assign(_n=effective_params(group), _d=tokens(group))
                 group = group.loc[group.groupby(["_n", "_d"])["final_loss"].idxmin()]
             n_params = effective_params(group)
+            sizes = len(np.unique(n_params))
             weight = self.prior_weight
             if weight is None:
-                weight = AUTO_PRIOR_WEIGHT if len(np.unique(n_params)) < MIN_SIZES else 0.0
+                weight = AUTO_PRIOR_WEIGHT if sizes < MIN_SIZES else 0.0
             self.laws[str(source)] = fit_law(n_params, tokens(group), group["final_loss"].to_numpy(float),
-                                             delta=self.delta, exponent_bounds=self.exponent_bounds, prior_weight=weight)
+                                             delta=self.delta, exponent_bounds=self.exponent_bounds, prior_weight=weight,
+                                             n_term=EPOCH_N_TERM if sizes == 1 else None)
         return self
 
     def law_for(self, source: str) -> ChinchillaLaw:
