@@ -4,7 +4,7 @@
 
 The checkpoint is chosen on a seeded 10% of the training runs (ID); the OOD splits are never seen
 in training or selection. Reports accuracy, regret, interval coverage, training minutes and peak
-memory; writes benchmarks/results/ncpl-<tag>.{md,json}.
+memory, for NCPL and for its equal-weight ensemble with XGBoost-residual; writes benchmarks/results/ncpl-<tag>.{md,json}.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from accuracy import ROOT, benchmarks, machine, update_readme  # noqa: E402
 from ncpl import predictors  # noqa: E402
 from ncpl.columns import usable  # noqa: E402
 from ncpl.evaluate import evaluate, markdown, write_report  # noqa: E402
+from ncpl.predictors.ensemble import Ensemble  # noqa: E402
 from ncpl.predictors.ncpl import NCPL  # noqa: E402
 
 
@@ -70,7 +71,8 @@ def main() -> None:
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         model.save(args.work / tag / "model")
 
-    report = evaluate({**baselines, "ncpl": model}, tests)
+    ensemble = Ensemble([model, baselines["xgboost-residual"]])  # the equal-weight mean, as `ncpl ensemble` builds it
+    report = evaluate({**baselines, "ncpl": model, "ncpl+xgboost-residual": ensemble}, tests)
     report["meta"] = {"date": datetime.date.today().isoformat(), "machine": machine(), "config": str(args.config),
                       "train_minutes": round(minutes, 2), "peak_rss_gb": round(peak_gb, 2),
                       "train_runs": len(train), "interval": coverage(model, tests)}

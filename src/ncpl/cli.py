@@ -154,6 +154,28 @@ def train(
 
 
 @app.command()
+def ensemble(
+    members: Annotated[list[Path], typer.Argument(help="model directories (NCPL or baselines) to average")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="ensemble directory to write")],
+    weights: Annotated[Optional[str], typer.Option("--weights", help="comma list, one weight a member (default: equal)")] = None,
+) -> None:
+    """Average several trained predictors into one model directory that predict, score, tune and eval take."""
+    from ncpl import predictors
+    from ncpl.predictors.ensemble import Ensemble
+
+    try:
+        try:
+            parsed = [float(w) for w in weights.split(",")] if weights else None
+        except ValueError:
+            raise ConfigError(f"--weights: got {weights!r}, expected numbers separated by commas, e.g. 1,1") from None
+        model = Ensemble([predictors.load(directory) for directory in members], parsed)
+    except ConfigError as error:
+        fail(str(error))
+    model.save(output)
+    console.print(f"saved an ensemble of {', '.join(m.name for m in model.members)} (weights {model.weights}) -> {output}")
+
+
+@app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="a model directory (NCPL or a baseline)")],
     config: Annotated[Path, typer.Option("--config", help="candidate RunConfig, YAML or JSON")],

@@ -27,6 +27,7 @@ REGISTRY = {  # name -> "module:Class"
     "xgboost": "ncpl.predictors.trees:XGBoost",
     "xgboost-residual": "ncpl.predictors.trees:XGBoostResidual",
     "ncpl": "ncpl.predictors.ncpl:NCPL",
+    "ensemble": "ncpl.predictors.ensemble:Ensemble",
 }
 
 

@@ -1,0 +1,67 @@
+"""The mean of several predictors: members with different errors (a language model reading the
+config, trees on the same fields) average to a better ranking than either out of distribution.
+
+Saved as a directory with one sub-directory a member (`member-0/`, ...), each loadable on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ncpl.predictors import Predictor, load
+from ncpl.schema import ConfigError
+
+
+class Ensemble(Predictor):
+    """Weighted mean of the members' losses; `fit` fits every member on the same runs."""
+
+    name = "ensemble"
+
+    def __init__(self, members: list[Predictor] | None = None, weights: list[float] | None = None):
+        self.members = list(members or [])
+        if weights is not None and (len(weights) != len(self.members) or min(weights, default=1) < 0 or not sum(weights) > 0):
+            raise ConfigError(f"weights: got {weights}, expected {len(self.members)} nonnegative numbers with a positive sum")
+        self.weights = list(weights) if weights is not None else [1.0] * len(self.members)
+
+    def fit(self, runs: pd.DataFrame) -> Ensemble:
+        if not self.members:
+            raise ConfigError("members: an ensemble needs at least one predictor")
+        for member in self.members:
+            member.fit(runs)
+        return self
+
+    def _mean(self, values: list[np.ndarray]) -> np.ndarray:
+        return np.tensordot(np.asarray(self.weights) / sum(self.weights), np.stack(values), axes=1)
+
+    def _predict(self, configs: pd.DataFrame) -> np.ndarray:
+        return self._mean([member.predict(configs) for member in self.members])
+
+    @property
+    def predicts_curves(self) -> bool:
+        return all(member.predicts_curves for member in self.members)
+
+    def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
+        if not self.predicts_curves:
+            raise ConfigError(f"ensemble: members {[m.name for m in self.members if not m.predicts_curves]} do not predict curves")
+        return self._mean([member.predict_curve(configs, fractions) for member in self.members])
+
+    def get_state(self) -> dict[str, Any]:
+        return {"members": [member.name for member in self.members], "weights": self.weights}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.weights = state["weights"]
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        for i, member in enumerate(self.members):
+            member.save(directory / f"member-{i}")
+        return super().save(directory)
+
+    @classmethod
+    def from_directory(cls, directory: str | Path, state: dict[str, Any]) -> Ensemble:
+        members = [load(Path(directory) / f"member-{i}") for i in range(len(state["members"]))]
+        return cls(members, state["weights"])
