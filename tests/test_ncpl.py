@@ -19,6 +19,7 @@ from ncpl.predictors.ncpl import NCPL
 from ncpl.serialize import NUM_TOKEN, Serializer, config_fields
 from ncpl.sources import import_runs
 from ncpl.store import to_frame, write_runs
+from ncpl.splits import split_runs
 from ncpl.train import TrainConfig
 
 TINY = {"backbone": "tiny-decoder", "batch_size": 16, "eval_batch_size": 64, "max_curve_points": 2, "seed": 0,
@@ -94,6 +95,12 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     assert not list((tmp_path / "model").rglob("*.bin")) and not list((tmp_path / "model").rglob("*.pt"))
     loaded = predictors.load(tmp_path / "model")
     assert np.array_equal(loaded.predict(runs), model.predict(runs))
+    pd.testing.assert_frame_equal(loaded.predict_details(runs), details)  # the conformal margin travels with the model
+    val = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).id
+    val = val[~val["diverged"]]
+    got = model.predict_details(val)
+    inside = (got["pred_loss_lo"].to_numpy() <= val["final_loss"].to_numpy()) & (val["final_loss"].to_numpy() <= got["pred_loss_hi"].to_numpy())
+    assert model.interval_margin != 0.0 and inside.mean() >= 0.8  # conformal: at least nominal on the runs it calibrated on
     (tmp_path / "model/model.safetensors").write_bytes(b"not a weights file")
     with pytest.raises(ValueError, match="corrupted"):
         predictors.load(tmp_path / "model")

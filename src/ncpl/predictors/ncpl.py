@@ -56,6 +56,7 @@ class NCPL(Predictor):
         self.is_decoder = True
         self.hidden = 0
         self.train_log: Path | None = None  # the metrics of the fit, drawn into the model directory by save()
+        self.interval_margin = 0.0  # nats added to both ends of the 10-90% interval (conformal, on the validation runs)
 
     # --- training -------------------------------------------------------------------------------
 
@@ -100,7 +101,21 @@ class NCPL(Predictor):
         self.network = trainer.fit(train_examples, val_examples, val_loss)
         self.train_log = trainer.log_path
         self.network.eval()
+        self.interval_margin = self._conformal_margin(val[usable(val)])
         return self
+
+    def _conformal_margin(self, val: pd.DataFrame, coverage: float = 0.8) -> float:
+        """Conformalized quantile regression (Romano et al. 2019): the margin that makes the quantile heads'
+        interval hold `coverage` of the validation runs. Those runs also chose the checkpoint, so the margin
+        is slightly optimistic; out of distribution the interval stays as good as the point estimate's bias."""
+        if val.empty:
+            return 0.0
+        self.interval_margin = 0.0
+        details = self._predict_details(val)
+        loss = val["final_loss"].to_numpy(float)
+        scores = np.maximum(details["pred_loss_lo"].to_numpy() - loss, loss - details["pred_loss_hi"].to_numpy())
+        level = min(1.0, math.ceil((len(scores) + 1) * coverage) / len(scores))
+        return float(np.quantile(scores, level, method="higher"))
 
     def _example(self, row: dict[str, Any], fraction: float | None = None) -> Example:
         return Example(self.serializer.encode(row, fraction), math.nan, fraction is None, False)
@@ -134,11 +149,13 @@ class NCPL(Predictor):
         out = self._outputs([self._example(row) for row in configs.to_dict("records")])
         n_tokens = configs["data.tokens"].to_numpy(float)
         to_loss = lambda column: self.targets.to_loss(configs, out[:, column], n_tokens)  # noqa: E731
-        low, high = np.minimum(out[:, 1], out[:, 2]), np.maximum(out[:, 1], out[:, 2])
+        low, high = to_loss(1), to_loss(2)
+        low, high = np.minimum(low, high), np.maximum(low, high)
+        middle = (low + high) / 2  # a negative margin shrinks an interval at most to its middle
         return pd.DataFrame({
             "pred_loss": to_loss(0),
-            "pred_loss_lo": self.targets.to_loss(configs, low, n_tokens),
-            "pred_loss_hi": self.targets.to_loss(configs, high, n_tokens),
+            "pred_loss_lo": np.minimum(low - self.interval_margin, middle),
+            "pred_loss_hi": np.maximum(high + self.interval_margin, middle),
             "p_diverge": 1 / (1 + np.exp(-out[:, 3])),
         })
 
@@ -162,6 +179,7 @@ class NCPL(Predictor):
             "encoder": self.config.encoder, "numbers_as_text": self.config.numbers_as_text,
             "field_scales": self.field_scales,
             "baseline": self.targets.baseline.get_state(), "target_scale": self.targets.scale,
+            "interval_margin": self.interval_margin,
             "versions": _versions(),
         }
 
@@ -172,6 +190,7 @@ class NCPL(Predictor):
         baseline = Chinchilla()
         baseline.set_state(state["baseline"])
         self.targets = Targets(baseline, state["target_scale"])
+        self.interval_margin = state.get("interval_margin", 0.0)  # directories saved before the margin existed
 
     def save(self, directory: str | Path) -> Path:
         """Write the model directory (only the main process does, when several trained it)."""
