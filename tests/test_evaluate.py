@@ -92,13 +92,14 @@ def test_curve_metrics_on_real_gemstones_curves(tmp_path):
     large = runs["model.n_params"] > 4e8
     report = evaluate({"chinchilla": predictors.create("chinchilla").fit(runs[~large])}, {"ood": runs[large]})
     rows = pd.DataFrame(report["curves"])
-    assert set(rows["method"]) == {"chinchilla", "power-law prefix", "temporal-law prefix"}
+    assert set(rows["method"]) == {"chinchilla", "chinchilla+prefix", "power-law prefix", "temporal-law prefix"}
     assert set(rows["prefix"]) == {0.1, 0.2, 0.4}
     per_prefix = rows.groupby("prefix")[["runs", "points"]].nunique()
     assert (per_prefix == 1).all().all()  # every method on the same runs and points
     at20 = rows[rows["prefix"] == 0.2].set_index("method")
     assert at20.loc["chinchilla", "runs"] == len(curve_runs(runs[large])) == 8
     assert at20.loc["temporal-law prefix", "end_mae"] < 0.03 < at20.loc["power-law prefix", "end_mae"]
+    assert at20.loc["chinchilla+prefix", "mae"] < at20.loc["chinchilla", "mae"]  # shifted to the observed level
     assert "| ood | gemstones | 20% | temporal-law prefix |" in markdown(report)
     written = write_report(report, tmp_path)
     assert tmp_path / "curves_ood.png" in written and (tmp_path / "curves_ood.png").stat().st_size > 20_000
