@@ -81,7 +81,8 @@ def main() -> None:
     trained = f"NCPL trained on {len(train)} Gemstones + (Mis)Fitting runs in {minutes:.1f} min" if not args.model else f"NCPL from {args.model}"
     body = (f"Measured {datetime.date.today().isoformat()} on {machine()} by `{command}` ({trained}). MAE (nats) of the "
             "absolute loss on the checkpoints after the first 10/20/40% of each curve (at most 32 per curve); `chinchilla` "
-            "and `ncpl` see only the config, the prefix laws are fitted to the observed prefix; a run counts at a prefix "
+            "and `ncpl` see only the config, `+prefix` shifts their curve to the last 3 checkpoints seen, the prefix laws are "
+            "fitted to the observed prefix; a run counts at a prefix "
             "where both prefix laws can be fitted (6 checkpoints). Best per row in bold.\n\n" + table(report["curves"]))
     (out / "curves.md").write_text(body)
     (out / "curves.json").write_text(json.dumps({"curves": report["curves"], "accuracy": report["accuracy"],
