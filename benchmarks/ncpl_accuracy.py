@@ -1,6 +1,6 @@
 """NCPL against the baselines, trained jointly on StepLaw and Marin, on the same splits as accuracy.py.
 
-    python benchmarks/ncpl_accuracy.py [--config configs/cpu.yaml] [--shared ../shared/data] [--tag NAME]
+    python benchmarks/ncpl_accuracy.py [--config configs/cpu.yaml] [--shared ../shared/data] [--tag NAME] [--no-readme]
 
 The checkpoint is chosen on a seeded 10% of the training runs (ID); the OOD splits are never seen
 in training or selection. Reports accuracy, regret, interval coverage, training minutes and peak
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     parser.add_argument("--model", type=Path, default=None,
                         help="evaluate this model directory (trained by this script; its train_log.jsonl gives the minutes) instead of training")
+    parser.add_argument("--no-readme", action="store_true", help="leave README.md as it is (ablations: results files only)")
     args = parser.parse_args()
     tag = args.tag or args.config.stem
 
@@ -86,7 +87,8 @@ def main() -> None:
             f"10-90% interval coverage (nominal 0.80): {cover}.\n\n{markdown(report)}")
     (out / f"ncpl-{tag}.md").write_text(body)
     (out / f"ncpl-{tag}.json").write_text(json.dumps({k: report[k] for k in ("accuracy", "regret", "meta")}, indent=1))
-    update_readme("ncpl", body)
+    if not args.no_readme:
+        update_readme("ncpl", body)
     print(body)
 
 
