@@ -4,15 +4,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import score_memory  # noqa: E402  (the sweep generator and the peak-RSS runner are shared with the benchmark)
-
-
-# two cores shared with other jobs: two torch threads contend and run an epoch ~30x slower than one
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
