@@ -84,40 +84,31 @@ def train_tiny_model(directory: Path, work: Path | None = None) -> Path:
     return directory
 
 
-class _Popen(subprocess.Popen):
-    """Popen that keeps the child's resource usage when it is reaped (os.wait4)."""
-
-    peak_rss_mb = float("nan")
-
-    def _try_wait(self, wait_flags):
-        try:
-            pid, status, usage = os.wait4(self.pid, wait_flags)
-        except ChildProcessError:
-            pid, status = self.pid, 0
-        else:
-            if pid == self.pid:
-                self.peak_rss_mb = usage.ru_maxrss / 1024  # Linux: kilobytes
-        return pid, status
-
-
 def score_peak(model: Path, sweep: Path, output: Path, batch_size: int = 4096, extra: list[str] | None = None,
                timeout: float | None = None) -> dict:
     """`ncpl score MODEL SWEEP -o OUTPUT` in a fresh process: exit code, output, seconds, peak RSS (MB)."""
     command = [str(Path(sys.executable).with_name("ncpl")), "score", str(model), str(sweep), "-o", str(output),
                "--batch-size", str(batch_size), *(extra or [])]
     started = time.perf_counter()
+    deadline = None if timeout is None else started + timeout
     with tempfile.TemporaryFile("w+") as log:
-        process = _Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        while True:  # reaped by os.wait4, which alone reports the child's own peak RSS
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                process.kill()
+                os.wait4(process.pid, 0)
+                process.returncode = -9
+                raise subprocess.TimeoutExpired(command, timeout)
+            time.sleep(0.05)
+        process.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
         log.seek(0)
         text = log.read()
-    return {"code": process.returncode, "output": text, "seconds": seconds, "peak_rss_mb": process.peak_rss_mb}
+    peak_rss_mb = usage.ru_maxrss / 1024  # Linux: kilobytes
+    return {"code": process.returncode, "output": text, "seconds": seconds, "peak_rss_mb": peak_rss_mb}
 
 
 def machine() -> str:

@@ -125,7 +125,7 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
     monkeypatch.setattr(Trainer, "_log", original)
     resumed = NCPL(config, work_dir=tmp_path / "broken").fit(runs).predict(runs)
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "broken/train_log.jsonl").read_text().splitlines()]
-    assert epochs == [1, 2, 3]  # epoch 3 ran once, after the resume; 1 and 2 were not redone
+    assert epochs == [1, 2, 3]  # killed after logging epoch 2, before its checkpoint: the line was dropped, epoch 2 ran again
     assert np.allclose(resumed, reference, atol=1e-5)
     changed = TrainConfig(**{**TINY, "seed": 1, "stage2": {"epochs": 0, "lr": 1e-3}})
     with pytest.raises(ValueError, match="different training config"):

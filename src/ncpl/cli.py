@@ -295,7 +295,9 @@ def tune(
             from ncpl.store import read_runs
 
             lr_axis, batch_axis, loss, at = landscape(model, base_config, dims, best.iloc[0], flops=flops)
-            picks = pd.concat([pd.DataFrame({LR: at[LR], BATCH: at[BATCH], "pred_loss": best["pred_loss"].iloc[0]}, index=["tuner best"]), scored])
+            on_slice = {**suggestions, "StepLaw law": steplaw_suggestion(at)}  # scored on the plotted slice, as the map is
+            picks = pd.concat([pd.DataFrame({LR: at[LR], BATCH: at[BATCH], "pred_loss": best["pred_loss"].iloc[0]}, index=["tuner best"]),
+                               score_suggestions(model, at, on_slice)])
             loss_landscape(lr_axis, batch_axis, loss, plot, picks=picks, runs=runs_at(read_runs(runs), at) if runs else None,
                            title=f"{at['source']}: {model.name} loss at N = {at['model.n_params']:.3g}, D = {at['data.tokens']:.3g}")
     except ConfigError as error:

@@ -32,6 +32,7 @@ from scipy.stats import spearmanr
 from ncpl.columns import effective_params, tokens, usable
 from ncpl.laws import steplaw
 from ncpl.predictors import Predictor
+from ncpl.schema import ConfigError
 
 MIN_GROUP = 5
 NEAR_BEST = 0.005  # "reached the best": within this many nats of the group's best converged run
@@ -131,7 +132,10 @@ def evaluate_curves(models: dict[str, Predictor], runs: pd.DataFrame, test_name:
             later = keep[~seen[keep]]
             if not len(later) or seen.sum() < max(law().min_points for law in laws.values()):
                 continue
-            fitted = {name: law().fit(tokens_seen[seen], loss[seen]) for name, law in laws.items()}
+            try:
+                fitted = {name: law().fit(tokens_seen[seen], loss[seen]) for name, law in laws.items()}
+            except ConfigError:  # a prefix the laws refuse (tokens not increasing, a NaN): the run does not count here
+                continue
             predicted = {}
             for name, curve in curves.items():
                 predicted[name] = curve[later]

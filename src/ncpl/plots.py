@@ -73,12 +73,15 @@ def loss_landscape(lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, path: st
     The colour scale stops at the 95th percentile of the grid, so that a corner of absurd predictions
     does not flatten the valley that matters.
     """
-    norm = Normalize(float(np.nanmin(loss)), float(np.nanquantile(loss, 0.95)), clip=True)
+    low, high = float(np.nanmin(loss)), float(np.nanquantile(loss, 0.95))
+    flat = high - low < 1e-9  # a predictor blind to lr and batch (a Chinchilla law) draws one colour, no contours
+    norm = Normalize(low - 1e-3 * flat, high + 1e-3 * flat, clip=True)
     fig = Figure(figsize=(7, 5.5))
     ax = fig.subplots()
     mesh = ax.pcolormesh(lr, batch, loss, norm=norm, cmap="viridis", shading="nearest")
-    contours = ax.contour(lr, batch, loss, levels=np.linspace(norm.vmin, norm.vmax, 8), colors="white", linewidths=0.6)
-    ax.clabel(contours, fontsize=7, fmt="%.3f")
+    if not flat:
+        contours = ax.contour(lr, batch, loss, levels=np.linspace(low, high, 8), colors="white", linewidths=0.6)
+        ax.clabel(contours, fontsize=7, fmt="%.3f")
     if runs is not None and len(runs):
         ok = usable(runs).to_numpy()
         ax.scatter(runs["optimizer.lr"][ok], runs["batch.tokens"][ok], c=runs["final_loss"][ok], norm=norm, cmap="viridis",
@@ -108,14 +111,16 @@ def training_curves(log: str | Path, path: str | Path) -> Path:
     for column in [c for c in frame.columns if c.startswith("train_")]:
         train_ax.plot(x, frame[column], marker=".", label=column.removeprefix("train_"))
     val_ax.plot(x, frame["val_mae"], marker=".", color="black", label="validation MAE")
-    best = int(frame["val_mae"].idxmin())
-    val_ax.scatter([x[best]], [frame["val_mae"][best]], marker="*", s=180, color="red", zorder=3,
-                   label=f"selected: stage {frame['stage'][best]} epoch {frame['epoch'][best]} ({frame['val_mae'][best]:.4f})")
+    best = int(frame["val_mae"].idxmin()) if frame["val_mae"].notna().any() else None  # no converged validation run
+    if best is not None:
+        val_ax.scatter([x[best]], [frame["val_mae"][best]], marker="*", s=180, color="red", zorder=3,
+                       label=f"selected: stage {frame['stage'][best]} epoch {frame['epoch'][best]} ({frame['val_mae'][best]:.4f})")
     starts = x[frame["stage"].ne(frame["stage"].shift()).to_numpy()][1:]
     for ax in (train_ax, val_ax):
         for start in starts:
             ax.axvline(start - 0.5, color="0.5", ls="--", lw=0.8)
-        ax.axvline(x[best], color="red", ls=":", lw=0.8)
+        if best is not None:
+            ax.axvline(x[best], color="red", ls=":", lw=0.8)
         ax.set_xlabel("epoch (both stages; dashed: stage 2 starts)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)

@@ -123,14 +123,14 @@ class Serializer:
         """
         pairs = config_fields(row) + ([(FRACTION_FIELD, fraction)] if fraction is not None else [])
         as_number = [_is_number(value) and not self.numbers_as_text for _, value in pairs]
-        layout = tuple((key, None if number else value) for (key, value), number in zip(pairs, as_number))
+        layout = tuple((key, None if number else (type(value).__name__, value)) for (key, value), number in zip(pairs, as_number))
         template = self._layouts.get(layout)
         if template is None:
             if len(self._layouts) >= MAX_LAYOUTS:
                 self._layouts.clear()
             template = self._layouts[layout] = self._encode(pairs, final=fraction is None)
         values = [float(value) for (_, value), number in zip(pairs, as_number) if number]
-        return Encoded(template.input_ids, template.num_positions, values, template.num_fields, template.target_position)
+        return Encoded(list(template.input_ids), list(template.num_positions), values, list(template.num_fields), template.target_position)
 
     def _encode(self, pairs: list[tuple[str, Any]], final: bool) -> Encoded:
         tok = self.tokenizer

@@ -112,6 +112,7 @@ class Trainer:
         if self.config.log_with:
             acc.init_trackers("ncpl", config=self.config.model_dump(mode="json"))
         progress = self._read_progress()
+        self._trim_log(progress)
         stage2 = self.config.stage2
         lora = stage2.epochs > 0 and stage2.mode == "lora"
         if progress["stage"] == 1:
@@ -194,8 +195,8 @@ class Trainer:
             metrics = {"stage": stage, "epoch": epoch + 1, "val_mae": val_mae, "best_val_mae": progress["best"],
                        "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 2),
                        **{f"train_{k}": v / max(1, len(loader)) for k, v in totals.items()}}
+            self._log(metrics)  # before the checkpoint: a kill in between re-runs the epoch, whose line is then trimmed
             self._checkpoint(progress, stage, epoch)
-            self._log(metrics)
             acc.print(f"stage {stage} epoch {epoch + 1}/{settings.epochs}: val MAE {val_mae:.4f} (best {progress['best']:.4f})"
                       f"{' *' if improved else ''} [{metrics['seconds']:.0f}s]")
         self.network = acc.unwrap_model(network)
@@ -261,6 +262,18 @@ class Trainer:
         if not self.best_path.exists():  # no epoch ran (a schedule of zero epochs): keep the weights as they are
             return
         self.accelerator.unwrap_model(self.network).load_state_dict(load_file(str(self.best_path)), strict=True)
+
+    def _trim_log(self, progress: dict[str, Any]) -> None:
+        """Drop the log lines of epochs after the last checkpoint: they run again on resume."""
+        if not (self.accelerator.is_main_process and self.log_path.exists()):
+            return
+        done = (progress["stage"], progress["epoch"] + 1)
+        lines = [line for line in self.log_path.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if (json.loads(line)["stage"], json.loads(line)["epoch"]) <= done]
+        if len(kept) < len(lines):
+            tmp = self.log_path.with_suffix(".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.replace(self.log_path)
 
     def _log(self, metrics: dict[str, Any]) -> None:
         if self.config.log_with:

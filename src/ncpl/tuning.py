@@ -141,10 +141,15 @@ def tune(model: Predictor, base: RunConfig, space: list[Dimension], *, flops: fl
     return pool.head(top)[[c for c in shown if c in pool] + details].reset_index(drop=True)
 
 
-def steplaw_suggestion(base: RunConfig) -> dict[str, float]:
-    """The StepLaw law's lr and batch (tokens) at the base's N and D."""
-    n = base.model.n_params_active or base.model.n_params
-    return {LR: float(steplaw.optimal_lr(n, base.data.tokens)), BATCH: float(steplaw.optimal_batch_tokens(base.data.tokens))}
+def _flat(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
+    return config if isinstance(config, dict) else config_to_flat(config)
+
+
+def steplaw_suggestion(base: RunConfig | dict[str, Any]) -> dict[str, float]:
+    """The StepLaw law's lr and batch (tokens) at the base's N (active, for MoE) and D."""
+    point = pd.DataFrame([_flat(base)])
+    return {LR: float(steplaw.optimal_lr(effective_params(point), tokens(point))[0]),
+            BATCH: float(steplaw.optimal_batch_tokens(tokens(point))[0])}
 
 
 def transfer_suggestion(tuned: RunConfig, target: RunConfig) -> dict[str, float]:
@@ -175,9 +180,10 @@ def transfer_suggestion(tuned: RunConfig, target: RunConfig) -> dict[str, float]
     return values
 
 
-def score_suggestions(model: Predictor, base: RunConfig, suggestions: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """Each suggestion (label -> field values) applied to the base, derived fields following, scored; indexed by label."""
-    base_row = config_to_flat(base)
+def score_suggestions(model: Predictor, base: RunConfig | dict[str, Any], suggestions: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Each suggestion (label -> field values) applied to the base (a config or a flat row), derived fields following,
+    scored; indexed by label."""
+    base_row = _flat(base)
     rows = _derive(pd.DataFrame([{**base_row, **values} for values in suggestions.values()]), base_row, None)
     fields = list(dict.fromkeys(field for values in suggestions.values() for field in values))
     return pd.concat([rows[fields], model.predict_details(rows)], axis=1).set_axis(list(suggestions))
@@ -200,9 +206,9 @@ def landscape(model: Predictor, base: RunConfig, space: list[Dimension], best: p
     base_row = config_to_flat(base)
     searched = [d.field for d in space] + ([SIZE, TOKENS] if flops is not None else [])
     row = {**base_row, **{field: best[field] for field in searched if field not in (LR, BATCH)}}
-    point = pd.DataFrame([row])
-    law = {LR: float(steplaw.optimal_lr(effective_params(point), tokens(point))[0]),
-           BATCH: float(steplaw.optimal_batch_tokens(tokens(point))[0])}  # the centre when neither best nor base has one
+    if flops is not None:  # N was searched: a base's MoE counts no longer describe the slice (as in _derive)
+        row.update({"model.n_params_total": np.nan, "model.n_params_active": np.nan})
+    law = steplaw_suggestion(row)  # the centre when neither best nor base has one
     value = {}
     for field in (LR, BATCH):
         known = best.get(field, row.get(field))

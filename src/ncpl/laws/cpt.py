@@ -131,8 +131,9 @@ def fit_loss_law(flops: np.ndarray, loss: np.ndarray) -> LossLaw:
 
     top = float(loss.min()) * (1 - 1e-6)
     e0 = minimize_scalar(sse, bounds=(0.0, top), method="bounded").x
-    result = least_squares(lambda p: np.log(p[0] + np.exp(p[1] - p[2] * log_c)) - log_l, [e0, *line(e0)],
-                           bounds=([0.0, -np.inf, 1e-6], [top, np.inf, np.inf]))
+    low, high = [0.0, -np.inf, 1e-6], [top, np.inf, np.inf]
+    start = np.clip([e0, *line(e0)], low, high)  # a grid whose best loss does not fall with C profiles alpha <= 0
+    result = least_squares(lambda p: np.log(p[0] + np.exp(p[1] - p[2] * log_c)) - log_l, start, bounds=(low, high))
     e, log_a, alpha = result.x
     return LossLaw(E=float(e), A=float(np.exp(log_a)), alpha=float(alpha))
 
@@ -156,7 +157,7 @@ def fit_laws(runs: pd.DataFrame, *, with_n: bool | None = None, min_size: int = 
         raise ConfigError(f"source: got runs of {sorted(sources)}; losses compare only within one source, fit on one")
     best = best_runs(runs, min_size)
     if len(best) < MIN_GROUPS:
-        raise ConfigError(f"runs: {len(best)} (N, D) groups with >= {min_size} runs and a converged one; "
+        raise ConfigError(f"runs: {len(best)} (N, D) groups with >= {min_size} converged runs; "
                           f"the laws need at least {MIN_GROUPS} (a grid over lr x batch at several N and D)")
     missing = [c for c in ("optimizer.lr", "batch.tokens") if c not in best or best[c].isna().any()]
     if missing:

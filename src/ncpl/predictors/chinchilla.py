@@ -52,7 +52,7 @@ class ChinchillaLaw:
 # Prior (e, a, b, alpha, beta) = Epoch replication (Besiroglu et al. 2024), with broad widths.
 PRIOR_MEAN = np.array([np.log(1.8172), np.log(482.01), np.log(2085.43), 0.3478, 0.3658])
 PRIOR_STD = np.array([0.5, 2.0, 2.0, 0.15, 0.15])
-EPOCH_N_TERM = (482.01, 0.3478)  # (A, alpha), for a source of one model size
+EPOCH_N_TERM = (float(np.exp(PRIOR_MEAN[1])), float(PRIOR_MEAN[3]))  # (A, alpha), for a source of one model size
 MIN_SIZES = 3
 AUTO_PRIOR_WEIGHT = 1e-4
 
@@ -98,7 +98,7 @@ def fit_law(
     if n_term is not None:
         grid[:, 1], grid[:, 3] = np.log(n_term[0]), n_term[1]
         grid = np.unique(grid, axis=0)
-        bounds[1], bounds[3] = (grid[0, 1],) * 2, (n_term[1],) * 2
+        bounds[1], bounds[3] = (np.log(n_term[0]),) * 2, (n_term[1],) * 2
     starts = grid[np.argsort(_grid_values(grid, log_n, log_d, log_loss, delta))[:n_starts]]
     low = [-np.inf if lo is None else lo for lo, _ in bounds]
     high = [np.inf if hi is None else hi for _, hi in bounds]

@@ -40,6 +40,15 @@ class Ensemble(Predictor):
     def _predict(self, configs: pd.DataFrame) -> np.ndarray:
         return self._mean([member.predict(configs) for member in self.members])
 
+    def _predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
+        """pred_loss, and p_diverge averaged over the members that give one (a tuner's cap must not go unheard)."""
+        details = [member.predict_details(configs) for member in self.members]
+        out = pd.DataFrame({"pred_loss": self._mean([d["pred_loss"].to_numpy() for d in details])})
+        p = [d["p_diverge"].to_numpy() for d in details if "p_diverge" in d]
+        if p:
+            out["p_diverge"] = np.mean(p, axis=0)
+        return out
+
     @property
     def predicts_curves(self) -> bool:
         return all(member.predicts_curves for member in self.members)
@@ -53,7 +62,7 @@ class Ensemble(Predictor):
         return {"members": [member.name for member in self.members], "weights": self.weights}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.weights = state["weights"]
+        raise NotImplementedError("an ensemble is rebuilt from its members' directories (from_directory)")
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)

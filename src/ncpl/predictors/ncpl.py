@@ -11,6 +11,7 @@ tokenizer with the number placeholder) and, saved after a fit, `training_curves.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -208,11 +209,15 @@ class NCPL(Predictor):
         tmp = directory / f".{WEIGHTS}.tmp"
         save_file(state, str(tmp))
         tmp.replace(directory / WEIGHTS)
+        super().save(directory)
         if self.train_log is not None and self.train_log.exists():
             from ncpl.plots import training_curves
 
-            training_curves(self.train_log, directory / "training_curves.png")
-        return super().save(directory)
+            try:
+                training_curves(self.train_log, directory / "training_curves.png")
+            except Exception as error:  # a figure must never cost the model  # noqa: BLE001
+                warnings.warn(f"training_curves.png not drawn: {type(error).__name__}: {error}", stacklevel=2)
+        return directory
 
     @classmethod
     def from_directory(cls, directory: str | Path, state: dict[str, Any]) -> NCPL:
