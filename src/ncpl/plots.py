@@ -21,7 +21,7 @@ from ncpl.columns import usable
 MARKERS = ("*", "D", "^", "s", "P")
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -40,7 +40,7 @@ def parity(predictions: dict[str, list], predictor: str, title: str, path: str |
     ax.plot([low, high], [low, high], color="black", lw=0.8)
     ax.set(xlabel="true final loss", ylabel="predicted final loss", title=title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def loss_curves(curves: list[dict], title: str, path: str | Path) -> Path:
@@ -62,7 +62,7 @@ def loss_curves(curves: list[dict], title: str, path: str | Path) -> Path:
         ax.set_axis_off()
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def loss_landscape(lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, path: str | Path, *, picks: pd.DataFrame,
@@ -98,7 +98,7 @@ def loss_landscape(lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, path: st
     ax.set(xscale="log", yscale="log", xlabel="peak learning rate", ylabel="batch (tokens per step)", title=title)
     ax.legend(fontsize=7, loc="lower left")
     fig.colorbar(mesh, ax=ax, label="loss (map: predicted, points: true)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def training_curves(log: str | Path, path: str | Path) -> Path:
@@ -126,4 +126,4 @@ def training_curves(log: str | Path, path: str | Path) -> Path:
         ax.legend(fontsize=8)
     train_ax.set(yscale="log", ylabel="train loss term (epoch mean)", title="training")
     val_ax.set(ylabel="MAE of the final loss (nats)", title="validation")
-    return _save(fig, path)
+    return save_figure(fig, path)

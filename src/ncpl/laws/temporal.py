@@ -209,14 +209,12 @@ def plot_forecast(tokens: np.ndarray, loss: np.ndarray, law: CurveLaw, until: fl
                   title: str = "") -> Path:
     from matplotlib.figure import Figure  # not pyplot: no backend switch, no global state
 
+    from ncpl.plots import save_figure
+
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     ax.scatter(tokens, loss, s=8, color="C0", label="observed")
     draw_forecast(ax, tokens, law, until)
     ax.set(xlabel="tokens", ylabel="loss", title=title)
     ax.legend()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path)
