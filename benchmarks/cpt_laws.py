@@ -32,7 +32,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import ROOT, benchmarks, machine  # noqa: E402
 
-from ncpl.columns import compute, effective_params, tokens  # noqa: E402
+from ncpl.columns import best_runs, compute, effective_params, tokens  # noqa: E402
 from ncpl.evaluate import regret  # noqa: E402
 from ncpl.laws import cpt, steplaw  # noqa: E402
 
@@ -53,7 +53,7 @@ def law_scores(laws: cpt.CPTLaws, runs: pd.DataFrame, flops: np.ndarray | None =
 def group_rows(runs: pd.DataFrame, laws: dict[str, cpt.CPTLaws]) -> list[dict]:
     out = []
     for (n, d), group in runs.groupby([effective_params(runs), tokens(runs)]):
-        best = cpt.best_runs(group, 5)
+        best = best_runs(group, 5)
         if best.empty:
             continue
         row = {"N": n, "D": d, "runs": len(group), "best_loss": float(best["final_loss"].iloc[0]),
@@ -73,9 +73,9 @@ def continuation_rows(runs: pd.DataFrame, laws: cpt.CPTLaws) -> list[dict]:
     for n, shape in runs.groupby(effective_params(runs)):
         by_d = {d: group for d, group in shape.groupby(tokens(shape))}
         for small, large in combinations(sorted(by_d), 2):
-            checkpoint = float(cpt.best_runs(by_d[small], 5)["final_loss"].iloc[0])
+            checkpoint = float(best_runs(by_d[small], 5)["final_loss"].iloc[0])
             target = by_d[large]
-            best = cpt.best_runs(target, 5).iloc[0]
+            best = best_runs(target, 5).iloc[0]
             predicted = laws.predict(checkpoint, n, large - small)
             scratch = laws.at(6 * n * large, n)
             out.append({

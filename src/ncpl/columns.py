@@ -27,3 +27,16 @@ def usable(frame: pd.DataFrame) -> pd.Series:
     """Runs with a finite loss that did not diverge: what a law of the loss is fitted on."""
     loss = pd.to_numeric(frame["final_loss"], errors="coerce")
     return np.isfinite(loss) & ~frame["diverged"].fillna(False).astype(bool)
+
+
+def hparam_groups(runs: pd.DataFrame, min_size: int = 1) -> list[np.ndarray]:
+    """Positional indices of each (source, N, D) group with at least `min_size` runs."""
+    keys = pd.DataFrame({"source": runs["source"].to_numpy(), "n": effective_params(runs), "d": tokens(runs)})
+    return [np.asarray(rows) for rows in keys.groupby(["source", "n", "d"]).indices.values() if len(rows) >= min_size]
+
+
+def best_runs(runs: pd.DataFrame, min_size: int = 1) -> pd.DataFrame:
+    """The lowest-loss run of each (source, N, D) group of at least `min_size` converged runs."""
+    ok = runs[usable(runs)].reset_index(drop=True)
+    rows = [group[np.argmin(ok["final_loss"].to_numpy(float)[group])] for group in hparam_groups(ok, min_size)]
+    return ok.iloc[sorted(rows)]

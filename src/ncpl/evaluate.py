@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from ncpl.columns import effective_params, tokens, usable
+from ncpl.columns import hparam_groups, usable
 from ncpl.laws import steplaw
 from ncpl.predictors import Predictor
 from ncpl.schema import ConfigError
@@ -53,12 +53,6 @@ def accuracy(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         "rmse": float(np.sqrt(np.mean(error**2))) if len(true) else math.nan,
         "spearman": float(spearmanr(true, pred).statistic) if len(true) > 2 else math.nan,
     }
-
-
-def hparam_groups(runs: pd.DataFrame, min_size: int = MIN_GROUP) -> list[np.ndarray]:
-    """Positional indices of each (source, N, D) group with at least `min_size` runs."""
-    keys = pd.DataFrame({"source": runs["source"].to_numpy(), "n": effective_params(runs), "d": tokens(runs)})
-    return [np.asarray(rows) for rows in keys.groupby(["source", "n", "d"]).indices.values() if len(rows) >= min_size]
 
 
 def regret(runs: pd.DataFrame, scores: np.ndarray, min_size: int = MIN_GROUP) -> dict[str, float]:

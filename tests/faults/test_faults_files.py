@@ -7,7 +7,6 @@ never a raw traceback, and must leave no output behind.
 import json
 import shutil
 
-import pandas as pd
 import pytest
 from faultkit import ncpl
 from typer.testing import CliRunner

@@ -23,8 +23,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from scipy.optimize import least_squares, minimize_scalar
 
-from ncpl.columns import compute, effective_params, usable
-from ncpl.evaluate import hparam_groups
+from ncpl.columns import best_runs, compute, effective_params
 from ncpl.schema import ConfigError, load, save
 from ncpl.sources import ImportFailed, import_runs
 from ncpl.store import read_runs, to_frame
@@ -108,13 +107,6 @@ def read_grid(path: str | Path) -> pd.DataFrame:
     except ImportFailed as error:
         raise ConfigError(f"--laws: {error}; a .csv must be StepLaw's dense_lr_bs_loss.csv, other runs a Parquet file "
                           "from `ncpl data import`") from None
-
-
-def best_runs(runs: pd.DataFrame, min_size: int) -> pd.DataFrame:
-    """The lowest-loss run of each (source, N, D) group of at least `min_size` converged runs."""
-    ok = runs[usable(runs)].reset_index(drop=True)
-    rows = [group[np.argmin(ok["final_loss"].to_numpy(float)[group])] for group in hparam_groups(ok, min_size)]
-    return ok.iloc[sorted(rows)]
 
 
 def fit_loss_law(flops: np.ndarray, loss: np.ndarray) -> LossLaw:

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
-from ncpl.columns import effective_params, tokens, usable
+from ncpl.columns import best_runs, effective_params, tokens, usable
 from ncpl.predictors import Predictor
 from ncpl.schema import ConfigError
 
@@ -135,8 +135,7 @@ class Chinchilla(Predictor):
         self.laws = {}
         for source, group in runs.groupby("source"):
             if self.fit_on == "best":
-                group = group.assign(_n=effective_params(group), _d=tokens(group))
-                group = group.loc[group.groupby(["_n", "_d"])["final_loss"].idxmin()]
+                group = best_runs(group)
             n_params = effective_params(group)
             sizes = len(np.unique(n_params))
             weight = self.prior_weight
