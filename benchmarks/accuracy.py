@@ -1,6 +1,6 @@
 """Accuracy of every predictor on real held-out runs, in distribution and out of distribution.
 
-    python benchmarks/accuracy.py [--shared ../shared/data] [--models chinchilla,xgboost,xgboost-residual]
+    python benchmarks/accuracy.py [--shared ../shared/data] [--models chinchilla,hparam-law,xgboost,xgboost-residual,xgboost-hparam-residual]
 
 Splits (diverged runs are dropped from training, reported separately in testing):
 - StepLaw dense: ID = a seeded 15% of the two smaller shapes (h960, h1024); dev-OOD = h1280/L10.
@@ -77,7 +77,7 @@ def update_readme(block: str, body: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--models", default="chinchilla,xgboost,xgboost-residual")
+    parser.add_argument("--models", default="chinchilla,hparam-law,xgboost,xgboost-residual,xgboost-hparam-residual")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 

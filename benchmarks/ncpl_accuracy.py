@@ -58,7 +58,8 @@ def main() -> None:
     splits = benchmarks(args.shared)
     train = pd.concat([splits["steplaw"][0], splits["marin"][0]], ignore_index=True)
     tests = {**splits["steplaw"][1], **splits["marin"][1]}
-    baselines = {name: predictors.create(name).fit(train[~train["diverged"]]) for name in ("chinchilla", "xgboost-residual")}
+    baselines = {name: predictors.create(name).fit(train[~train["diverged"]])
+                 for name in ("chinchilla", "hparam-law", "xgboost-residual", "xgboost-hparam-residual")}
 
     if args.model:
         model = predictors.load(args.model)

@@ -56,7 +56,7 @@ def steplaw_split(shared):
     return train[~train["diverged"]], small[small["model.d_model"] == 1024].sample(150, random_state=0)
 
 
-@pytest.mark.parametrize("name", ["xgboost", "xgboost-residual"])
+@pytest.mark.parametrize("name", ["xgboost", "xgboost-residual", "xgboost-hparam-residual"])
 def test_trees_fit_save_load(name, steplaw_split, tmp_path):
     train, test = steplaw_split
     model = predictors.create(name, n_estimators=50).fit(train)

@@ -458,7 +458,7 @@ def evaluate_cmd(
     train: Annotated[list[Path], typer.Option("--train", help="runs Parquet file(s) the fittable predictors are fitted on")],
     test: Annotated[list[str], typer.Option("--test", help="NAME=FILE.parquet, repeatable")],
     output: Annotated[Path, typer.Option("-o", "--output", help="report folder")],
-    models: Annotated[str, typer.Option("--models", help="comma list: chinchilla, xgboost, xgboost-residual, or LABEL:MODEL_DIR to load")] = "chinchilla,xgboost,xgboost-residual",
+    models: Annotated[str, typer.Option("--models", help="comma list of predictor names (chinchilla, hparam-law, xgboost, xgboost-residual, xgboost-hparam-residual), or LABEL:MODEL_DIR to load")] = "chinchilla,xgboost,xgboost-residual",
 ) -> None:
     """Fit each predictor on TRAIN, report accuracy and hyperparameter regret on each test set."""
     from ncpl import predictors

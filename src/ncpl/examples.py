@@ -2,7 +2,7 @@
 
 A run gives one final-loss example, and up to `max_curve_points` points of its loss curve, each
 asking for the loss at a fraction of training. The target is the residual of the loss over the
-per-source Chinchilla law (fitted on the training runs) at the tokens seen so far, divided by the
+per-source law (Chinchilla, or Chinchilla with the lr / batch bowl; fitted on the training runs) at the tokens seen so far, divided by the
 training residuals' standard deviation. A diverged run keeps its final-loss example for the
 divergence head, with no regression target.
 """
@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from ncpl.predictors.chinchilla import Chinchilla
+from ncpl.predictors.hparam_law import HparamLaw
 from ncpl.serialize import Encoded, Serializer
 
 
@@ -32,7 +33,7 @@ class Example:
 class Targets:
     """How losses become targets and back."""
 
-    baseline: Chinchilla
+    baseline: Chinchilla | HparamLaw
     scale: float
 
     def to_target(self, runs: pd.DataFrame, loss: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:

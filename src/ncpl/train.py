@@ -48,15 +48,22 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backbone: str = "all-minilm-l6-v2"
     encoder: Literal["fourier", "mlp"] = "fourier"
+    # Shortest period (in decades) of the Fourier features. Short periods resolve an lr grid finely but
+    # wrap around between a model size seen in training and one 1.6x larger, which the head then reads
+    # as an unrelated value.
+    fourier_min_period: float = Field(0.25, gt=0)
     numbers_as_text: bool = False
     max_curve_points: int = Field(16, ge=0)
     batch_size: int = Field(32, gt=0)
     eval_batch_size: int = Field(128, gt=0)
     seed: int = 42
     val_frac: float = Field(0.1, gt=0, lt=1)
-    # The residual's law is fitted through the best run of each (N, D) group by default: a law fitted
-    # through every run of an lr x batch grid sits above the frontier by an offset that changes with N,
-    # and the network would carry that offset out of distribution (StepLaw: 0.013 -> 0.003 OOD bias).
+    # The law whose residual the network learns: the per-source Chinchilla law, or that law with the
+    # lr / batch bowl (ncpl.predictors.hparam_law), which carries the optimum's move with N and D out
+    # of distribution. Chinchilla is fitted through the best run of each (N, D) group by default: a law
+    # fitted through every run of an lr x batch grid sits above the frontier by an offset that changes
+    # with N, and the network would carry that offset out of distribution (StepLaw: 0.013 -> 0.003 OOD bias).
+    baseline: Literal["chinchilla", "hparam-law"] = "chinchilla"
     baseline_fit_on: Literal["all", "best"] = "best"
     huber_delta: float = Field(1.0, gt=0)
     diverge_weight: float = Field(0.2, ge=0)

@@ -26,6 +26,8 @@ REGISTRY = {  # name -> "module:Class"
     "chinchilla": "ncpl.predictors.chinchilla:Chinchilla",
     "xgboost": "ncpl.predictors.trees:XGBoost",
     "xgboost-residual": "ncpl.predictors.trees:XGBoostResidual",
+    "hparam-law": "ncpl.predictors.hparam_law:HparamLaw",
+    "xgboost-hparam-residual": "ncpl.predictors.trees:XGBoostHparamResidual",
     "ncpl": "ncpl.predictors.ncpl:NCPL",
     "ensemble": "ncpl.predictors.ensemble:Ensemble",
 }

@@ -25,6 +25,7 @@ from ncpl.examples import MODEL_INPUTS, Collator, Example, Targets, build_exampl
 from ncpl.network import NCPLNetwork
 from ncpl.predictors import Predictor
 from ncpl.predictors.chinchilla import Chinchilla
+from ncpl.predictors.hparam_law import HparamLaw
 from ncpl.schema import ConfigError
 from ncpl.serialize import Serializer
 from ncpl.train import TrainConfig, Trainer
@@ -77,7 +78,7 @@ class NCPL(Predictor):
             runs, val = split.train, split.id
         if not usable(runs).any():
             raise ConfigError("final_loss: no converged training runs")
-        baseline = Chinchilla(fit_on=cfg.baseline_fit_on).fit(runs)
+        baseline = (Chinchilla(fit_on=cfg.baseline_fit_on) if cfg.baseline == "chinchilla" else HparamLaw()).fit(runs)
         ok = runs[usable(runs)]
         residual = ok["final_loss"].to_numpy(float) - baseline.predict(ok)
         self.targets = Targets(baseline, float(np.std(residual)) or 1.0)
@@ -95,7 +96,7 @@ class NCPL(Predictor):
         val = val.reset_index(drop=True)
         val_examples = [self._example(row) for row in val.to_dict("records")]
         val_loss = np.where(usable(val), pd.to_numeric(val["final_loss"], errors="coerce"), np.nan)
-        self.network = NCPLNetwork(backbone.model, self.hidden, self.is_decoder, cfg.encoder)
+        self.network = NCPLNetwork(backbone.model, self.hidden, self.is_decoder, cfg.encoder, cfg.fourier_min_period)
         work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="ncpl-train-"))
         trainer = Trainer(cfg, self.network, self._collator(), work_dir,
                           to_loss=lambda target: self.targets.to_loss(val, target, val["data.tokens"].to_numpy(float)))
@@ -188,7 +189,7 @@ class NCPL(Predictor):
         self.config = TrainConfig.model_validate(state["train_config"])
         self.is_decoder, self.hidden = state["is_decoder"], state["hidden_size"]
         self.field_scales = state["field_scales"]
-        baseline = Chinchilla()
+        baseline = Chinchilla() if self.config.baseline == "chinchilla" else HparamLaw()
         baseline.set_state(state["baseline"])
         self.targets = Targets(baseline, state["target_scale"])
         self.interval_margin = state.get("interval_margin", 0.0)  # directories saved before the margin existed
@@ -242,7 +243,7 @@ class NCPL(Predictor):
             raise ConfigError(f"{backbone_dir}: cannot read the backbone's config or tokenizer ({type(error).__name__}: {error}); "
                               "the model directory is incomplete or damaged, re-run `ncpl train`") from None
         model.serializer = Serializer(tokenizer, numbers_as_text=model.config.numbers_as_text, is_decoder=model.is_decoder)
-        model.network = NCPLNetwork(backbone, model.hidden, model.is_decoder, model.config.encoder)
+        model.network = NCPLNetwork(backbone, model.hidden, model.is_decoder, model.config.encoder, model.config.fourier_min_period)
         try:
             model.network.load_state_dict(load_file(str(weights)), strict=True)
         except (SafetensorError, RuntimeError, OSError) as error:

@@ -2,9 +2,10 @@
 
 Features are every numeric config column of the training runs (log10 where all its training values
 are positive, as counts, rates and sizes are), booleans as 0/1, and a few categorical fields (source,
-optimizer, schedule, architecture, dataset). The residual variant fits a per-source Chinchilla law
-on the same runs first (through the best run of each (N, D) group, as NCPL does) and learns what the
-law misses. Diverged runs are left out of the fit.
+optimizer, schedule, architecture, dataset). The residual variants fit a law on the same runs first and
+learn what it misses: ``xgboost-residual`` the per-source Chinchilla law (through the best run of each
+(N, D) group, as NCPL does), ``xgboost-hparam-residual`` the law with the lr / batch bowl
+(`ncpl.predictors.hparam_law`). Diverged runs are left out of the fit.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import pandas as pd
 import xgboost as xgb
 
 from ncpl.columns import usable
-from ncpl.predictors import Predictor
-from ncpl.predictors.chinchilla import Chinchilla
+from ncpl.predictors import Predictor, predictor_class
 
 CONFIG_PREFIXES = ("model.", "data.", "optimizer.", "schedule.", "batch.", "extra.")
 CATEGORICAL = ("source", "optimizer.name", "schedule.name", "model.arch", "data.dataset")
@@ -65,16 +65,15 @@ def _is_numeric(values: pd.Series) -> bool:
 
 class XGBoost(Predictor):
     name = "xgboost"
-    residual = False
+    baseline_name: str | None = None  # the law whose residual the trees learn
 
     def __init__(self, n_estimators: int = 600, learning_rate: float = 0.03, max_depth: int = 6, subsample: float = 0.8,
-                 colsample_bytree: float = 0.8, min_child_weight: float = 1.0, seed: int = 0, baseline_fit_on: str = "best"):
-        self.baseline_fit_on = baseline_fit_on
+                 colsample_bytree: float = 0.8, min_child_weight: float = 1.0, seed: int = 0):
         self.params = {"n_estimators": n_estimators, "learning_rate": learning_rate, "max_depth": max_depth,
                        "subsample": subsample, "colsample_bytree": colsample_bytree, "min_child_weight": min_child_weight,
                        "random_state": seed}
         self.features = FeatureSpec()
-        self.baseline: Chinchilla | None = None
+        self.baseline: Predictor | None = None
         self.model: xgb.XGBRegressor | None = None
 
     def _regressor(self) -> xgb.XGBRegressor:
@@ -83,8 +82,8 @@ class XGBoost(Predictor):
     def fit(self, runs: pd.DataFrame) -> XGBoost:
         runs = runs[usable(runs)]
         target = runs["final_loss"].to_numpy(float)
-        if self.residual:
-            self.baseline = Chinchilla(fit_on=self.baseline_fit_on).fit(runs)
+        if self.baseline_name:
+            self.baseline = _baseline(self.baseline_name).fit(runs)
             target = target - self.baseline.predict(runs)
         self.features = FeatureSpec.from_runs(runs)
         self.model = self._regressor().fit(self.features.transform(runs), target)
@@ -92,7 +91,7 @@ class XGBoost(Predictor):
 
     def _predict(self, configs: pd.DataFrame) -> np.ndarray:
         prediction = self.model.predict(self.features.transform(configs)).astype(float)
-        return prediction + self.baseline.predict(configs) if self.residual else prediction
+        return prediction + self.baseline.predict(configs) if self.baseline else prediction
 
     def get_state(self) -> dict[str, Any]:
         return {"params": self.params, "features": self.features.to_dict(),
@@ -103,7 +102,7 @@ class XGBoost(Predictor):
         self.params = state["params"]
         self.features = FeatureSpec(**state["features"])
         if state["baseline"]:
-            self.baseline = Chinchilla()
+            self.baseline = _baseline(self.baseline_name)
             self.baseline.set_state(state["baseline"])
         self.model = self._regressor()
         self.model.load_model(bytearray(json.dumps(state["booster"]).encode()))
@@ -113,4 +112,15 @@ class XGBoostResidual(XGBoost):
     """XGBoost on the residual of the per-source Chinchilla law."""
 
     name = "xgboost-residual"
-    residual = True
+    baseline_name = "chinchilla"
+
+
+class XGBoostHparamResidual(XGBoost):
+    """XGBoost on the residual of the per-source law with the lr / batch bowl."""
+
+    name = "xgboost-hparam-residual"
+    baseline_name = "hparam-law"
+
+
+def _baseline(name: str) -> Predictor:
+    return predictor_class(name)(fit_on="best") if name == "chinchilla" else predictor_class(name)()

@@ -1,0 +1,190 @@
+"""A Chinchilla law with a learning-rate / batch-size bowl: the loss of a config that was not tuned.
+
+    L = Chinchilla(N, D) + s + |B (u, v)|^2,   u = ln lr - ln lr*(N, D),   v = ln bs - ln bs*(N, D)
+    ln lr* = p_opt + p_N ln N + p_D ln D,      ln bs* = q + q_N ln N + q_D ln D
+
+Chinchilla assumes every run is tuned; a sweep is mostly runs that are not. Near its optimum the
+loss is close to quadratic in log lr and log batch (DeepSeek LLM 2024, StepLaw 2025), and the
+optimum moves as a power law of model size and tokens, so this law says how far an untuned run is
+from the frontier and where the frontier's hyperparameters go at a size the runs never reached.
+B is lower-triangular (a positive semi-definite bowl), s a per-source shift (the best run of a
+group is not exactly at the optimum). The lr centre has one offset per optimizer (their lr scales
+differ by orders of magnitude); everything else is per source, except the model-size exponents
+p_N and q_N, which are shared by all sources, because one source of a single model size cannot
+determine them and the best-studied ones agree that the optimum lr falls with size.
+
+Fitted on converged runs with a soft-L1 loss (scale 0.02 nats), after the per-source Chinchilla law
+through the best run of each (N, D) group. A source without two distinct lrs (or batch sizes) gets
+no lr (batch) term, a config without an lr (batch) sits at the optimum, and an optimizer the source
+never ran gets the mean of its offsets. As the residual baseline of NCPL and XGBoost, it leaves the
+learned model the part of the loss that no smooth law explains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from ncpl.columns import effective_params, tokens, usable
+from ncpl.predictors import Predictor
+from ncpl.predictors.chinchilla import Chinchilla
+
+N_REF, D_REF = 1e8, 1e10  # centres of ln N and ln D, so the offsets are lrs at a plausible size
+LOSS_SCALE = 0.02  # soft-L1 scale (nats): runs further off the bowl than this count linearly
+
+
+@dataclass
+class Bowl:
+    shift: float = 0.0
+    # B = [[a, 0], [c, b]], with a and b taking one value below the optimum and another above it
+    curvature: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0, 0.0])  # a_low, a_high, c, b_low, b_high
+    lr_offsets: dict[str, float] = field(default_factory=dict)  # optimizer -> p_opt; empty: no lr term
+    lr_d: float = 0.0
+    bs_offset: float | None = None  # None: no batch term
+    bs_d: float = 0.0
+
+    def lr_centre(self, optimizers: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, lr_n: float) -> np.ndarray:
+        mean = float(np.mean(list(self.lr_offsets.values()))) if self.lr_offsets else 0.0
+        offset = np.array([self.lr_offsets.get(name, mean) for name in optimizers])
+        return offset + lr_n * log_n + self.lr_d * log_d
+
+
+@dataclass
+class _Inputs:
+    """One source's runs as the arrays the bowl reads."""
+
+    log_n: np.ndarray
+    log_d: np.ndarray
+    log_lr: np.ndarray  # NaN where the config has no lr
+    log_bs: np.ndarray
+    optimizers: np.ndarray
+
+    @classmethod
+    def of(cls, runs: pd.DataFrame, n_tokens: np.ndarray | None = None) -> _Inputs:
+        def log_column(name: str) -> np.ndarray:
+            if name not in runs:
+                return np.full(len(runs), np.nan)
+            values = pd.to_numeric(runs[name], errors="coerce").to_numpy(float)
+            return np.log(np.where(values > 0, values, np.nan))
+
+        n_tokens = tokens(runs) if n_tokens is None else n_tokens
+        optimizers = runs["optimizer.name"].astype(str).to_numpy() if "optimizer.name" in runs else np.full(len(runs), "")
+        return cls(np.log(effective_params(runs) / N_REF), np.log(np.asarray(n_tokens, float) / D_REF),
+                   log_column("optimizer.lr"), log_column("batch.tokens"), optimizers)
+
+
+class HparamLaw(Predictor):
+    name = "hparam-law"
+
+    def __init__(self, loss_scale: float = LOSS_SCALE):
+        self.loss_scale = loss_scale
+        self.frontier = Chinchilla(fit_on="best")
+        self.bowls: dict[str, Bowl] = {}
+        self.lr_n = self.bs_n = 0.0
+
+    def fit(self, runs: pd.DataFrame) -> HparamLaw:
+        runs = runs[usable(runs)]
+        self.frontier.fit(runs)
+        sources = {str(source): group for source, group in runs.groupby("source")}
+        data = {source: (_Inputs.of(group), group["final_loss"].to_numpy(float) - self.frontier.predict(group))
+                for source, group in sources.items()}
+        layout = {source: _Layout.of(inputs) for source, (inputs, _) in data.items()}
+        shared_n = any(len(np.unique(inputs.log_n)) > 1 for inputs, _ in data.values())
+
+        def unpack(theta: np.ndarray) -> tuple[float, float, dict[str, Bowl]]:
+            lr_n, bs_n = (theta[0], theta[1]) if shared_n else (0.0, 0.0)
+            start, bowls = 2, {}
+            for source, lay in layout.items():
+                bowls[source] = lay.bowl(theta[start : start + lay.size])
+                start += lay.size
+            return lr_n, bs_n, bowls
+
+        def residuals(theta: np.ndarray) -> np.ndarray:
+            lr_n, bs_n, bowls = unpack(theta)
+            return np.concatenate([_excess(bowls[s], inputs, lr_n, bs_n) - excess for s, (inputs, excess) in data.items()])
+
+        theta0 = np.concatenate([[-0.5, 0.0]] + [lay.start for lay in layout.values()])
+        theta = least_squares(residuals, theta0, loss="soft_l1", f_scale=self.loss_scale).x
+        self.lr_n, self.bs_n, self.bowls = unpack(theta)
+        self.lr_n, self.bs_n = float(self.lr_n), float(self.bs_n)
+        return self
+
+    def _predict(self, configs: pd.DataFrame) -> np.ndarray:
+        return self.predict_at(configs, tokens(configs))
+
+    def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
+        return np.stack([self.predict_at(configs, f * tokens(configs)) for f in fractions], axis=1)
+
+    def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
+        """The law at each config's hyperparameters with the given token counts (a point on its curve)."""
+        out = self.frontier.predict_at(configs, n_tokens)  # raises for a source it was not fitted on
+        sources = configs["source"].astype(str).to_numpy()
+        for source in np.unique(sources):
+            rows = sources == source
+            out[rows] += _excess(self.bowls[source], _Inputs.of(configs[rows], n_tokens[rows]), self.lr_n, self.bs_n)
+        return out
+
+    def get_state(self) -> dict[str, Any]:
+        return {"loss_scale": self.loss_scale, "frontier": self.frontier.get_state(), "lr_n": self.lr_n, "bs_n": self.bs_n,
+                "bowls": {source: asdict(bowl) for source, bowl in self.bowls.items()}}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.loss_scale, self.lr_n, self.bs_n = state["loss_scale"], state["lr_n"], state["bs_n"]
+        self.frontier = Chinchilla()
+        self.frontier.set_state(state["frontier"])
+        self.bowls = {source: Bowl(**bowl) for source, bowl in state["bowls"].items()}
+
+
+def _excess(bowl: Bowl, inputs: _Inputs, lr_n: float, bs_n: float) -> np.ndarray:
+    """Loss above the frontier: the shift plus the bowl at the config's distance from the optimum."""
+    u = np.zeros_like(inputs.log_n)
+    v = np.zeros_like(inputs.log_n)
+    if bowl.lr_offsets:
+        u = np.nan_to_num(inputs.log_lr - bowl.lr_centre(inputs.optimizers, inputs.log_n, inputs.log_d, lr_n))
+    if bowl.bs_offset is not None:
+        v = np.nan_to_num(inputs.log_bs - (bowl.bs_offset + bs_n * inputs.log_n + bowl.bs_d * inputs.log_d))
+    a_low, a_high, c, b_low, b_high = bowl.curvature
+    a, b = np.where(u < 0, a_low, a_high), np.where(v < 0, b_low, b_high)
+    return bowl.shift + (a * u) ** 2 + (c * u + b * v) ** 2
+
+
+@dataclass
+class _Layout:
+    """Which of a source's bowl parameters the runs can determine, and where they start."""
+
+    optimizers: list[str]
+    has_lr: bool
+    has_bs: bool
+    has_d: bool
+    start: np.ndarray
+
+    @classmethod
+    def of(cls, inputs: _Inputs) -> _Layout:
+        has_lr = len(np.unique(inputs.log_lr[np.isfinite(inputs.log_lr)])) > 1
+        has_bs = len(np.unique(inputs.log_bs[np.isfinite(inputs.log_bs)])) > 1
+        has_d = len(np.unique(inputs.log_d)) > 1
+        optimizers = sorted(set(inputs.optimizers)) if has_lr else []
+        lr_start = [float(np.nanmedian(inputs.log_lr[inputs.optimizers == name])) for name in optimizers]
+        lr_start += [0.0] if has_lr and has_d else []
+        bs_start = ([float(np.nanmedian(inputs.log_bs))] + ([0.0] if has_d else [])) if has_bs else []
+        curvature_start = [0.2, 0.2, 0.0, 0.1, 0.1] if has_bs else [0.2, 0.2]
+        return cls(optimizers, has_lr, has_bs, has_d, np.array([0.0] + curvature_start + lr_start + bs_start))
+
+    @property
+    def size(self) -> int:
+        return len(self.start)
+
+    def bowl(self, theta: np.ndarray) -> Bowl:
+        values = list(map(float, theta))
+        take = lambda count: [values.pop(0) for _ in range(count)]  # noqa: E731
+        shift, = take(1)
+        curvature = take(5) if self.has_bs else take(2) + [0.0, 0.0, 0.0]
+        lr_offsets = dict(zip(self.optimizers, take(len(self.optimizers))))
+        lr_d, = take(1) if self.has_lr and self.has_d else [0.0]
+        bs_offset, = take(1) if self.has_bs else [None]
+        bs_d, = take(1) if self.has_bs and self.has_d else [0.0]
+        return Bowl(shift, curvature, lr_offsets, lr_d, bs_offset, bs_d)
