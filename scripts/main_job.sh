@@ -2,7 +2,7 @@
 # The main job on the bundled default data (Marin, Gadre et al., Gemstones):
 #   show the runs; split them (OOD = the larger models); fit the per-source Chinchilla law;
 #   train the NCPL regressor with the CPU default (configs/cpu.yaml; re-running resumes);
-#   evaluate it beside Chinchilla and XGBoost on the held-out runs; score the OOD runs.
+#   evaluate it beside Chinchilla, hparam-law and XGBoost on the held-out runs; score the OOD runs.
 set -euo pipefail
 BIN=${1:-.venv/bin}
 OUT=${2:-runs/default}
@@ -14,5 +14,5 @@ DATA="data/marin.parquet data/gadre.parquet data/gemstones.parquet"
 "$BIN/ncpl" train --train "$OUT/split/train.parquet" --config configs/cpu.yaml -o "$OUT/ncpl"
 "$BIN/ncpl" eval --train "$OUT/split/train.parquet" \
     --test "id=$OUT/split/id.parquet" --test "ood=$OUT/split/ood.parquet" \
-    --models "chinchilla:$OUT/chinchilla,xgboost,xgboost-residual,ncpl:$OUT/ncpl" -o "$OUT/eval"
+    --models "chinchilla:$OUT/chinchilla,hparam-law,xgboost,xgboost-residual,xgboost-hparam-residual,ncpl:$OUT/ncpl" -o "$OUT/eval"
 "$BIN/ncpl" score "$OUT/ncpl" "$OUT/split/ood.parquet" -o "$OUT/scored-ood.parquet"

@@ -94,6 +94,7 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     assert height >= 300 and width >= 600  # drawn from the fit's train_log.jsonl
     assert not list((tmp_path / "model").rglob("*.bin")) and not list((tmp_path / "model").rglob("*.pt"))
     loaded = predictors.load(tmp_path / "model")
+    assert type(loaded.targets.baseline).__name__ == "HparamLaw" and loaded.targets.baseline.bowls.keys() == {"steplaw", "gemstones"}
     assert np.array_equal(loaded.predict(runs), model.predict(runs))
     pd.testing.assert_frame_equal(loaded.predict_details(runs), details)  # the conformal margin travels with the model
     val = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).id
@@ -109,7 +110,7 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
 def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeypatch):
     from ncpl.train import Trainer
 
-    config = TrainConfig(**{**TINY, "stage2": {"epochs": 0, "lr": 1e-3}})
+    config = TrainConfig(**{**TINY, "baseline": "chinchilla", "stage2": {"epochs": 0, "lr": 1e-3}})  # the default, hparam-law, is in `trained`
     reference = NCPL(config, work_dir=tmp_path / "straight").fit(runs).predict(runs)
 
     original = Trainer._log
@@ -127,7 +128,7 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "broken/train_log.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]  # killed after logging epoch 2, before its checkpoint: the line was dropped, epoch 2 ran again
     assert np.allclose(resumed, reference, atol=1e-5)
-    changed = TrainConfig(**{**TINY, "seed": 1, "stage2": {"epochs": 0, "lr": 1e-3}})
+    changed = TrainConfig(**{**TINY, "baseline": "chinchilla", "seed": 1, "stage2": {"epochs": 0, "lr": 1e-3}})
     with pytest.raises(ValueError, match="different training config"):
         NCPL(changed, work_dir=tmp_path / "broken").fit(runs)
 

@@ -63,7 +63,7 @@ class TrainConfig(BaseModel):
     # of distribution. Chinchilla is fitted through the best run of each (N, D) group by default: a law
     # fitted through every run of an lr x batch grid sits above the frontier by an offset that changes
     # with N, and the network would carry that offset out of distribution (StepLaw: 0.013 -> 0.003 OOD bias).
-    baseline: Literal["chinchilla", "hparam-law"] = "chinchilla"
+    baseline: Literal["chinchilla", "hparam-law"] = "hparam-law"
     baseline_fit_on: Literal["all", "best"] = "best"
     huber_delta: float = Field(1.0, gt=0)
     diverge_weight: float = Field(0.2, ge=0)

@@ -7,7 +7,9 @@ Chinchilla assumes every run is tuned; a sweep is mostly runs that are not. Near
 loss is close to quadratic in log lr and log batch (DeepSeek LLM 2024, StepLaw 2025), and the
 optimum moves as a power law of model size and tokens, so this law says how far an untuned run is
 from the frontier and where the frontier's hyperparameters go at a size the runs never reached.
-B is lower-triangular (a positive semi-definite bowl), s a per-source shift (the best run of a
+B = [[a, 0], [c, b]] (a positive semi-definite bowl) takes one a (b) below the optimal lr (batch)
+and another above it: real sweeps rise far more steeply on the high-lr side, and a symmetric bowl
+fitted to them puts the StepLaw optimum 3-5x too low. s is a per-source shift (the best run of a
 group is not exactly at the optimum). The lr centre has one offset per optimizer (their lr scales
 differ by orders of magnitude); everything else is per source, except the model-size exponents
 p_N and q_N, which are shared by all sources, because one source of a single model size cannot
@@ -108,7 +110,7 @@ class HparamLaw(Predictor):
             return np.concatenate([_excess(bowls[s], inputs, lr_n, bs_n) - excess for s, (inputs, excess) in data.items()])
 
         theta0 = np.concatenate([[-0.5, 0.0]] + [lay.start for lay in layout.values()])
-        theta = least_squares(residuals, theta0, loss="soft_l1", f_scale=self.loss_scale).x
+        theta = least_squares(residuals, theta0, loss="soft_l1", f_scale=self.loss_scale, x_scale="jac").x
         self.lr_n, self.bs_n, self.bowls = unpack(theta)
         self.lr_n, self.bs_n = float(self.lr_n), float(self.bs_n)
         return self
@@ -171,7 +173,7 @@ class _Layout:
         lr_start = [float(np.nanmedian(inputs.log_lr[inputs.optimizers == name])) for name in optimizers]
         lr_start += [0.0] if has_lr and has_d else []
         bs_start = ([float(np.nanmedian(inputs.log_bs))] + ([0.0] if has_d else [])) if has_bs else []
-        curvature_start = [0.2, 0.2, 0.0, 0.1, 0.1] if has_bs else [0.2, 0.2]
+        curvature_start = ([0.2, 0.2] if has_lr else []) + ([0.0] if has_lr and has_bs else []) + ([0.1, 0.1] if has_bs else [])
         return cls(optimizers, has_lr, has_bs, has_d, np.array([0.0] + curvature_start + lr_start + bs_start))
 
     @property
@@ -182,9 +184,11 @@ class _Layout:
         values = list(map(float, theta))
         take = lambda count: [values.pop(0) for _ in range(count)]  # noqa: E731
         shift, = take(1)
-        curvature = take(5) if self.has_bs else take(2) + [0.0, 0.0, 0.0]
+        a_low, a_high = take(2) if self.has_lr else [0.0, 0.0]
+        c, = take(1) if self.has_lr and self.has_bs else [0.0]
+        b_low, b_high = take(2) if self.has_bs else [0.0, 0.0]
         lr_offsets = dict(zip(self.optimizers, take(len(self.optimizers))))
         lr_d, = take(1) if self.has_lr and self.has_d else [0.0]
         bs_offset, = take(1) if self.has_bs else [None]
         bs_d, = take(1) if self.has_bs and self.has_d else [0.0]
-        return Bowl(shift, curvature, lr_offsets, lr_d, bs_offset, bs_d)
+        return Bowl(shift, [a_low, a_high, c, b_low, b_high], lr_offsets, lr_d, bs_offset, bs_d)
