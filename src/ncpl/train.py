@@ -48,10 +48,6 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backbone: str = "all-minilm-l6-v2"
     encoder: Literal["fourier", "mlp"] = "fourier"
-    # Shortest period (in decades) of the Fourier features. Short periods resolve an lr grid finely but
-    # wrap around between a model size seen in training and one 1.6x larger, which the head then reads
-    # as an unrelated value.
-    fourier_min_period: float = Field(0.25, gt=0)
     numbers_as_text: bool = False
     max_curve_points: int = Field(16, ge=0)
     batch_size: int = Field(32, gt=0)

@@ -96,7 +96,7 @@ class NCPL(Predictor):
         val = val.reset_index(drop=True)
         val_examples = [self._example(row) for row in val.to_dict("records")]
         val_loss = np.where(usable(val), pd.to_numeric(val["final_loss"], errors="coerce"), np.nan)
-        self.network = NCPLNetwork(backbone.model, self.hidden, self.is_decoder, cfg.encoder, cfg.fourier_min_period)
+        self.network = NCPLNetwork(backbone.model, self.hidden, self.is_decoder, cfg.encoder)
         work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="ncpl-train-"))
         trainer = Trainer(cfg, self.network, self._collator(), work_dir,
                           to_loss=lambda target: self.targets.to_loss(val, target, val["data.tokens"].to_numpy(float)))
@@ -243,7 +243,7 @@ class NCPL(Predictor):
             raise ConfigError(f"{backbone_dir}: cannot read the backbone's config or tokenizer ({type(error).__name__}: {error}); "
                               "the model directory is incomplete or damaged, re-run `ncpl train`") from None
         model.serializer = Serializer(tokenizer, numbers_as_text=model.config.numbers_as_text, is_decoder=model.is_decoder)
-        model.network = NCPLNetwork(backbone, model.hidden, model.is_decoder, model.config.encoder, model.config.fourier_min_period)
+        model.network = NCPLNetwork(backbone, model.hidden, model.is_decoder, model.config.encoder)
         try:
             model.network.load_state_dict(load_file(str(weights)), strict=True)
         except (SafetensorError, RuntimeError, OSError) as error:
