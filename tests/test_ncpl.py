@@ -124,10 +124,15 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         NCPL(config, work_dir=tmp_path / "broken").fit(runs)
     monkeypatch.setattr(Trainer, "_log", original)
-    resumed = NCPL(config, work_dir=tmp_path / "broken").fit(runs).predict(runs)
+    model = NCPL(config, work_dir=tmp_path / "broken").fit(runs)
+    resumed = model.predict(runs)
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "broken/train_log.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]  # killed after logging epoch 2, before its checkpoint: the line was dropped, epoch 2 ran again
     assert np.allclose(resumed, reference, atol=1e-5)
+    meta = json.loads((model.save(tmp_path / "old") / "predictor.json").read_text())
+    del meta["state"]["train_config"]["baseline"]  # as written before the option existed
+    (tmp_path / "old/predictor.json").write_text(json.dumps(meta))
+    assert np.array_equal(predictors.load(tmp_path / "old").predict(runs), resumed)
     changed = TrainConfig(**{**TINY, "baseline": "chinchilla", "seed": 1, "stage2": {"epochs": 0, "lr": 1e-3}})
     with pytest.raises(ValueError, match="different training config"):
         NCPL(changed, work_dir=tmp_path / "broken").fit(runs)

@@ -186,7 +186,8 @@ class NCPL(Predictor):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.config = TrainConfig.model_validate(state["train_config"])
+        # a directory saved before `baseline` existed learned the residual over Chinchilla
+        self.config = TrainConfig.model_validate({"baseline": "chinchilla", **state["train_config"]})
         self.is_decoder, self.hidden = state["is_decoder"], state["hidden_size"]
         self.field_scales = state["field_scales"]
         baseline = Chinchilla() if self.config.baseline == "chinchilla" else HparamLaw()
