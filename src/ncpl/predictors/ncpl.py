@@ -35,6 +35,10 @@ WEIGHTS = "model.safetensors"
 BACKBONE_DIR = "backbone"
 
 
+def _baseline_law(config: TrainConfig) -> Chinchilla | HparamLaw:
+    return Chinchilla(fit_on=config.baseline_fit_on) if config.baseline == "chinchilla" else HparamLaw()
+
+
 def _versions() -> dict[str, str]:
     import transformers
 
@@ -78,7 +82,7 @@ class NCPL(Predictor):
             runs, val = split.train, split.id
         if not usable(runs).any():
             raise ConfigError("final_loss: no converged training runs")
-        baseline = (Chinchilla(fit_on=cfg.baseline_fit_on) if cfg.baseline == "chinchilla" else HparamLaw()).fit(runs)
+        baseline = _baseline_law(cfg).fit(runs)
         ok = runs[usable(runs)]
         residual = ok["final_loss"].to_numpy(float) - baseline.predict(ok)
         self.targets = Targets(baseline, float(np.std(residual)) or 1.0)
@@ -190,7 +194,7 @@ class NCPL(Predictor):
         self.config = TrainConfig.model_validate({"baseline": "chinchilla", **state["train_config"]})
         self.is_decoder, self.hidden = state["is_decoder"], state["hidden_size"]
         self.field_scales = state["field_scales"]
-        baseline = Chinchilla() if self.config.baseline == "chinchilla" else HparamLaw()
+        baseline = _baseline_law(self.config)
         baseline.set_state(state["baseline"])
         self.targets = Targets(baseline, state["target_scale"])
         self.interval_margin = state.get("interval_margin", 0.0)  # directories saved before the margin existed
