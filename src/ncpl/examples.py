@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ncpl.predictors.chinchilla import Chinchilla
-from ncpl.predictors.hparam_law import HparamLaw
+from ncpl.predictors.chinchilla import TokenLaw
 from ncpl.serialize import Encoded, Serializer
 
 
@@ -33,7 +32,7 @@ class Example:
 class Targets:
     """How losses become targets and back."""
 
-    baseline: Chinchilla | HparamLaw
+    baseline: TokenLaw
     scale: float
 
     def to_target(self, runs: pd.DataFrame, loss: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:

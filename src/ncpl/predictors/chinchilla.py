@@ -17,6 +17,7 @@ unregularised fit.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -112,7 +113,21 @@ def fit_law(
     return ChinchillaLaw(E=float(np.exp(e)), A=float(np.exp(a)), alpha=float(alpha), B=float(np.exp(b)), beta=float(beta), n_runs=len(loss))
 
 
-class Chinchilla(Predictor):
+class TokenLaw(Predictor):
+    """A law of the loss at any token count: the final loss at D, a curve point at a fraction of D."""
+
+    @abstractmethod
+    def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
+        """The law at each config with the given token counts (a point on its curve)."""
+
+    def _predict(self, configs: pd.DataFrame) -> np.ndarray:
+        return self.predict_at(configs, tokens(configs))
+
+    def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
+        return np.stack([self.predict_at(configs, f * tokens(configs)) for f in fractions], axis=1)
+
+
+class Chinchilla(TokenLaw):
     """One Chinchilla law per source.
 
     fit_on: "all" fits every usable run; "best" fits only the lowest-loss run of each (N, D) group,
@@ -152,14 +167,7 @@ class Chinchilla(Predictor):
                               "Train on runs of that source first.")
         return self.laws[source]
 
-    def _predict(self, configs: pd.DataFrame) -> np.ndarray:
-        return self.predict_at(configs, tokens(configs))
-
-    def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
-        return np.stack([self.predict_at(configs, f * tokens(configs)) for f in fractions], axis=1)
-
     def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
-        """The law at each config's model size and the given token counts (a point on its curve)."""
         out = np.empty(len(configs))
         n_params = effective_params(configs)
         sources = configs["source"].astype(str).to_numpy()

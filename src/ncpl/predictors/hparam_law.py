@@ -32,8 +32,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from ncpl.columns import effective_params, tokens, usable
-from ncpl.predictors import Predictor
-from ncpl.predictors.chinchilla import Chinchilla
+from ncpl.predictors.chinchilla import Chinchilla, TokenLaw
 
 N_REF, D_REF = 1e8, 1e10  # centres of ln N and ln D, so the offsets are lrs at a plausible size
 LOSS_SCALE = 0.02  # soft-L1 scale (nats): runs further off the bowl than this count linearly
@@ -79,7 +78,7 @@ class _Inputs:
                    log_column("optimizer.lr"), log_column("batch.tokens"), optimizers)
 
 
-class HparamLaw(Predictor):
+class HparamLaw(TokenLaw):
     name = "hparam-law"
 
     def __init__(self, loss_scale: float = LOSS_SCALE):
@@ -115,14 +114,7 @@ class HparamLaw(Predictor):
         self.lr_n, self.bs_n = float(self.lr_n), float(self.bs_n)
         return self
 
-    def _predict(self, configs: pd.DataFrame) -> np.ndarray:
-        return self.predict_at(configs, tokens(configs))
-
-    def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
-        return np.stack([self.predict_at(configs, f * tokens(configs)) for f in fractions], axis=1)
-
     def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
-        """The law at each config's hyperparameters with the given token counts (a point on its curve)."""
         out = self.frontier.predict_at(configs, n_tokens)  # raises for a source it was not fitted on
         sources = configs["source"].astype(str).to_numpy()
         for source in np.unique(sources):
@@ -192,3 +184,8 @@ class _Layout:
         bs_offset, = take(1) if self.has_bs else [None]
         bs_d, = take(1) if self.has_bs and self.has_d else [0.0]
         return Bowl(shift, [a_low, a_high, c, b_low, b_high], lr_offsets, lr_d, bs_offset, bs_d)
+
+
+def residual_law(name: str, fit_on: str = "best") -> TokenLaw:
+    """An unfitted law that a learned model takes the residual over: "chinchilla" or "hparam-law"."""
+    return Chinchilla(fit_on=fit_on) if name == "chinchilla" else HparamLaw()

@@ -1,8 +1,8 @@
 """The NCPL predictor: a pretrained LM reads the serialised config and predicts the residual over the
-per-source Chinchilla law, for the final loss and for points of the loss curve.
+per-source law (`hparam-law` by default, or Chinchilla), for the final loss and for points of the loss curve.
 
 A saved model directory holds `predictor.json` (everything needed to predict: backbone, encoder,
-serialization switches, field scalings, the Chinchilla constants, the target scaling, versions),
+serialization switches, field scalings, the residual law's constants, the target scaling, versions),
 `model.safetensors` (the whole network, LoRA merged) and `backbone/` (the backbone's config and the
 tokenizer with the number placeholder) and, saved after a fit, `training_curves.png` drawn from the fit's
 `train_log.jsonl`. Loading never unpickles.
@@ -24,8 +24,7 @@ from ncpl.columns import usable
 from ncpl.examples import MODEL_INPUTS, Collator, Example, Targets, build_examples
 from ncpl.network import NCPLNetwork
 from ncpl.predictors import Predictor
-from ncpl.predictors.chinchilla import Chinchilla
-from ncpl.predictors.hparam_law import HparamLaw
+from ncpl.predictors.hparam_law import residual_law
 from ncpl.schema import ConfigError
 from ncpl.serialize import Serializer
 from ncpl.train import TrainConfig, Trainer
@@ -33,10 +32,6 @@ from ncpl.train import TrainConfig, Trainer
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "cpu.yaml"
 WEIGHTS = "model.safetensors"
 BACKBONE_DIR = "backbone"
-
-
-def _baseline_law(config: TrainConfig) -> Chinchilla | HparamLaw:
-    return Chinchilla(fit_on=config.baseline_fit_on) if config.baseline == "chinchilla" else HparamLaw()
 
 
 def _versions() -> dict[str, str]:
@@ -82,7 +77,7 @@ class NCPL(Predictor):
             runs, val = split.train, split.id
         if not usable(runs).any():
             raise ConfigError("final_loss: no converged training runs")
-        baseline = _baseline_law(cfg).fit(runs)
+        baseline = residual_law(cfg.baseline, cfg.baseline_fit_on).fit(runs)
         ok = runs[usable(runs)]
         residual = ok["final_loss"].to_numpy(float) - baseline.predict(ok)
         self.targets = Targets(baseline, float(np.std(residual)) or 1.0)
@@ -194,7 +189,7 @@ class NCPL(Predictor):
         self.config = TrainConfig.model_validate({"baseline": "chinchilla", **state["train_config"]})
         self.is_decoder, self.hidden = state["is_decoder"], state["hidden_size"]
         self.field_scales = state["field_scales"]
-        baseline = _baseline_law(self.config)
+        baseline = residual_law(self.config.baseline, self.config.baseline_fit_on)
         baseline.set_state(state["baseline"])
         self.targets = Targets(baseline, state["target_scale"])
         self.interval_margin = state.get("interval_margin", 0.0)  # directories saved before the margin existed

@@ -18,7 +18,8 @@ import pandas as pd
 import xgboost as xgb
 
 from ncpl.columns import usable
-from ncpl.predictors import Predictor, predictor_class
+from ncpl.predictors import Predictor
+from ncpl.predictors.hparam_law import residual_law
 
 CONFIG_PREFIXES = ("model.", "data.", "optimizer.", "schedule.", "batch.", "extra.")
 CATEGORICAL = ("source", "optimizer.name", "schedule.name", "model.arch", "data.dataset")
@@ -83,7 +84,7 @@ class XGBoost(Predictor):
         runs = runs[usable(runs)]
         target = runs["final_loss"].to_numpy(float)
         if self.baseline_name:
-            self.baseline = _baseline(self.baseline_name).fit(runs)
+            self.baseline = residual_law(self.baseline_name).fit(runs)
             target = target - self.baseline.predict(runs)
         self.features = FeatureSpec.from_runs(runs)
         self.model = self._regressor().fit(self.features.transform(runs), target)
@@ -102,7 +103,7 @@ class XGBoost(Predictor):
         self.params = state["params"]
         self.features = FeatureSpec(**state["features"])
         if state["baseline"]:
-            self.baseline = _baseline(self.baseline_name)
+            self.baseline = residual_law(self.baseline_name)
             self.baseline.set_state(state["baseline"])
         self.model = self._regressor()
         self.model.load_model(bytearray(json.dumps(state["booster"]).encode()))
@@ -121,6 +122,3 @@ class XGBoostHparamResidual(XGBoost):
     name = "xgboost-hparam-residual"
     baseline_name = "hparam-law"
 
-
-def _baseline(name: str) -> Predictor:
-    return predictor_class(name)(fit_on="best") if name == "chinchilla" else predictor_class(name)()
