@@ -65,7 +65,7 @@ def main() -> None:
 
     if args.model:
         model = predictors.load(args.model)
-        log = [json.loads(line) for line in (args.model.parent / "train_log.jsonl").read_text().splitlines()]
+        log = [json.loads(line) for path in args.model.parent.rglob("train_log.jsonl") for line in path.read_text().splitlines()]  # every member's
         minutes, peak_gb = sum(entry["seconds"] for entry in log) / 60, float("nan")
     else:
         start = time.perf_counter()

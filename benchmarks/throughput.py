@@ -55,7 +55,7 @@ def main() -> None:
         model.predict(sweep)
         seconds = time.perf_counter() - start
         tokens = sum(len(model._example(row).encoded.input_ids) for row in sweep.to_dict("records")) / len(sweep)
-        body = sum(p.numel() for name, p in model.network.backbone.named_parameters() if "embed" not in name)
+        body = sum(p.numel() for name, p in model.networks[0].backbone.named_parameters() if "embed" not in name)
         rate = len(sweep) / seconds
         rows.append({"backbone": backbone, "configs_per_s": round(rate, 1), "tokens_per_config": round(tokens, 1),
                      "gflops": round(2 * body * tokens * rate / 1e9, 1), "matmul_gflops": round(peak_matmul, 1),

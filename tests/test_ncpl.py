@@ -167,3 +167,23 @@ def test_tune_honours_the_divergence_cap(runs, trained):
     assert (capped["p_diverge"] <= cap).all() and {"pred_loss_lo", "pred_loss_hi"} <= set(capped.columns)
     with pytest.raises(ConfigError, match="max-p-diverge"):
         tune(model, base, space, n=32, rounds=1, max_p_diverge=-1.0)
+
+
+def test_members_average_and_member_zero_is_the_single_model(runs, tmp_path):
+    single_config = TrainConfig(**{**TINY, "stage2": {"epochs": 0, "lr": 1e-3}})
+    single = NCPL(single_config, work_dir=tmp_path / "single").fit(runs)
+    model = NCPL(single_config.model_copy(update={"members": 2}), work_dir=tmp_path / "pair").fit(runs)
+    assert [p.name for p in sorted((tmp_path / "pair").iterdir())] == ["member-0", "member-1"]
+    first, second = (NCPL(model.config) for _ in range(2))
+    for view, network in zip((first, second), model.networks):
+        view.networks, view.serializer, view.targets, view.field_scales = [network], model.serializer, model.targets, model.field_scales
+    np.testing.assert_allclose(first.predict(runs), single.predict(runs), atol=1e-6)  # member 0 trains as the single model does
+    assert np.abs(second.predict(runs) - first.predict(runs)).max() > 1e-3  # member 1 has its own seed
+    np.testing.assert_allclose(model.predict(runs), (first.predict(runs) + second.predict(runs)) / 2, atol=1e-9)
+    model.save(tmp_path / "model")
+    assert {"model.member-1.safetensors", "training_curves.member-1.png"} <= {p.name for p in (tmp_path / "model").iterdir()}
+    loaded = predictors.load(tmp_path / "model")
+    pd.testing.assert_frame_equal(loaded.predict_details(runs), model.predict_details(runs))
+    (tmp_path / "model/model.member-1.safetensors").unlink()
+    with pytest.raises(ValueError, match="model.member-1.safetensors: weights file missing"):
+        predictors.load(tmp_path / "model")

@@ -53,6 +53,7 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(32, gt=0)
     eval_batch_size: int = Field(128, gt=0)
     seed: int = 42
+    members: int = Field(1, ge=1, description="networks trained from seeds seed .. seed+members-1, outputs averaged")
     val_frac: float = Field(0.1, gt=0, lt=1)
     # The law whose residual the network learns: the per-source Chinchilla law, or that law with the
     # lr / batch bowl (ncpl.predictors.hparam_law), which carries the optimum's move with N and D out

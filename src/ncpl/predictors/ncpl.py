@@ -1,11 +1,15 @@
 """The NCPL predictor: a pretrained LM reads the serialised config and predicts the residual over the
 per-source law (`hparam-law` by default, or Chinchilla), for the final loss and for points of the loss curve.
 
+With `members: K` in the training config, K networks are trained from seeds seed .. seed+K-1 on the
+same validation split and their outputs averaged (a deep ensemble: Lakshminarayanan et al. 2017); the
+interval is calibrated on the ensemble.
+
 A saved model directory holds `predictor.json` (everything needed to predict: backbone, encoder,
 serialization switches, field scalings, the residual law's constants, the target scaling, versions),
-`model.safetensors` (the whole network, LoRA merged) and `backbone/` (the backbone's config and the
-tokenizer with the number placeholder) and, saved after a fit, `training_curves.png` drawn from the fit's
-`train_log.jsonl`. Loading never unpickles.
+`model.safetensors` (the whole network, LoRA merged; further members in `model.member-K.safetensors`)
+and `backbone/` (the backbone's config and the tokenizer with the number placeholder) and, saved after
+a fit, `training_curves.png` (one per member) drawn from the fit's `train_log.jsonl`. Loading never unpickles.
 """
 
 from __future__ import annotations
@@ -34,6 +38,12 @@ WEIGHTS = "model.safetensors"
 BACKBONE_DIR = "backbone"
 
 
+def _member_file(stem: str, k: int) -> str:
+    """`model.safetensors` for the first member, `model.member-1.safetensors` for the second, ..."""
+    name, suffix = stem.rsplit(".", 1)
+    return stem if k == 0 else f"{name}.member-{k}.{suffix}"
+
+
 def _versions() -> dict[str, str]:
     import transformers
 
@@ -50,13 +60,13 @@ class NCPL(Predictor):
             config = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else TrainConfig()
         self.config = config if isinstance(config, TrainConfig) else TrainConfig.from_yaml(config)
         self.work_dir = Path(work_dir) if work_dir else None
-        self.network: NCPLNetwork | None = None
+        self.networks: list[NCPLNetwork] = []  # one a member
         self.serializer: Serializer | None = None
         self.targets: Targets | None = None
         self.field_scales: dict[str, float] = {}
         self.is_decoder = True
         self.hidden = 0
-        self.train_log: Path | None = None  # the metrics of the fit, drawn into the model directory by save()
+        self.train_logs: list[Path] = []  # the metrics of the fit, one a member, drawn into the model directory by save()
         self.interval_margin = 0.0  # nats added to both ends of the 10-90% interval (conformal, on the validation runs)
 
     # --- training -------------------------------------------------------------------------------
@@ -95,13 +105,22 @@ class NCPL(Predictor):
         val = val.reset_index(drop=True)
         val_examples = [self._example(row) for row in val.to_dict("records")]
         val_loss = np.where(usable(val), pd.to_numeric(val["final_loss"], errors="coerce"), np.nan)
-        self.network = NCPLNetwork(backbone.model, self.hidden, self.is_decoder, cfg.encoder)
         work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="ncpl-train-"))
-        trainer = Trainer(cfg, self.network, self._collator(), work_dir,
-                          to_loss=lambda target: self.targets.to_loss(val, target, val["data.tokens"].to_numpy(float)))
-        self.network = trainer.fit(train_examples, val_examples, val_loss)
-        self.train_log = trainer.log_path
-        self.network.eval()
+        to_loss = lambda target: self.targets.to_loss(val, target, val["data.tokens"].to_numpy(float))  # noqa: E731
+        accelerator = None
+        self.networks, self.train_logs = [], []
+        for k in range(cfg.members):
+            member = cfg.model_copy(update={"seed": cfg.seed + k})
+            if k:  # a fresh copy of the pretrained backbone, and the member's own initialisation of the encoder and head
+                torch.manual_seed(member.seed)
+                backbone = load_backbone(cfg.backbone)
+                backbone.model.resize_token_embeddings(len(self.serializer.tokenizer), mean_resizing=False)
+            network = NCPLNetwork(backbone.model, self.hidden, self.is_decoder, cfg.encoder)
+            trainer = Trainer(member, network, self._collator(), work_dir if cfg.members == 1 else work_dir / f"member-{k}",
+                              to_loss=to_loss, accelerator=accelerator)
+            accelerator = trainer.accelerator
+            self.networks.append(trainer.fit(train_examples, val_examples, val_loss).eval())
+            self.train_logs.append(trainer.log_path)
         self.interval_margin = self._conformal_margin(val[usable(val)])
         return self
 
@@ -128,26 +147,28 @@ class NCPL(Predictor):
 
     @torch.inference_mode()
     def _outputs(self, examples: list[Example], batch_size: int | None = None) -> np.ndarray:
-        """Raw head outputs, batched in order of sequence length (fewer pad tokens)."""
-        if self.network is None:
+        """Raw head outputs of every member, shape (members, examples, 4), batched in order of sequence length
+        (fewer pad tokens)."""
+        if not self.networks:
             raise ConfigError("this NCPL model is not trained: call fit() or load a model directory")
-        self.network.eval()
         batch_size = batch_size or self.config.eval_batch_size
         order = np.argsort([len(e.encoded.input_ids) for e in examples], kind="stable")
         collate = self._collator()
-        device = next(self.network.parameters()).device
-        out = np.empty((len(examples), 4), dtype=np.float64)
+        out = np.empty((len(self.networks), len(examples), 4), dtype=np.float64)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = collate([examples[i] for i in rows])
-            result = self.network(**{k: batch[k].to(device) for k in MODEL_INPUTS})
-            out[rows] = result.float().cpu().numpy()
+            for k, network in enumerate(self.networks):
+                network.eval()
+                device = next(network.parameters()).device
+                out[k, rows] = network(**{key: batch[key].to(device) for key in MODEL_INPUTS}).float().cpu().numpy()
         return out
 
     def _predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
         """pred_loss, its 10-90% interval pred_loss_lo / pred_loss_hi, and p_diverge, one row per config."""
         configs = configs.reset_index(drop=True)
-        out = self._outputs([self._example(row) for row in configs.to_dict("records")])
+        outputs = self._outputs([self._example(row) for row in configs.to_dict("records")])
+        out = outputs.mean(axis=0)  # the loss is linear in the outputs: this averages the members' losses and quantiles
         n_tokens = configs["data.tokens"].to_numpy(float)
         to_loss = lambda column: self.targets.to_loss(configs, out[:, column], n_tokens)  # noqa: E731
         low, high = to_loss(1), to_loss(2)
@@ -157,7 +178,7 @@ class NCPL(Predictor):
             "pred_loss": to_loss(0),
             "pred_loss_lo": np.minimum(low - self.interval_margin, middle),
             "pred_loss_hi": np.maximum(high + self.interval_margin, middle),
-            "p_diverge": 1 / (1 + np.exp(-out[:, 3])),
+            "p_diverge": (1 / (1 + np.exp(-outputs[:, :, 3]))).mean(axis=0),
         })
 
     def _predict(self, configs: pd.DataFrame) -> np.ndarray:
@@ -167,7 +188,7 @@ class NCPL(Predictor):
         configs = configs.reset_index(drop=True)
         rows = configs.to_dict("records")
         examples = [self._example(row, float(f)) for row in rows for f in fractions]
-        out = self._outputs(examples)[:, 0].reshape(len(rows), len(fractions))
+        out = self._outputs(examples)[:, :, 0].mean(axis=0).reshape(len(rows), len(fractions))
         n_tokens = configs["data.tokens"].to_numpy(float)
         return np.stack([self.targets.to_loss(configs, out[:, j], f * n_tokens) for j, f in enumerate(fractions)], axis=1)
 
@@ -204,20 +225,22 @@ class NCPL(Predictor):
             return directory
         backbone_dir = directory / BACKBONE_DIR
         backbone_dir.mkdir(parents=True, exist_ok=True)
-        self.network.backbone.config.save_pretrained(backbone_dir)
+        self.networks[0].backbone.config.save_pretrained(backbone_dir)
         self.serializer.tokenizer.save_pretrained(backbone_dir)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.network.state_dict().items()}
-        tmp = directory / f".{WEIGHTS}.tmp"
-        save_file(state, str(tmp))
-        tmp.replace(directory / WEIGHTS)
+        for k, network in enumerate(self.networks):
+            state = {key: value.detach().contiguous().cpu() for key, value in network.state_dict().items()}
+            tmp = directory / f".{_member_file(WEIGHTS, k)}.tmp"
+            save_file(state, str(tmp))
+            tmp.replace(directory / _member_file(WEIGHTS, k))
         super().save(directory)
-        if self.train_log is not None and self.train_log.exists():
-            from ncpl.plots import training_curves
+        from ncpl.plots import training_curves
 
+        for k, log in enumerate(self.train_logs):
+            figure = _member_file("training_curves.png", k)
             try:
-                training_curves(self.train_log, directory / "training_curves.png")
+                training_curves(log, directory / figure)
             except Exception as error:  # a figure must never cost the model  # noqa: BLE001
-                warnings.warn(f"training_curves.png not drawn: {type(error).__name__}: {error}", stacklevel=2)
+                warnings.warn(f"{figure} not drawn: {type(error).__name__}: {error}", stacklevel=2)
         return directory
 
     @classmethod
@@ -229,24 +252,26 @@ class NCPL(Predictor):
         directory = Path(directory)
         model = cls()
         model.set_state(state)
-        weights = directory / WEIGHTS
-        if not weights.exists():
-            raise ConfigError(f"{weights}: weights file missing; the model directory is incomplete (re-run `ncpl train`)")
+        weights = [directory / _member_file(WEIGHTS, k) for k in range(model.config.members)]
+        for path in weights:
+            if not path.exists():
+                raise ConfigError(f"{path}: weights file missing; the model directory is incomplete (re-run `ncpl train`)")
         backbone_dir = directory / BACKBONE_DIR
         if not (backbone_dir / "config.json").exists():
             raise ConfigError(f"{backbone_dir / 'config.json'}: backbone config missing; the model directory is incomplete "
                               "(re-run `ncpl train`)")
         try:  # local files only: a damaged folder must not turn into a download attempt
             tokenizer = AutoTokenizer.from_pretrained(backbone_dir, local_files_only=True)
-            backbone = AutoModel.from_config(AutoConfig.from_pretrained(backbone_dir, local_files_only=True))
+            backbone_config = AutoConfig.from_pretrained(backbone_dir, local_files_only=True)
         except (OSError, ValueError) as error:
             raise ConfigError(f"{backbone_dir}: cannot read the backbone's config or tokenizer ({type(error).__name__}: {error}); "
                               "the model directory is incomplete or damaged, re-run `ncpl train`") from None
         model.serializer = Serializer(tokenizer, numbers_as_text=model.config.numbers_as_text, is_decoder=model.is_decoder)
-        model.network = NCPLNetwork(backbone, model.hidden, model.is_decoder, model.config.encoder)
-        try:
-            model.network.load_state_dict(load_file(str(weights)), strict=True)
-        except (SafetensorError, RuntimeError, OSError) as error:
-            raise ConfigError(f"{weights}: cannot read the weights ({error}); the file is corrupted, re-run `ncpl train`") from None
-        model.network.eval()
+        for path in weights:
+            network = NCPLNetwork(AutoModel.from_config(backbone_config), model.hidden, model.is_decoder, model.config.encoder)
+            try:
+                network.load_state_dict(load_file(str(path)), strict=True)
+            except (SafetensorError, RuntimeError, OSError) as error:
+                raise ConfigError(f"{path}: cannot read the weights ({error}); the file is corrupted, re-run `ncpl train`") from None
+            model.networks.append(network.eval())
         return model
