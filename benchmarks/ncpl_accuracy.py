@@ -1,6 +1,6 @@
 """NCPL against the baselines, trained jointly on StepLaw and Marin, on the same splits as accuracy.py.
 
-    python benchmarks/ncpl_accuracy.py [--config configs/cpu.yaml] [--seed S] [--shared ../shared/data] [--tag NAME] [--no-readme]
+    python benchmarks/ncpl_accuracy.py [--config configs/cpu.yaml] [--seed S] [--members K] [--shared ../shared/data] [--tag NAME] [--no-readme]
 
 The checkpoint is chosen on a seeded 10% of the training runs (ID); the OOD splits are never seen
 in training or selection. Reports accuracy, regret, interval coverage, training minutes and peak
@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "cpu.yaml")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed (it also draws the validation runs)")
+    parser.add_argument("--members", type=int, default=None, help="override the config's number of networks")
     parser.add_argument("--tag", default=None)
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     parser.add_argument("--model", type=Path, default=None,
@@ -70,7 +71,8 @@ def main() -> None:
     else:
         start = time.perf_counter()
         config = TrainConfig.from_yaml(args.config)
-        model = NCPL(config if args.seed is None else config.model_copy(update={"seed": args.seed}), work_dir=args.work / tag).fit(train)
+        overrides = {key: value for key, value in (("seed", args.seed), ("members", args.members)) if value is not None}
+        model = NCPL(TrainConfig.model_validate({**config.model_dump(), **overrides}), work_dir=args.work / tag).fit(train)
         minutes = (time.perf_counter() - start) / 60
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         model.save(args.work / tag / "model")
@@ -84,7 +86,7 @@ def main() -> None:
     write_report(report, out / f"ncpl-{tag}")
     cover = ", ".join(f"{k} {v['coverage_80']:.2f}" for k, v in report["meta"]["interval"].items())
     command = f"python benchmarks/ncpl_accuracy.py --config {args.config}" + (f" --seed {args.seed}" if args.seed is not None else "") \
-        + (f" --model {args.model}" if args.model else "")
+        + (f" --members {args.members}" if args.members is not None else "") + (f" --model {args.model}" if args.model else "")
     memory = f", peak RSS {peak_gb:.1f} GB" if peak_gb == peak_gb else ""
     body = (f"Measured {report['meta']['date']} on {machine()} by `{command}`: "
             f"NCPL trained jointly on {len(train)} StepLaw + Marin runs in {minutes:.1f} min{memory}. "
