@@ -14,6 +14,7 @@ from matplotlib.image import imread
 
 from ncpl import predictors
 from ncpl.backbones import load_backbone
+from ncpl.columns import usable
 from ncpl.encoders import FourierEncoder, MLPEncoder
 from ncpl.predictors.ncpl import NCPL
 from ncpl.serialize import NUM_TOKEN, Serializer, config_fields
@@ -101,7 +102,14 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     val = val[~val["diverged"]]
     got = model.predict_details(val)
     inside = (got["pred_loss_lo"].to_numpy() <= val["final_loss"].to_numpy()) & (val["final_loss"].to_numpy() <= got["pred_loss_hi"].to_numpy())
-    assert model.interval_margin != 0.0 and inside.mean() >= 0.8  # conformal: at least nominal on the runs it calibrated on
+    train = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).train
+    train = train[usable(train)]
+    residual = train["final_loss"].to_numpy() - model.targets.baseline.predict(train)
+    assert model.targets.scale == pytest.approx(1.4826 * np.median(np.abs(residual - np.median(residual))))  # robust, not the std
+    assert set(model.interval_margins) == {"*", *val["source"]}
+    for source in val["source"].unique():  # conformal per source: at least nominal on the runs it calibrated on
+        assert inside[(val["source"] == source).to_numpy()].mean() >= 0.8, source
+    assert model.interval_margins["steplaw"] != model.interval_margins["gemstones"]
     (tmp_path / "model/model.safetensors").write_bytes(b"not a weights file")
     with pytest.raises(ValueError, match="corrupted"):
         predictors.load(tmp_path / "model")

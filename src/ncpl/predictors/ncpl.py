@@ -36,6 +36,7 @@ from ncpl.train import TrainConfig, Trainer
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "cpu.yaml"
 WEIGHTS = "model.safetensors"
 BACKBONE_DIR = "backbone"
+POOLED = "*"  # the interval margin of a source without validation runs
 
 
 def _member_file(stem: str, k: int) -> str:
@@ -67,7 +68,8 @@ class NCPL(Predictor):
         self.is_decoder = True
         self.hidden = 0
         self.train_logs: list[Path] = []  # the metrics of the fit, one a member, drawn into the model directory by save()
-        self.interval_margin = 0.0  # nats added to both ends of the 10-90% interval (conformal, on the validation runs)
+        # nats added to both ends of the 10-90% interval, per source (conformal, on the validation runs); POOLED for the rest
+        self.interval_margins: dict[str, float] = {}
 
     # --- training -------------------------------------------------------------------------------
 
@@ -90,7 +92,11 @@ class NCPL(Predictor):
         baseline = residual_law(cfg.baseline, cfg.baseline_fit_on).fit(runs)
         ok = runs[usable(runs)]
         residual = ok["final_loss"].to_numpy(float) - baseline.predict(ok)
-        self.targets = Targets(baseline, float(np.std(residual)) or 1.0)
+        # A robust unit (1.4826 x the median absolute deviation: the std of a normal bulk). With the std, a few runs
+        # that blew up without diverging set the unit (Marin: 0.14 nats), the bulk's residuals all lie within a
+        # tenth of it, and the Huber loss is quadratic for everything but those few.
+        spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+        self.targets = Targets(baseline, spread or float(np.std(residual)) or 1.0)
 
         backbone = load_backbone(cfg.backbone)
         self.is_decoder, self.hidden = backbone.is_decoder, backbone.hidden_size
@@ -121,21 +127,28 @@ class NCPL(Predictor):
             accelerator = trainer.accelerator
             self.networks.append(trainer.fit(train_examples, val_examples, val_loss).eval())
             self.train_logs.append(trainer.log_path)
-        self.interval_margin = self._conformal_margin(val[usable(val)])
+        self.interval_margins = self._conformal_margins(val[usable(val)])
         return self
 
-    def _conformal_margin(self, val: pd.DataFrame, coverage: float = 0.8) -> float:
-        """Conformalized quantile regression (Romano et al. 2019): the margin that makes the quantile heads'
-        interval hold `coverage` of the validation runs. Those runs also chose the checkpoint, so the margin
-        is slightly optimistic; out of distribution the interval stays as good as the point estimate's bias."""
+    def _conformal_margins(self, val: pd.DataFrame, coverage: float = 0.8) -> dict[str, float]:
+        """Conformalized quantile regression (Romano et al. 2019), one margin per source (Mondrian conformal
+        prediction): the margin that makes the quantile heads' interval hold `coverage` of that source's
+        validation runs, so a source with wide errors does not widen another's interval; the margin over all
+        of them (POOLED) for a source without any. Those runs also chose the checkpoint, so the margins are
+        slightly optimistic; out of distribution the interval stays as good as the point estimate's bias."""
         if val.empty:
-            return 0.0
-        self.interval_margin = 0.0
+            return {}
+        self.interval_margins = {}
         details = self._predict_details(val)
         loss = val["final_loss"].to_numpy(float)
         scores = np.maximum(details["pred_loss_lo"].to_numpy() - loss, loss - details["pred_loss_hi"].to_numpy())
-        level = min(1.0, math.ceil((len(scores) + 1) * coverage) / len(scores))
-        return float(np.quantile(scores, level, method="higher"))
+        sources = val["source"].astype(str).to_numpy()
+
+        def margin(scores: np.ndarray) -> float:
+            level = min(1.0, math.ceil((len(scores) + 1) * coverage) / len(scores))
+            return float(np.quantile(scores, level, method="higher"))
+
+        return {**{source: margin(scores[sources == source]) for source in np.unique(sources)}, POOLED: margin(scores)}
 
     def _example(self, row: dict[str, Any], fraction: float | None = None) -> Example:
         return Example(self.serializer.encode(row, fraction), math.nan, fraction is None, False)
@@ -174,10 +187,12 @@ class NCPL(Predictor):
         low, high = to_loss(1), to_loss(2)
         low, high = np.minimum(low, high), np.maximum(low, high)
         middle = (low + high) / 2  # a negative margin shrinks an interval at most to its middle
+        pooled = self.interval_margins.get(POOLED, 0.0)
+        margin = configs["source"].astype(str).map(lambda source: self.interval_margins.get(source, pooled)).to_numpy(float)
         return pd.DataFrame({
             "pred_loss": to_loss(0),
-            "pred_loss_lo": np.minimum(low - self.interval_margin, middle),
-            "pred_loss_hi": np.maximum(high + self.interval_margin, middle),
+            "pred_loss_lo": np.minimum(low - margin, middle),
+            "pred_loss_hi": np.maximum(high + margin, middle),
             "p_diverge": (1 / (1 + np.exp(-outputs[:, :, 3]))).mean(axis=0),
         })
 
@@ -201,7 +216,7 @@ class NCPL(Predictor):
             "encoder": self.config.encoder, "numbers_as_text": self.config.numbers_as_text,
             "field_scales": self.field_scales,
             "baseline": self.targets.baseline.get_state(), "target_scale": self.targets.scale,
-            "interval_margin": self.interval_margin,
+            "interval_margins": self.interval_margins,
             "versions": _versions(),
         }
 
@@ -213,7 +228,8 @@ class NCPL(Predictor):
         baseline = residual_law(self.config.baseline, self.config.baseline_fit_on)
         baseline.set_state(state["baseline"])
         self.targets = Targets(baseline, state["target_scale"])
-        self.interval_margin = state.get("interval_margin", 0.0)  # directories saved before the margin existed
+        # directories saved before per-source margins had one margin, and before that none
+        self.interval_margins = state.get("interval_margins", {POOLED: state.get("interval_margin", 0.0)})
 
     def save(self, directory: str | Path) -> Path:
         """Write the model directory (only the main process does, when several trained it)."""
