@@ -3,8 +3,9 @@
 A run gives one final-loss example, and up to `max_curve_points` points of its loss curve, each
 asking for the loss at a fraction of training. The target is the residual of the loss over the
 per-source law (Chinchilla, or Chinchilla with the lr / batch bowl; fitted on the training runs) at
-the tokens seen so far, divided by the training residuals' standard deviation. A diverged run keeps
-its final-loss example for the divergence head, with no regression target.
+the tokens seen so far, divided by the training residuals' robust spread (1.4826 x their median
+absolute deviation). A diverged run keeps its final-loss example for the divergence head, with no
+regression target.
 """
 
 from __future__ import annotations
