@@ -118,7 +118,8 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
 def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeypatch):
     from ncpl.train import Trainer
 
-    config = TrainConfig(**{**TINY, "baseline": "chinchilla", "stage2": {"epochs": 0, "lr": 1e-3}})  # the default, hparam-law, is in `trained`
+    # the defaults (hparam-law, Fourier periods from 1 decade) are in `trained`; these are the older ones
+    config = TrainConfig(**{**TINY, "baseline": "chinchilla", "fourier_min_period": 0.25, "stage2": {"epochs": 0, "lr": 1e-3}})
     reference = NCPL(config, work_dir=tmp_path / "straight").fit(runs).predict(runs)
 
     original = Trainer._log
@@ -138,10 +139,11 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
     assert epochs == [1, 2, 3]  # killed after logging epoch 2, before its checkpoint: the line was dropped, epoch 2 ran again
     assert np.allclose(resumed, reference, atol=1e-5)
     meta = json.loads((model.save(tmp_path / "old") / "predictor.json").read_text())
-    del meta["state"]["train_config"]["baseline"]  # as written before the option existed
+    for option in ("baseline", "fourier_min_period"):  # as written before the options existed
+        del meta["state"]["train_config"][option]
     (tmp_path / "old/predictor.json").write_text(json.dumps(meta))
     assert np.array_equal(predictors.load(tmp_path / "old").predict(runs), resumed)
-    changed = TrainConfig(**{**TINY, "baseline": "chinchilla", "seed": 1, "stage2": {"epochs": 0, "lr": 1e-3}})
+    changed = TrainConfig(**{**config.model_dump(), "seed": 1})
     with pytest.raises(ValueError, match="different training config"):
         NCPL(changed, work_dir=tmp_path / "broken").fit(runs)
 

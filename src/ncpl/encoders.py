@@ -5,9 +5,10 @@
   the median magnitude of its training values, so that any field gets one without a hand-picked
   constant (values of unseen fields pass unscaled).
 - `FourierEncoder`, the default: sign, log10 magnitude and sin/cos features of the log magnitude
-  at geometric frequencies, through an MLP, plus an embedding of the field's *name* taken from the
-  backbone's own word embeddings of that name. Scale-free, so a new field or a value far outside
-  the training range (a 10x larger model) lands somewhere sensible.
+  at geometric periods of 1 to 40 decades (`TrainConfig.fourier_min_period`), through an MLP, plus
+  an embedding of the field's *name* taken from the backbone's own word embeddings of that name.
+  Scale-free, so a new field or a value far outside the training range (a 10x larger model) lands
+  somewhere sensible.
 
 Both end in an RMS normalisation with a learned gain initialised to the RMS of the backbone's word
 embeddings: raw MLP outputs are about 10x larger than the token embeddings around them.
@@ -40,7 +41,7 @@ class MLPEncoder(_Encoder):
 
 
 class FourierEncoder(_Encoder):
-    def __init__(self, hidden: int, word_rms: float, n_frequencies: int = 16, min_period: float = 0.25, max_period: float = 40.0):
+    def __init__(self, hidden: int, word_rms: float, n_frequencies: int = 16, min_period: float = 1.0, max_period: float = 40.0):
         super().__init__(hidden, word_rms)
         periods = torch.logspace(math.log10(min_period), math.log10(max_period), n_frequencies)
         self.register_buffer("frequencies", 2 * math.pi / periods, persistent=False)

@@ -17,13 +17,13 @@ QUANTILES = (0.1, 0.9)
 
 
 class NCPLNetwork(nn.Module):
-    def __init__(self, backbone: nn.Module, hidden: int, is_decoder: bool, encoder: str = "fourier"):
+    def __init__(self, backbone: nn.Module, hidden: int, is_decoder: bool, encoder: str = "fourier", **encoder_options: float):
         super().__init__()
         self.backbone = backbone
         self.is_decoder = is_decoder
         words = backbone.get_input_embeddings().weight
         word_rms = float(words.detach().float().pow(2).mean().sqrt())
-        self.encoder = ENCODERS[encoder](hidden, word_rms)
+        self.encoder = ENCODERS[encoder](hidden, word_rms, **encoder_options)
         self.head = nn.Linear(hidden, len(OUTPUTS))
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)

@@ -48,6 +48,11 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backbone: str = "all-minilm-l6-v2"
     encoder: Literal["fourier", "mlp"] = "fourier"
+    # The shortest period, in decades of the value, of the Fourier encoder's sin/cos features. A larger
+    # model's N lies a fraction of a decade beyond the training runs': features that turn over within
+    # that fraction take values there that no training run had (StepLaw OOD MAE 0.0160 at 0.25 decades,
+    # 0.0129 at 1.0; benchmarks/results/ncpl-cpu-period*.md).
+    fourier_min_period: float = Field(1.0, gt=0)
     numbers_as_text: bool = False
     max_curve_points: int = Field(16, ge=0)
     batch_size: int = Field(32, gt=0)
@@ -71,6 +76,9 @@ class TrainConfig(BaseModel):
     log_with: list[str] = Field(default_factory=list, description="accelerate trackers, e.g. [tensorboard]")
     stage1: StageConfig = StageConfig(epochs=20, lr=5e-4)
     stage2: FinetuneConfig = FinetuneConfig(epochs=8, lr=5e-5)
+
+    def encoder_options(self) -> dict[str, float]:
+        return {"min_period": self.fourier_min_period} if self.encoder == "fourier" else {}
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

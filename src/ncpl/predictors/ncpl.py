@@ -121,7 +121,7 @@ class NCPL(Predictor):
                 torch.manual_seed(member.seed)
                 backbone = load_backbone(cfg.backbone)
                 backbone.model.resize_token_embeddings(len(self.serializer.tokenizer), mean_resizing=False)
-            network = NCPLNetwork(backbone.model, self.hidden, self.is_decoder, cfg.encoder)
+            network = NCPLNetwork(backbone.model, self.hidden, self.is_decoder, cfg.encoder, **cfg.encoder_options())
             trainer = Trainer(member, network, self._collator(), work_dir if cfg.members == 1 else work_dir / f"member-{k}",
                               to_loss=to_loss, accelerator=accelerator)
             accelerator = trainer.accelerator
@@ -221,8 +221,9 @@ class NCPL(Predictor):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        # a directory saved before `baseline` existed learned the residual over Chinchilla
-        self.config = TrainConfig.model_validate({"baseline": "chinchilla", **state["train_config"]})
+        # a directory saved before `baseline` existed learned the residual over Chinchilla, and one saved before
+        # `fourier_min_period` existed has the Fourier encoder's first periods (0.25 decades)
+        self.config = TrainConfig.model_validate({"baseline": "chinchilla", "fourier_min_period": 0.25, **state["train_config"]})
         self.is_decoder, self.hidden = state["is_decoder"], state["hidden_size"]
         self.field_scales = state["field_scales"]
         baseline = residual_law(self.config.baseline, self.config.baseline_fit_on)
@@ -284,7 +285,8 @@ class NCPL(Predictor):
                               "the model directory is incomplete or damaged, re-run `ncpl train`") from None
         model.serializer = Serializer(tokenizer, numbers_as_text=model.config.numbers_as_text, is_decoder=model.is_decoder)
         for path in weights:
-            network = NCPLNetwork(AutoModel.from_config(backbone_config), model.hidden, model.is_decoder, model.config.encoder)
+            network = NCPLNetwork(AutoModel.from_config(backbone_config), model.hidden, model.is_decoder, model.config.encoder,
+                                  **model.config.encoder_options())
             try:
                 network.load_state_dict(load_file(str(path)), strict=True)
             except (SafetensorError, RuntimeError, OSError) as error:
