@@ -50,8 +50,8 @@ class TrainConfig(BaseModel):
     encoder: Literal["fourier", "mlp"] = "fourier"
     # The shortest period, in decades of the value, of the Fourier encoder's sin/cos features. A larger
     # model's N lies a fraction of a decade beyond the training runs': features that turn over within
-    # that fraction take values there that no training run had (StepLaw OOD MAE 0.0160 at 0.25 decades,
-    # 0.0129 at 1.0; benchmarks/results/ncpl-cpu-period*.md).
+    # that fraction take values there that no training run had. Of 0.25, 1 and 2.5 decades, 1 gave the
+    # best ID validation MAE (benchmarks/results/ncpl-cpu-period*.md).
     fourier_min_period: float = Field(1.0, gt=0)
     numbers_as_text: bool = False
     max_curve_points: int = Field(16, ge=0)
