@@ -188,7 +188,7 @@ class NCPL(Predictor):
         low, high = np.minimum(low, high), np.maximum(low, high)
         middle = (low + high) / 2  # a negative margin shrinks an interval at most to its middle
         pooled = self.interval_margins.get(POOLED, 0.0)
-        margin = configs["source"].astype(str).map(lambda source: self.interval_margins.get(source, pooled)).to_numpy(float)
+        margin = configs["source"].astype(str).map(self.interval_margins).fillna(pooled).to_numpy(float)
         return pd.DataFrame({
             "pred_loss": to_loss(0),
             "pred_loss_lo": np.minimum(low - margin, middle),
