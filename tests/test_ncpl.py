@@ -41,7 +41,7 @@ def tokenizer():
 
 
 def test_serialization_one_placeholder_per_number(runs, tokenizer):
-    serializer = Serializer(tokenizer, is_decoder=True)
+    serializer = Serializer(tokenizer, is_decoder=True, serialization="verbose")
     row = runs.iloc[0].to_dict()
     numbers = [key for key, value in config_fields(row) if isinstance(value, (int, float)) and not isinstance(value, bool)]
     encoded = serializer.encode(row)
@@ -54,8 +54,34 @@ def test_serialization_one_placeholder_per_number(runs, tokenizer):
     curve = serializer.encode(row, fraction=0.25)
     assert curve.num_values[-1] == 0.25 and curve.num_fields[-1] == "frac"
     assert curve.target_position == len(curve.input_ids) - 1  # decoder: the token before the number
-    plain = Serializer(tokenizer, numbers_as_text=True, is_decoder=True).encode(row)
+    plain = Serializer(tokenizer, numbers_as_text=True, is_decoder=True, serialization="verbose").encode(row)
     assert not plain.num_positions and serializer.num_id not in plain.input_ids
+    with pytest.raises(ValueError, match="numbers_as_text"):
+        Serializer(tokenizer, numbers_as_text=True)
+
+
+@pytest.mark.parametrize("is_decoder", [True, False])
+def test_compact_serialization_one_position_per_field(shared, tokenizer, is_decoder):
+    marin = to_frame(import_runs("marin", [shared / "marin/marin_sweep_runs.jsonl"]).records)
+    compact = Serializer(tokenizer, is_decoder=is_decoder)
+    verbose = Serializer(tokenizer, is_decoder=is_decoder, serialization="verbose")
+    row = next(r for r in marin.to_dict("records") if any(isinstance(v, bool) for v in r.values()))
+    fields = config_fields(row)
+    encoded = compact.encode(row)
+    specials = 0 if is_decoder else 2  # [CLS], [SEP]
+    assert len(encoded.input_ids) == len(fields) + 1 + specials < len(verbose.encode(row).input_ids) / 3  # + the prompt
+    words = [v for _, v in fields if isinstance(v, str)]
+    assert len(encoded.num_positions) == len(fields) - len(words)  # booleans as numbers: a bare "true" names no field
+    assert [encoded.input_ids[p] for p in encoded.num_positions] == [compact.num_id] * len(encoded.num_positions)
+    assert max(encoded.num_positions) < encoded.target_position == len(encoded.input_ids) - 1 - (not is_decoder)
+    assert encoded.word_positions and all(len(p) > 1 for p in encoded.word_pieces)  # "dclm mixture": one position
+    text = compact.text(row).replace(" ", "")
+    assert text.startswith(("" if is_decoder else "[CLS]") + "marin") and "dclmmixture" in text and "lr" not in text
+    curve = compact.encode(row, fraction=0.5)
+    assert curve.num_fields[-1] == "frac" and curve.num_positions[-1] == curve.target_position - 1
+    other = {**row, "optimizer.lr": 0.123}
+    assert compact.encode(other).input_ids == encoded.input_ids and len(compact._layouts) == 2  # one layout, numbers differ
+    assert compact.encode(other).num_values[encoded.num_fields.index("optimizer.lr")] == 0.123
 
 
 def test_encoders_shapes_and_field_name_independence():
@@ -66,10 +92,11 @@ def test_encoders_shapes_and_field_name_independence():
         out = encoder(values, torch.ones(4), names)
         assert out.shape == (4, 16) and torch.isfinite(out).all()
         assert out.detach().pow(2).mean(-1).sqrt().numpy() == pytest.approx([0.05] * 4, rel=1e-3)  # the word-embedding scale
-    fourier = FourierEncoder(16, word_rms=0.05)
     same_value = torch.tensor([1e-3, 1e-3])
-    different = fourier(same_value, torch.ones(2), torch.randn(2, 16))
-    assert not torch.allclose(different[0], different[1])  # the field's name changes the embedding
+    for encoder in (FourierEncoder(16, word_rms=0.05), MLPEncoder(16, word_rms=0.05, names=True)):
+        different = encoder(same_value, torch.ones(2), torch.randn(2, 16))
+        assert not torch.allclose(different[0], different[1])  # the field's name changes the embedding
+    fourier = FourierEncoder(16, word_rms=0.05)
     new_field = fourier(torch.tensor([7.0e12]), torch.ones(1), torch.randn(1, 16))  # an unseen field, a value far out of range
     assert torch.isfinite(new_field).all()
 
@@ -115,11 +142,33 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
         predictors.load(tmp_path / "model")
 
 
+def test_decoder_shared_prefix_cache_equals_the_full_pass(runs, trained):
+    from ncpl.examples import MODEL_INPUTS
+    from ncpl.network import shared_prefix
+
+    model, _ = trained
+    network = model.networks[0]
+    steplaw = runs[runs["source"] == "steplaw"].head(24).to_dict("records")
+    examples = [model._example(row) for row in steplaw] + [model._example(steplaw[0], 0.3)]  # a curve point: longer
+    batch = model._collator()(examples)
+    inputs = {key: batch[key] for key in MODEL_INPUTS}
+    with torch.inference_mode():
+        embeds = network.embed(*(inputs[k] for k in ("input_ids", "num_mask", "num_values", "num_scales", "name_ids",
+                                                      "name_mask", "word_mask")))
+        assert shared_prefix(embeds, inputs["attention_mask"]) >= 4  # steplaw dense adamw cosine
+        cached = network(**inputs)
+        network.share_prefix = False
+        full = network(**inputs)
+        network.share_prefix = True
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+
+
 def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeypatch):
     from ncpl.train import Trainer
 
     # the defaults (hparam-law, Fourier periods from 1 decade) are in `trained`; these are the older ones
-    config = TrainConfig(**{**TINY, "baseline": "chinchilla", "fourier_min_period": 0.25, "stage2": {"epochs": 0, "lr": 1e-3}})
+    config = TrainConfig(**{**TINY, "baseline": "chinchilla", "fourier_min_period": 0.25, "serialization": "verbose",
+                            "stage2": {"epochs": 0, "lr": 1e-3}})
     reference = NCPL(config, work_dir=tmp_path / "straight").fit(runs).predict(runs)
 
     original = Trainer._log
@@ -139,7 +188,7 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
     assert epochs == [1, 2, 3]  # killed after logging epoch 2, before its checkpoint: the line was dropped, epoch 2 ran again
     assert np.allclose(resumed, reference, atol=1e-5)
     meta = json.loads((model.save(tmp_path / "old") / "predictor.json").read_text())
-    for option in ("baseline", "fourier_min_period"):  # as written before the options existed
+    for option in ("baseline", "fourier_min_period", "serialization"):  # as written before the options existed
         del meta["state"]["train_config"][option]
     (tmp_path / "old/predictor.json").write_text(json.dumps(meta))
     assert np.array_equal(predictors.load(tmp_path / "old").predict(runs), resumed)

@@ -25,24 +25,60 @@ class NCPLNetwork(nn.Module):
         word_rms = float(words.detach().float().pow(2).mean().sqrt())
         self.encoder = ENCODERS[encoder](hidden, word_rms, **encoder_options)
         self.head = nn.Linear(hidden, len(OUTPUTS))
+        self.share_prefix = True  # decoders at inference: compute a batch's shared leading positions once
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_mask: torch.Tensor, num_values: torch.Tensor,
-                num_scales: torch.Tensor, name_ids: torch.Tensor, name_mask: torch.Tensor, target_position: torch.Tensor) -> torch.Tensor:
-        words = self.backbone.get_input_embeddings()
-        embeds = words(input_ids)
-        if num_mask.any():
-            names = (words(name_ids) * name_mask.unsqueeze(-1)).sum(1) / name_mask.sum(1, keepdim=True).clamp_min(1)
-            numbers = self.encoder(num_values.to(torch.float32), num_scales.to(torch.float32), names.to(torch.float32))
-            embeds = embeds.masked_scatter(num_mask.unsqueeze(-1), numbers.to(embeds.dtype))
-        hidden = self.backbone(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+                num_scales: torch.Tensor, name_ids: torch.Tensor, name_mask: torch.Tensor,
+                target_position: torch.Tensor, word_mask: torch.Tensor | None = None) -> torch.Tensor:
+        embeds = self.embed(input_ids, num_mask, num_values, num_scales, name_ids, name_mask, word_mask)
         if self.is_decoder:
+            hidden = self._decode(embeds, attention_mask)
             state = hidden[torch.arange(len(hidden), device=hidden.device), target_position]
         else:
+            hidden = self.backbone(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             state = (hidden * mask).sum(1) / mask.sum(1)
         return self.head(state.to(self.head.weight.dtype))
+
+    def embed(self, input_ids: torch.Tensor, num_mask: torch.Tensor, num_values: torch.Tensor, num_scales: torch.Tensor,
+              name_ids: torch.Tensor, name_mask: torch.Tensor, word_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The backbone's input embeddings: word embeddings, the numbers' encodings at their placeholders, and the
+        mean of its pieces' embeddings at each split word (compact serialization)."""
+        words = self.backbone.get_input_embeddings()
+        embeds = words(input_ids)
+        if name_ids.numel():  # pooled id lists: the numbers' field names first, then the split words
+            pooled = (words(name_ids) * name_mask.unsqueeze(-1)).sum(1) / name_mask.sum(1, keepdim=True).clamp_min(1)
+            n_numbers = len(num_values)
+            if n_numbers:
+                names = pooled[:n_numbers].to(torch.float32)
+                numbers = self.encoder(num_values.to(torch.float32), num_scales.to(torch.float32), names)
+                embeds = embeds.masked_scatter(num_mask.unsqueeze(-1), numbers.to(embeds.dtype))
+            if word_mask is not None and len(pooled) > n_numbers:
+                embeds = embeds.masked_scatter(word_mask.unsqueeze(-1), pooled[n_numbers:].to(embeds.dtype))
+        return embeds
+
+    def _decode(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """A decoder's hidden states. At inference the positions every row of the batch shares (equal input
+        embeddings, no padding: the words of a sweep's configs) run once, and the rest attend to their key/value
+        cache; the result equals the full pass within float tolerance."""
+        shared = shared_prefix(embeds, attention_mask) if self.share_prefix and not torch.is_grad_enabled() else 0
+        if shared < 2 or len(embeds) < 2:
+            return self.backbone(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        prefix = self.backbone(inputs_embeds=embeds[:1, :shared], use_cache=True)
+        cache = prefix.past_key_values
+        cache.batch_repeat_interleave(len(embeds))
+        rest = self.backbone(inputs_embeds=embeds[:, shared:], attention_mask=attention_mask, past_key_values=cache,
+                             use_cache=True)
+        return torch.cat([prefix.last_hidden_state.expand(len(embeds), -1, -1), rest.last_hidden_state], dim=1)
+
+
+def shared_prefix(embeds: torch.Tensor, attention_mask: torch.Tensor) -> int:
+    """How many leading positions hold the same input embedding in every row, unpadded, leaving at least one position
+    to compute per row."""
+    same = (embeds == embeds[:1]).all(-1).all(0) & attention_mask.bool().all(0)
+    return min(int(same.int().cumprod(0).sum()), embeds.shape[1] - 1)
 
 
 def loss_terms(outputs: torch.Tensor, target: torch.Tensor, converged: torch.Tensor, is_final: torch.Tensor,

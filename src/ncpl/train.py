@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
 from ncpl.examples import MODEL_INPUTS, Collator, Example
@@ -53,7 +53,10 @@ class TrainConfig(BaseModel):
     # that fraction take values there that no training run had. Of 0.25, 1 and 2.5 decades, 1 gave the
     # best ID validation MAE (benchmarks/results/ncpl-cpu-period*.md).
     fourier_min_period: float = Field(1.0, gt=0)
-    numbers_as_text: bool = False
+    # compact: categorical values as words, one placeholder per number, the prompt (about 22 tokens a StepLaw or
+    # Marin config, the field names carried by the numeric-field encoder); verbose: `name: value` lines (about 92)
+    serialization: Literal["compact", "verbose"] = "compact"
+    numbers_as_text: bool = Field(False, description="write the numbers as text (needs serialization: verbose)")
     max_curve_points: int = Field(16, ge=0)
     batch_size: int = Field(32, gt=0)
     eval_batch_size: int = Field(128, gt=0)
@@ -77,8 +80,16 @@ class TrainConfig(BaseModel):
     stage1: StageConfig = StageConfig(epochs=20, lr=5e-4)
     stage2: FinetuneConfig = FinetuneConfig(epochs=8, lr=5e-5)
 
-    def encoder_options(self) -> dict[str, float]:
-        return {"min_period": self.fourier_min_period} if self.encoder == "fourier" else {}
+    @model_validator(mode="after")
+    def _numbers_need_names(self) -> TrainConfig:
+        if self.numbers_as_text and self.serialization == "compact":
+            raise ValueError("numbers_as_text: true needs serialization: verbose (compact writes no field names)")
+        return self
+
+    def encoder_options(self) -> dict[str, float | bool]:
+        if self.encoder == "fourier":
+            return {"min_period": self.fourier_min_period}
+        return {"names": self.serialization == "compact"}  # compact writes no names: the MLP encoder must embed them
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:

@@ -100,7 +100,7 @@ class NCPL(Predictor):
 
         backbone = load_backbone(cfg.backbone)
         self.is_decoder, self.hidden = backbone.is_decoder, backbone.hidden_size
-        self.serializer = Serializer(backbone.tokenizer, numbers_as_text=cfg.numbers_as_text, is_decoder=backbone.is_decoder)
+        self.serializer = self._serializer(backbone.tokenizer)
         backbone.model.resize_token_embeddings(len(backbone.tokenizer), mean_resizing=False)  # the placeholder's embedding is never read
         train_examples = build_examples(runs, self.serializer, self.targets, cfg.max_curve_points)
         values: dict[str, list[float]] = defaultdict(list)
@@ -152,6 +152,11 @@ class NCPL(Predictor):
 
     def _example(self, row: dict[str, Any], fraction: float | None = None) -> Example:
         return Example(self.serializer.encode(row, fraction), math.nan, fraction is None, False)
+
+    def _serializer(self, tokenizer: Any) -> Serializer:
+        cfg = self.config
+        return Serializer(tokenizer, numbers_as_text=cfg.numbers_as_text, is_decoder=self.is_decoder,
+                          serialization=cfg.serialization)
 
     def _collator(self) -> Collator:
         return Collator(self.serializer, self.field_scales)
@@ -214,6 +219,7 @@ class NCPL(Predictor):
             "train_config": self.config.model_dump(mode="json"),
             "backbone": self.config.backbone, "is_decoder": self.is_decoder, "hidden_size": self.hidden,
             "encoder": self.config.encoder, "numbers_as_text": self.config.numbers_as_text,
+            "serialization": self.config.serialization,
             "field_scales": self.field_scales,
             "baseline": self.targets.baseline.get_state(), "target_scale": self.targets.scale,
             "interval_margins": self.interval_margins,
@@ -221,9 +227,11 @@ class NCPL(Predictor):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        # a directory saved before `baseline` existed learned the residual over Chinchilla, and one saved before
-        # `fourier_min_period` existed has the Fourier encoder's first periods (0.25 decades)
-        self.config = TrainConfig.model_validate({"baseline": "chinchilla", "fourier_min_period": 0.25, **state["train_config"]})
+        # a directory saved before `baseline` existed learned the residual over Chinchilla, one saved before
+        # `fourier_min_period` existed has the Fourier encoder's first periods (0.25 decades), and one saved before
+        # `serialization` existed read the verbose text
+        old = {"baseline": "chinchilla", "fourier_min_period": 0.25, "serialization": "verbose"}
+        self.config = TrainConfig.model_validate({**old, **state["train_config"]})
         self.is_decoder, self.hidden = state["is_decoder"], state["hidden_size"]
         self.field_scales = state["field_scales"]
         baseline = residual_law(self.config.baseline, self.config.baseline_fit_on)
@@ -283,7 +291,7 @@ class NCPL(Predictor):
         except (OSError, ValueError) as error:
             raise ConfigError(f"{backbone_dir}: cannot read the backbone's config or tokenizer ({type(error).__name__}: {error}); "
                               "the model directory is incomplete or damaged, re-run `ncpl train`") from None
-        model.serializer = Serializer(tokenizer, numbers_as_text=model.config.numbers_as_text, is_decoder=model.is_decoder)
+        model.serializer = model._serializer(tokenizer)
         for path in weights:
             network = NCPLNetwork(AutoModel.from_config(backbone_config), model.hidden, model.is_decoder, model.config.encoder,
                                   **model.config.encoder_options())
