@@ -219,18 +219,23 @@ def score(
     output: Annotated[Path, typer.Option("-o", "--output", help="Parquet file to write (appears only when complete)")],
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="configs read, predicted and written at a time")] = 4096,
     resume: Annotated[bool, typer.Option("--resume", help="continue a killed run from its finished parts")] = False,
+    dtype: Annotated[str, typer.Option("--dtype", help="NCPL's CPU precision: auto (bf16 where the CPU has bf16 units, "
+                                                       "else fp32), fp32, bf16 or int8")] = "auto",
 ) -> None:
     """Score a sweep: every input column kept, pred_loss (and interval, p_diverge) added. Streams; runs under accelerate launch too."""
     from accelerate import PartialState
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ncpl import predictors
+    from ncpl.precision import DTYPES, set_inference_dtype
     from ncpl.scoring import merge_parts, parts_folder, score_file, sweep_rows
 
+    if dtype not in DTYPES:
+        fail(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     state = PartialState()
     columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:
-        model = predictors.load(model_dir)
+        model = set_inference_dtype(predictors.load(model_dir), dtype)
         total = sweep_rows(sweep)
         if state.is_main_process:  # one process clears an earlier run's parts before any scores
             parts_folder(output, resume)

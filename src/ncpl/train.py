@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ncpl.examples import MODEL_INPUTS, Collator, Example
 from ncpl.network import NCPLNetwork, loss_terms
+from ncpl.precision import cpu_features
 from ncpl.schema import ConfigError, load
 
 
@@ -75,7 +76,8 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = Field(1.0, gt=0)
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    # auto: bf16 autocast where the hardware has bf16 units (a GPU that supports it, a CPU with AVX512_BF16 or AMX)
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
     log_with: list[str] = Field(default_factory=list, description="accelerate trackers, e.g. [tensorboard]")
     stage1: StageConfig = StageConfig(epochs=20, lr=5e-4)
     stage2: FinetuneConfig = FinetuneConfig(epochs=8, lr=5e-5)
@@ -107,6 +109,14 @@ def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_f
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if cpu_features().bf16_units else "no"
+
+
 class Trainer:
     """Runs both stages for one network; `work_dir` holds checkpoints and the metrics log."""
 
@@ -118,7 +128,7 @@ class Trainer:
         self.config, self.network, self.collator, self.to_loss = config, network, collator, to_loss
         self.work_dir = Path(work_dir)
         self.accelerator = accelerator or Accelerator(
-            mixed_precision=config.mixed_precision, log_with=config.log_with or None,
+            mixed_precision=_mixed_precision(config.mixed_precision), log_with=config.log_with or None,
             project_config=ProjectConfiguration(project_dir=str(self.work_dir)),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )

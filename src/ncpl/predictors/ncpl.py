@@ -28,6 +28,7 @@ from ncpl.columns import usable
 from ncpl.examples import MODEL_INPUTS, Collator, Example, Targets, build_examples
 from ncpl.network import NCPLNetwork
 from ncpl.predictors import Predictor
+from ncpl.precision import DTYPES, for_inference, resolve
 from ncpl.predictors.hparam_law import residual_law
 from ncpl.schema import ConfigError
 from ncpl.serialize import Serializer
@@ -56,11 +57,17 @@ def _versions() -> dict[str, str]:
 class NCPL(Predictor):
     name = "ncpl"
 
-    def __init__(self, config: TrainConfig | str | Path | None = None, work_dir: str | Path | None = None):
+    def __init__(self, config: TrainConfig | str | Path | None = None, work_dir: str | Path | None = None,
+                 inference_dtype: str = "auto"):
         if config is None:
             config = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else TrainConfig()
         self.config = config if isinstance(config, TrainConfig) else TrainConfig.from_yaml(config)
         self.work_dir = Path(work_dir) if work_dir else None
+        if inference_dtype not in DTYPES:
+            raise ConfigError(f"inference_dtype: {inference_dtype!r} is not one of {', '.join(DTYPES)}")
+        # prediction only (ncpl.precision): auto = bf16 on a CPU with bf16 units, else fp32; int8 on request
+        self.inference_dtype = inference_dtype
+        self._low_precision: dict[str, list[torch.nn.Module]] = {}  # the networks' reduced-precision copies, per dtype
         self.networks: list[NCPLNetwork] = []  # one a member
         self.serializer: Serializer | None = None
         self.targets: Targets | None = None
@@ -114,7 +121,7 @@ class NCPL(Predictor):
         work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="ncpl-train-"))
         to_loss = lambda target: self.targets.to_loss(val, target, val["data.tokens"].to_numpy(float))  # noqa: E731
         accelerator = None
-        self.networks, self.train_logs = [], []
+        self.networks, self.train_logs, self._low_precision = [], [], {}
         for k in range(cfg.members):
             member = cfg.model_copy(update={"seed": cfg.seed + k})
             if k:  # a fresh copy of the pretrained backbone, and the member's own initialisation of the encoder and head
@@ -172,15 +179,26 @@ class NCPL(Predictor):
         batch_size = batch_size or self.config.eval_batch_size
         order = np.argsort([len(e.encoded.input_ids) for e in examples], kind="stable")
         collate = self._collator()
-        out = np.empty((len(self.networks), len(examples), 4), dtype=np.float64)
+        networks = self._inference_networks()
+        out = np.empty((len(networks), len(examples), 4), dtype=np.float64)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = collate([examples[i] for i in rows])
-            for k, network in enumerate(self.networks):
+            for k, network in enumerate(networks):
                 network.eval()
                 device = next(network.parameters()).device
                 out[k, rows] = network(**{key: batch[key].to(device) for key in MODEL_INPUTS}).float().cpu().numpy()
         return out
+
+    def _inference_networks(self) -> list[torch.nn.Module]:
+        """The members in `inference_dtype` (resolved for the device they are on); reduced-precision copies are made
+        once and kept."""
+        dtype = resolve(self.inference_dtype, next(self.networks[0].parameters()).device)
+        if dtype == "fp32":
+            return self.networks
+        if dtype not in self._low_precision:
+            self._low_precision[dtype] = [for_inference(network, dtype) for network in self.networks]
+        return self._low_precision[dtype]
 
     def _predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
         """pred_loss, its 10-90% interval pred_loss_lo / pred_loss_hi, and p_diverge, one row per config."""
