@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from ncpl import predictors
-from ncpl.evaluate import accuracy, evaluate, regret, write_report
+from ncpl.evaluate import STEPLAW_PICKER, accuracy, evaluate, regret, write_report
 from ncpl.laws import steplaw
 from ncpl.sources import import_runs
 from ncpl.store import to_frame
@@ -78,7 +78,7 @@ def test_evaluate_end_to_end_on_real_subset(steplaw_split, tmp_path):
     for row in data["accuracy"]:
         assert row["ok"]["n"] > 0 and all(np.isfinite(row["ok"][k]) for k in ("mae", "rmse", "spearman"))
     pickers = {row["picker"] for row in data["regret"]}
-    assert pickers == {"chinchilla", "xgboost-residual", "steplaw-law"}
+    assert pickers == {"chinchilla", "xgboost-residual", STEPLAW_PICKER}
     assert all(np.isfinite(row["regret"]) and row["regret"] >= 0 for row in data["regret"])
     assert "| held | steplaw | xgboost-residual |" in (tmp_path / "report.md").read_text()
 
@@ -103,3 +103,72 @@ def test_curve_metrics_on_real_gemstones_curves(tmp_path):
     assert "| ood | gemstones | 20% | temporal-law prefix |" in markdown(report)
     written = write_report(report, tmp_path)
     assert tmp_path / "curves_ood.png" in written and (tmp_path / "curves_ood.png").stat().st_size > 20_000
+
+
+def test_regret_groups_split_by_optimizer():
+    runs = pd.concat([group([3.0, 2.9, 3.2, 3.1, 3.05]), group([2.5, 2.6, 2.7, 2.8, 2.55])], ignore_index=True)
+    runs["optimizer.name"] = ["adamw"] * 5 + ["muon"] * 5
+    got = regret(runs, np.r_[np.arange(5.0), np.arange(5.0)])  # picks 3.0 among adamw (regret 0.1), 2.5 among muon (0)
+    assert got["groups"] == 2 and got["regret"] == pytest.approx(0.05)
+
+
+def test_all_metrics_clip_absurd_losses_and_interval_metrics():
+    class Fixed(predictors.Predictor):
+        name = "fixed"
+
+        def fit(self, runs):
+            return self
+
+        def _predict(self, configs):
+            return np.full(len(configs), 3.0)
+
+        def _predict_details(self, configs):
+            return pd.DataFrame({"pred_loss": self._predict(configs), "pred_loss_lo": 2.9, "pred_loss_hi": 3.1,
+                                 "p_diverge": np.where(configs["final_loss"] > 5, 0.9, 0.1)})
+
+        def get_state(self):
+            return {}
+
+        def set_state(self, state):
+            pass
+
+    runs = group([3.0, 3.05, 3.3, 2.95, 1.4e14], [False] * 4 + [True])
+    report = evaluate({"fixed": Fixed()}, {"t": runs})
+    every = report["accuracy"][0]["all"]
+    assert every["ceiling"] == pytest.approx(3.3) and every["n"] == 5
+    assert every["mae"] == pytest.approx((0 + 0.05 + 0.3 + 0.05 + 0.3) / 5)  # the blown-up run counts at the ceiling
+    row = report["interval"][0]
+    assert row["n"] == 4 and row["coverage_80"] == pytest.approx(0.75) and row["median_width"] == pytest.approx(0.2)
+    assert row["n_failed"] == 1 and row["auc_diverge"] == pytest.approx(1.0)
+
+
+def test_paired_bootstrap_interval():
+    from ncpl.evaluate import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 0.02, 400)
+    better = paired_bootstrap(base * 0.5, base, seed=1)
+    assert better["diff"] < 0 and better["hi"] < 0 and better["lo"] < better["diff"] < better["hi"]
+    same = paired_bootstrap(base + rng.normal(0, 1e-3, 400), base, seed=1)
+    assert same["lo"] < 0 < same["hi"]
+
+
+def test_tuned_trees_choose_on_the_validation_split(steplaw_split):
+    from ncpl.columns import usable
+    from ncpl.splits import validation_split
+
+    train, test = steplaw_split
+    runs = pd.concat([train.sample(150, random_state=0), test], ignore_index=True)  # h960 and h1024
+    grid = {"max_depth": (2, 6), "learning_rate": (0.1,)}
+    model = predictors.create("xgboost-hparam-residual", tune=True, grid=grid).fit(runs)
+    assert len(model.tuning) == 2 and model.tuning[0]["val_mae"] != model.tuning[1]["val_mae"]
+    best = min(model.tuning, key=lambda row: row["val_mae"])
+    assert {k: model.params[k] for k in (*grid, "n_estimators")} == {k: best[k] for k in (*grid, "n_estimators")}
+    # the validation runs are the largest size (h1024); the early-stopped MAE is that of the kept rounds fitted without them
+    ok = runs[usable(runs)].reset_index(drop=True)
+    fit_part, val = validation_split(ok, "largest", 0.1, 0)
+    assert (val["model.d_model"] == 1024).sum() == (ok["model.d_model"] == 1024).sum() and (fit_part["model.d_model"] == 960).all()
+    features, target = model.features.transform(ok), ok["final_loss"].to_numpy() - model.baseline.predict(ok)
+    again = model._regressor().fit(features.iloc[fit_part.index], target[fit_part.index])
+    val_mae = np.abs(again.predict(features.iloc[val.index]) - target[val.index]).mean()
+    assert val_mae == pytest.approx(best["val_mae"], rel=1e-3)

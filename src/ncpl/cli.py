@@ -402,23 +402,90 @@ def cpt_cmd(
         console.print(f"laws saved to {save_laws}")
 
 
+def _has_lr_column(path: Path) -> bool:
+    """A schedule curve (columns step, lr, loss) rather than a tokens/loss prefix."""
+    if not path.exists() or path.suffix != ".csv":
+        return False
+    return "lr" in pd.read_csv(path, nrows=0).columns
+
+
 @app.command()
 def extrapolate(
-    curve: Annotated[Path, typer.Argument(help="CSV or JSONL with columns tokens and loss: the observed prefix of one run's loss curve")],
-    until: Annotated[str, typer.Option("--until", help="forecast up to this many tokens, e.g. 350B")],
-    as_json: Annotated[bool, typer.Option("--json", help='print one JSON object {"tokens": [...], "loss": [...]}')] = False,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG to write: observed points and the forecast")] = None,
-    law: Annotated[str, typer.Option("--law", help="temporal (Xiong et al., position-averaged) or power (E + A t^-a)")] = "temporal",
+    curve: Annotated[Path, typer.Argument(help=(
+        "CSV with columns step, lr (every step from 0 to the horizon), loss (empty where not measured); or a CSV / JSONL "
+        "with columns tokens, loss: the observed prefix of a curve, forecast to --until"))],
+    fit_on: Annotated[Optional[list[Path]], typer.Option("--fit-on", help=(
+        "step, lr, loss CSV of another run of the same model and data (another schedule), fitted too; repeatable"))] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="tokens/loss curves: forecast up to this many tokens, e.g. 350B")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=(
+        'print one JSON object: {"step": [...], "loss": [...]} for the steps without a measured loss (from step 1; '
+        'tokens/loss curves: {"tokens": ..., "loss": ...})'))] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG to write: measured points and the law's curve")] = None,
+    law: Annotated[Optional[str], typer.Option("--law", help=(
+        "multipower (Luo et al. 2025; default with an lr column), annealing (Tissue et al. 2024), temporal (Xiong et al., "
+        "position-averaged; default without) or power (E + A t^-a)"))] = None,
 ) -> None:
-    """Forecast the rest of a loss curve from its observed prefix with the temporal law (or a power law)."""
+    """Predict the rest of a loss curve: under its lr schedule (step, lr, loss), or from a tokens/loss prefix."""
+    if _has_lr_column(curve):
+        _extrapolate_schedule(curve, fit_on or [], until, as_json, plot, law or "multipower")
+    else:
+        _extrapolate_prefix(curve, fit_on or [], until, as_json, plot, law or "temporal")
+
+
+def _extrapolate_schedule(curve: Path, fit_on: list[Path], until: str | None, as_json: bool, plot: Path | None,
+                          law: str) -> None:
+    import json
+
+    from ncpl.laws.schedule import fit_law, plot_schedule_forecast, read_schedule_curve
+
+    try:
+        if until is not None:
+            raise ConfigError(f"--until: {curve} has an lr column, so its horizon is its last lr row; drop --until (or "
+                              "add lr rows up to the step you want)")
+        target = read_schedule_curve(curve)
+        others = [read_schedule_curve(path) for path in fit_on]
+        if not target.steps.size and not others:
+            raise ConfigError(f"{curve}: column 'loss' is empty; measure some losses or fit other runs with --fit-on")
+        fitted, predict = fit_law(law, target, others)
+        steps = np.arange(1, len(target.lrs))
+        forecast = predict(steps)
+    except ConfigError as error:
+        fail(str(error))
+    wanted = ~np.isin(steps, target.steps)
+    if plot:
+        plot_schedule_forecast(target, steps, forecast, plot, others, title=f"{curve.name}: {law} law")
+    if as_json:
+        print(json.dumps({"step": steps[wanted].tolist(), "loss": forecast[wanted].tolist()}))
+        return
+    console.print(f"{law} law fitted on {target.steps.size + sum(o.steps.size for o in others)} measured losses "
+                  f"({1 + len(others)} curves): " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.params.items()))
+    shown = steps[wanted][np.unique(np.linspace(0, wanted.sum() - 1, 20).astype(int))] if wanted.any() else []
+    table = Table(title=f"{law} law on {curve.name}: {wanted.sum()} steps without a measured loss (20 shown; all with --json)")
+    for header in ("step", "lr", "predicted loss"):
+        table.add_column(header)
+    for step in shown:
+        table.add_row(str(step), f"{target.lrs[step]:.4g}", f"{forecast[step - 1]:.4f}")
+    console.print(table)
+    if plot:
+        console.print(f"plot written to {plot}")
+
+
+def _extrapolate_prefix(curve: Path, fit_on: list[Path], until: str | None, as_json: bool, plot: Path | None,
+                        law: str) -> None:
     import json
 
     from ncpl.laws.temporal import LAWS, forecast_tokens, plot_forecast, read_curve
     from ncpl.schema import parse_quantity
 
     try:
+        if fit_on:
+            raise ConfigError(f"--fit-on: {curve} has no lr column; other runs can be fitted only with schedule curves "
+                              "(columns step, lr, loss)")
         if law not in LAWS:
-            raise ConfigError(f"--law: got {law!r}; use one of {', '.join(LAWS)}")
+            raise ConfigError(f"--law: got {law!r}; a tokens/loss curve takes one of {', '.join(LAWS)} (multipower and "
+                              "annealing need a step, lr, loss curve)")
+        if until is None:
+            raise ConfigError(f"--until: required for a tokens/loss curve ({curve}); give the tokens to forecast to, e.g. 350B")
         try:
             end = float(parse_quantity(until))
         except ValueError as error:

@@ -21,6 +21,8 @@ class NCPLNetwork(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.is_decoder = is_decoder
+        # the backbone's blocks (Qwen3DecoderLayer, ...): what accelerate's TRANSFORMER_BASED_WRAP makes the FSDP units
+        self._no_split_modules = list(getattr(backbone, "_no_split_modules", None) or [])
         words = backbone.get_input_embeddings().weight
         word_rms = float(words.detach().float().pow(2).mean().sqrt())
         self.encoder = ENCODERS[encoder](hidden, word_rms, **encoder_options)

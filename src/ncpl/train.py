@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -131,7 +132,18 @@ class Trainer:
             mixed_precision=_mixed_precision(config.mixed_precision), log_with=config.log_with or None,
             project_config=ProjectConfiguration(project_dir=str(self.work_dir)),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            # one scheduler step an optimizer step: by default accelerate steps it once per process, which on N
+            # processes would run the schedule (counted in optimizer steps) N times too fast
+            step_scheduler_with_optimizer=False,
         )
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched != self.accelerator.num_processes:
+            # accelerate 1.15 joins processes only on GPU-like devices unless told ACCELERATE_USE_CPU (and sets up
+            # FSDP only on GPUs): launched on CPUs by torchrun, each process would train alone on all the data
+            raise ConfigError(
+                f"launched {launched} processes (WORLD_SIZE) but accelerate joined {self.accelerator.num_processes} "
+                f"({self.accelerator.distributed_type}): each would train alone. On CPUs accelerate runs no FSDP: "
+                "launch DDP over gloo with `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N`")
         self.progress_path = self.work_dir / "checkpoint" / "progress.json"
         self.best_path = self.work_dir / "checkpoint" / "best.safetensors"
         self.log_path = self.work_dir / "train_log.jsonl"
