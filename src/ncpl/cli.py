@@ -137,6 +137,12 @@ def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="model directory to write (re-run to resume)")],
     val: Annotated[Optional[Path], typer.Option("--val", help="runs that select the checkpoint (default: a seeded 10% of --train)")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="experiment YAML (default configs/cpu.yaml)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=(
+        "print parameters, memory per GPU (FSDP, bf16) and optimizer steps per epoch; load no weights, train nothing"))] = False,
+    accelerate_config: Annotated[Path, typer.Option("--accelerate-config", help="with --dry-run: the launch config")] = (
+        Path(__file__).resolve().parents[2] / "configs" / "accelerate-fsdp.yaml"),
+    num_processes: Annotated[Optional[int], typer.Option("--num-processes", min=1, help=(
+        "with --dry-run: processes (GPUs) instead of the launch config's"))] = None,
 ) -> None:
     """Train the NCPL regressor (two stages) and save a model directory."""
     from ncpl.predictors.ncpl import NCPL
@@ -145,6 +151,19 @@ def train(
     try:
         runs = read_runs(*train_files)
         model = NCPL(config, work_dir=output / "work")
+        if dry_run:
+            from ncpl.sizing import accelerate_processes, size
+
+            processes, sharded = accelerate_processes(accelerate_config)
+            sizing = size(model.config, runs, read_runs(val) if val else None, processes=num_processes or processes,
+                          sharded=sharded)
+            table = Table(title=f"ncpl train of {model.config.backbone} on {len(runs)} runs: a dry run")
+            table.add_column("quantity")
+            table.add_column("value")
+            for row in sizing.rows():
+                table.add_row(*row)
+            console.print(table)
+            return
         console.print(f"training NCPL ({model.config.backbone}, {model.config.encoder} encoder) on {len(runs)} runs -> {output}")
         model.fit(runs, read_runs(val) if val else None)
     except ConfigError as error:
