@@ -13,15 +13,15 @@ import yaml
 from matplotlib.image import imread
 
 from ncpl import predictors
-from ncpl.backbones import load_backbone
+from ncpl.regressor.backbones import load_backbone
 from ncpl.columns import usable
-from ncpl.encoders import FourierEncoder, MLPEncoder
-from ncpl.predictors.ncpl import NCPL
-from ncpl.serialize import NUM_TOKEN, Serializer, config_fields
+from ncpl.regressor.encoders import FourierEncoder, MLPEncoder
+from ncpl.regressor.predictor import NCPL
+from ncpl.regressor.serialize import NUM_TOKEN, Serializer, config_fields
 from ncpl.sources import import_runs
 from ncpl.store import to_frame, write_runs
 from ncpl.splits import split_runs
-from ncpl.train import TrainConfig
+from ncpl.regressor.trainer import TrainConfig
 
 TINY = {"backbone": "tiny-decoder", "batch_size": 16, "eval_batch_size": 64, "max_curve_points": 2, "seed": 0,
         "stage1": {"epochs": 3, "lr": 3e-3}, "stage2": {"epochs": 1, "lr": 1e-3, "mode": "lora", "lora_r": 4}}
@@ -143,8 +143,8 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
 
 
 def test_decoder_shared_prefix_cache_equals_the_full_pass(runs, trained):
-    from ncpl.examples import MODEL_INPUTS
-    from ncpl.network import shared_prefix
+    from ncpl.regressor.dataset import MODEL_INPUTS
+    from ncpl.regressor.network import shared_prefix
 
     model, _ = trained
     network = model.networks[0]
@@ -164,7 +164,7 @@ def test_decoder_shared_prefix_cache_equals_the_full_pass(runs, trained):
 
 
 def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeypatch):
-    from ncpl.train import Trainer
+    from ncpl.regressor.trainer import Trainer
 
     # the defaults (hparam-law, Fourier periods from 1 decade) are in `trained`; these are the older ones
     config = TrainConfig(**{**TINY, "baseline": "chinchilla", "fourier_min_period": 0.25, "serialization": "verbose",

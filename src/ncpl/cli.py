@@ -145,14 +145,14 @@ def train(
         "with --dry-run: processes (GPUs) instead of the launch config's"))] = None,
 ) -> None:
     """Train the NCPL regressor (two stages) and save a model directory."""
-    from ncpl.predictors.ncpl import NCPL
+    from ncpl.regressor.predictor import NCPL
     from ncpl.store import read_runs
 
     try:
         runs = read_runs(*train_files)
         model = NCPL(config, work_dir=output / "work")
         if dry_run:
-            from ncpl.sizing import accelerate_processes, size
+            from ncpl.regressor.sizing import accelerate_processes, size
 
             processes, sharded = accelerate_processes(accelerate_config)
             sizing = size(model.config, runs, read_runs(val) if val else None, processes=num_processes or processes,
@@ -246,7 +246,7 @@ def score(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ncpl import predictors
-    from ncpl.precision import DTYPES, set_inference_dtype
+    from ncpl.regressor.precision import DTYPES, set_inference_dtype
     from ncpl.scoring import merge_parts, parts_folder, score_file, sweep_rows
 
     if dtype not in DTYPES:

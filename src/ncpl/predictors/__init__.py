@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Union
 import numpy as np
 import pandas as pd
 
+from ncpl.columns import tokens
 from ncpl.schema import ConfigError, RunConfig, RunRecord, config_to_flat, validate
 
 META_FILE = "predictor.json"
@@ -34,7 +35,7 @@ REGISTRY = {  # name -> "module:Class"
     "xgboost-residual": "ncpl.predictors.trees:XGBoostResidual",
     "hparam-law": "ncpl.predictors.hparam_law:HparamLaw",
     "xgboost-hparam-residual": "ncpl.predictors.trees:XGBoostHparamResidual",
-    "ncpl": "ncpl.predictors.ncpl:NCPL",
+    "ncpl": "ncpl.regressor.predictor:NCPL",
     "ensemble": "ncpl.predictors.ensemble:Ensemble",
 }
 
@@ -110,6 +111,20 @@ class Predictor(ABC):
         tmp.write_text(json.dumps(meta, indent=2))
         tmp.replace(directory / META_FILE)
         return directory
+
+
+class TokenLaw(Predictor):
+    """A law of the loss at any token count: the final loss at D, a curve point at a fraction of D."""
+
+    @abstractmethod
+    def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
+        """The law at each config with the given token counts (a point on its curve)."""
+
+    def _predict(self, configs: pd.DataFrame) -> np.ndarray:
+        return self.predict_at(configs, tokens(configs))
+
+    def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
+        return np.stack([self.predict_at(configs, f * tokens(configs)) for f in fractions], axis=1)
 
 
 def predictor_class(name: str) -> type[Predictor]:

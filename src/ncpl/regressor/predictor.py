@@ -25,14 +25,14 @@ import pandas as pd
 import torch
 
 from ncpl.columns import usable
-from ncpl.examples import MODEL_INPUTS, Collator, Example, Targets, build_examples
-from ncpl.network import NCPLNetwork
+from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example, Targets, build_examples
+from ncpl.regressor.network import NCPLNetwork
 from ncpl.predictors import Predictor
-from ncpl.precision import DTYPES, for_inference, resolve
+from ncpl.regressor.precision import DTYPES, for_inference, resolve
 from ncpl.predictors.hparam_law import residual_law
 from ncpl.schema import ConfigError
-from ncpl.serialize import Serializer
-from ncpl.train import TrainConfig, Trainer
+from ncpl.regressor.serialize import Serializer
+from ncpl.regressor.trainer import TrainConfig, Trainer
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "cpu.yaml"
 WEIGHTS = "model.safetensors"
@@ -65,7 +65,7 @@ class NCPL(Predictor):
         self.work_dir = Path(work_dir) if work_dir else None
         if inference_dtype not in DTYPES:
             raise ConfigError(f"inference_dtype: {inference_dtype!r} is not one of {', '.join(DTYPES)}")
-        # prediction only (ncpl.precision): auto = bf16 on a CPU with bf16 units, else fp32; int8 on request
+        # prediction only (ncpl.regressor.precision): auto = bf16 on a CPU with bf16 units, else fp32; int8 on request
         self.inference_dtype = inference_dtype
         self._low_precision: dict[str, list[torch.nn.Module]] = {}  # the networks' reduced-precision copies, per dtype
         self.networks: list[NCPLNetwork] = []  # one a member
@@ -84,8 +84,8 @@ class NCPL(Predictor):
         """Train on `runs`; `val` selects the checkpoint (default: a seeded `val_frac` of the runs, per source)."""
         import tempfile
 
-        from ncpl.backbones import load_backbone
-        from ncpl.encoders import field_scales
+        from ncpl.regressor.backbones import load_backbone
+        from ncpl.regressor.encoders import field_scales
         from ncpl.splits import split_runs
 
         cfg = self.config

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ncpl.predictors.chinchilla import TokenLaw
-from ncpl.serialize import Encoded, Serializer
+from ncpl.predictors import TokenLaw
+from ncpl.regressor.serialize import Encoded, Serializer
 
 
 @dataclass

@@ -25,9 +25,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
-from ncpl.examples import MODEL_INPUTS, Collator, Example
-from ncpl.network import NCPLNetwork, loss_terms
-from ncpl.precision import cpu_features
+from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example
+from ncpl.regressor.network import NCPLNetwork, loss_terms
+from ncpl.regressor.precision import cpu_features
 from ncpl.schema import ConfigError, load
 
 

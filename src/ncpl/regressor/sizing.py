@@ -35,7 +35,7 @@ with h the width, i the MLP width, q = nh * head_dim, kv = nkv * head_dim. tests
 kernels' workspace (about 0.5-1 GiB a GPU), allocator fragmentation, the validation batches.
 
 Optimizer steps per epoch are ceil(E / (B n)): E examples, a run's final loss plus up to
-`max_curve_points` points of its curve (ncpl.examples), the validation runs taken out as `ncpl train`
+`max_curve_points` points of its curve (ncpl.regressor.dataset), the validation runs taken out as `ncpl train`
 does; accelerate's even_batches pads the last step.
 """
 
@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from ncpl.schema import ConfigError
-from ncpl.train import TrainConfig
+from ncpl.regressor.trainer import TrainConfig
 
 GIB = 2**30
 
@@ -122,7 +122,7 @@ def backbone_config(spec: str):
     """The backbone's config and tokenizer, without its weights: a built-in, a local folder or a cached hub id."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from ncpl.backbones import BUILTINS, _default_cache, _package_dir, _tiny_tokenizer, tiny_qwen3_config
+    from ncpl.regressor.backbones import BUILTINS, _default_cache, _package_dir, _tiny_tokenizer, tiny_qwen3_config
 
     if spec == "tiny-qwen3":
         tokenizer = _tiny_tokenizer(decoder=True)
@@ -160,10 +160,10 @@ def size(config: TrainConfig, runs: pd.DataFrame, val: pd.DataFrame | None = Non
     """Size `ncpl train` of `config` on `runs` (and `val`, else the runs `ncpl train` would hold out)."""
     from transformers import AutoModel
 
-    from ncpl.backbones import _is_decoder
-    from ncpl.encoders import ENCODERS
-    from ncpl.network import OUTPUTS
-    from ncpl.serialize import Serializer
+    from ncpl.regressor.backbones import _is_decoder
+    from ncpl.regressor.encoders import ENCODERS
+    from ncpl.regressor.network import OUTPUTS
+    from ncpl.regressor.serialize import Serializer
     from ncpl.splits import split_runs
 
     backbone_cfg, tokenizer = backbone_config(config.backbone)
@@ -200,8 +200,8 @@ def size(config: TrainConfig, runs: pd.DataFrame, val: pd.DataFrame | None = Non
 
 
 def _examples(runs: pd.DataFrame, serializer, max_curve_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per run: how many examples it gives (as ncpl.examples.build_examples) and the tokens of the longest."""
-    from ncpl.examples import curve_indices
+    """Per run: how many examples it gives (as ncpl.regressor.dataset.build_examples) and the tokens of the longest."""
+    from ncpl.regressor.dataset import curve_indices
 
     counts, lengths = [], []
     for row in runs.to_dict("records"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ncpl.encoders import ENCODERS
+from ncpl.regressor.encoders import ENCODERS
 
 OUTPUTS = ("mean", "q_lo", "q_hi", "diverge")
 QUANTILES = (0.1, 0.9)
