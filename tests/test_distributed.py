@@ -31,10 +31,11 @@ PER_PROCESS = 4  # batch per process of the 2-process run; the 1-process run tak
 
 
 def gpu_config(batch_size: int) -> dict:
-    """configs/gpu.yaml with what a CPU test changes: the backbone, the sizes, float32, no tracker, 1 epoch a stage."""
+    """configs/gpu.yaml with what a CPU test changes: the backbone, the sizes, float32, no tracker, 1 epoch a stage, and
+    the Chinchilla residual law (fitted in seconds; hparam-law's fit, the same in every process, takes far longer)."""
     config = yaml.safe_load((ROOT / "configs/gpu.yaml").read_text())
     return {**config, "backbone": "tiny-qwen3", "batch_size": batch_size, "eval_batch_size": 16, "max_curve_points": 0,
-            "mixed_precision": "no", "log_with": [], "stage1": {**config["stage1"], "epochs": 1, "lr": 3e-3},
+            "mixed_precision": "no", "log_with": [], "baseline": "chinchilla", "stage1": {**config["stage1"], "epochs": 1, "lr": 3e-3},
             "stage2": {**config["stage2"], "epochs": 1, "lr": 1e-3}}
 
 
