@@ -22,6 +22,10 @@ def test_import_show_split_fit(shared, tmp_path):
     assert code == 0
     code, out = invoke("data", "show", tmp_path / "marin.parquet", tmp_path / "gadre.parquet")
     assert code == 0 and "1463 runs" in out and "marin" in out and "gadre" in out
+    header = next(line for line in out.splitlines() if "unstable" in line)
+    marin_row = next(line for line in out.splitlines() if "│ marin" in line)
+    column = [cell.strip() for cell in header.split("┃")].index("unstable")
+    assert [cell.strip() for cell in marin_row.split("│")][column] == "17"  # ncpl.unstable: Marin runs >= 1.08 nats above their group's best
     code, out = invoke("data", "split", tmp_path / "marin.parquet", tmp_path / "gadre.parquet",
                        "--ood-min-params", "3e8", "--id-frac", "0.15", "--seed", "0", "-o", tmp_path / "split")
     assert code == 0, out

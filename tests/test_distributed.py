@@ -31,10 +31,11 @@ PER_PROCESS = 4  # batch per process of the 2-process run; the 1-process run tak
 
 
 def gpu_config(batch_size: int) -> dict:
-    """configs/gpu.yaml with what a CPU test changes: the backbone, the sizes, float32, no tracker, 1 epoch a stage."""
+    """configs/gpu.yaml with what a CPU test changes: the backbone, the sizes, float32, no tracker, 1 epoch a stage, and
+    the Chinchilla residual law (fitted in seconds; hparam-law's fit, the same in every process, takes far longer)."""
     config = yaml.safe_load((ROOT / "configs/gpu.yaml").read_text())
     return {**config, "backbone": "tiny-qwen3", "batch_size": batch_size, "eval_batch_size": 16, "max_curve_points": 0,
-            "mixed_precision": "no", "log_with": [], "stage1": {**config["stage1"], "epochs": 1, "lr": 3e-3},
+            "mixed_precision": "no", "log_with": [], "baseline": "chinchilla", "stage1": {**config["stage1"], "epochs": 1, "lr": 3e-3},
             "stage2": {**config["stage2"], "epochs": 1, "lr": 1e-3}}
 
 
@@ -89,3 +90,20 @@ def test_fsdp_on_cpu_is_refused_not_run_twice(files):
     assert launched.stdout.count("launched 2 processes (WORLD_SIZE) but accelerate joined 1") == 2
     assert "accelerate launch --cpu" not in launched.stdout and "ACCELERATE_USE_CPU" in launched.stdout
     assert not (files / "fsdp/predictor.json").exists()
+
+
+def test_fsdp_units_of_the_cluster_config_are_the_decoder_layers():
+    """configs/accelerate-fsdp.yaml's TRANSFORMER_BASED_WRAP finds the layers through NCPLNetwork (no process group needed)."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+
+    from ncpl.backbones import load_backbone
+    from ncpl.network import NCPLNetwork
+
+    fsdp = yaml.safe_load((ROOT / "configs/accelerate-fsdp.yaml").read_text())["fsdp_config"]
+    backbone = load_backbone("tiny-qwen3")
+    network = NCPLNetwork(backbone.model, backbone.hidden_size, backbone.is_decoder)
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=fsdp["fsdp_version"], auto_wrap_policy=fsdp["fsdp_auto_wrap_policy"].lower())
+    plugin.set_auto_wrap_policy(network)
+    wraps = fsdp2_prepare_auto_wrap_policy(plugin, network)
+    assert [name for name, module in network.named_modules() if wraps(module)] == ["backbone.layers.0", "backbone.layers.1"]

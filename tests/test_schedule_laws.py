@@ -44,7 +44,7 @@ def test_multipower_form_reproduces_the_published_error(curves):
     exact, binned = published_law(10**9), published_law(400)
     maes = [np.abs(binned.predict(curves[n], curves[n].steps) - curves[n].loss).mean() for n in tests]
     assert np.mean(maes) == pytest.approx(0.00376, abs=5e-5)
-    for name in tests:  # binning the sum over lr changes: < 3e-5 nats on average, < 1e-3 at the first point after warmup
+    for name in tests:  # binning the sum over lr changes: < 3e-5 nats on average, < 1e-3 just after warmup
         steps = curves[name].steps[::8]
         gap = np.abs(binned.predict(curves[name], steps) - exact.predict(curves[name], steps))
         assert gap.mean() < 3e-5 and gap.max() < 1e-3, name
@@ -54,7 +54,7 @@ def test_laws_fit_three_schedules_and_predict_another(curves):
     """Fitted to the protocol's three schedules (every third point), both laws predict the wsd cooldown's drop."""
     train = [curves["constant_24000"], curves["cosine_24000"], curves["wsdcon_9"]]
     target = curves["wsdld_20000_24000"]
-    for law, every in ((AnnealingLaw(), 1), (MultiPowerLaw(max_bins=40), 4)):
+    for law, every in ((AnnealingLaw(), 1), (MultiPowerLaw(max_bins=20), 8)):
         law.fit([ScheduleCurve(c.lrs, c.steps[::every], c.loss[::every], c.name) for c in train])
         error = np.abs(law.predict(target, target.steps) - target.loss)
         assert error.mean() < 0.01 and error[-1] < 0.015, (law.name, error.mean(), error[-1])
@@ -91,7 +91,8 @@ def test_cli_schedule_curve(curves, tmp_path):
     target, other = tmp_path / "wsd.csv", tmp_path / "cosine.csv"
     write_curve(target, curves["wsdld_20000_24000"], 24000, 12000)
     write_curve(other, curves["cosine_24000"], 24000, 24000)
-    code, out = invoke("extrapolate", target, "--fit-on", other, "--law", "annealing", "--json", "--plot", tmp_path / "f.png")
+    code, out = invoke("extrapolate", target, "--fit-on", other, "--law", "annealing", "--json",
+                       "--plot", tmp_path / "f.png")
     assert code == 0, out
     result = json.loads(out)
     measured = curves["wsdld_20000_24000"].steps[curves["wsdld_20000_24000"].steps <= 12000]

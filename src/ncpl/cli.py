@@ -54,16 +54,19 @@ def _range(values: pd.Series, fmt: str = ".3g") -> str:
 
 @data_app.command("show")
 def data_show(paths: Annotated[list[Path], typer.Argument(help="runs Parquet files")]) -> None:
-    """Runs per source with the ranges of N, D, lr, batch and loss, curves and diverged runs."""
+    """Runs per source with the ranges of N, D, lr, batch and loss, curves, diverged and unstable runs."""
     from ncpl.store import read_runs
+    from ncpl.unstable import unstable
 
     try:
         runs = read_runs(*paths)
     except ConfigError as error:
         fail(str(error))
     table = Table(title=f"{len(runs)} runs in {', '.join(map(str, paths))}")
-    for header in ("source", "runs", "loss kind", "N (non-emb)", "D (tokens)", "lr", "batch (tokens)", "final loss", "curves", "diverged", "optimizers"):
+    for header in ("source", "runs", "loss kind", "N (non-emb)", "D (tokens)", "lr", "batch (tokens)", "final loss", "curves", "diverged",
+                   "unstable", "optimizers"):
         table.add_column(header)
+    runs["unstable"] = unstable(runs.reset_index(drop=True)).to_numpy()  # blew up below the divergence rule (ncpl.unstable)
     for source, group in runs.groupby("source"):
         curves = group["curve_loss"].notna().sum() if "curve_loss" in group else 0
         table.add_row(
@@ -71,7 +74,7 @@ def data_show(paths: Annotated[list[Path], typer.Argument(help="runs Parquet fil
             _range(group["model.n_params"]), _range(group["data.tokens"]),
             _range(group.get("optimizer.lr", pd.Series(dtype=float))), _range(group.get("batch.tokens", pd.Series(dtype=float))),
             _range(group["final_loss"][~group["diverged"]], ".3f"), str(curves), str(int(group["diverged"].sum())),
-            str(group["optimizer.name"].nunique()),
+            str(int(group["unstable"].sum())), str(group["optimizer.name"].nunique()),
         )
     console.print(table)
 

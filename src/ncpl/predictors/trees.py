@@ -30,9 +30,9 @@ from ncpl.predictors.hparam_law import residual_law
 
 CONFIG_PREFIXES = ("model.", "data.", "optimizer.", "schedule.", "batch.", "extra.")
 CATEGORICAL = ("source", "optimizer.name", "schedule.name", "model.arch", "data.dataset")
-GRID = {"max_depth": (3, 6, 9), "learning_rate": (0.03, 0.1), "min_child_weight": (1.0, 5.0, 20.0)}  # 18 settings
-MAX_ROUNDS = 3000  # boosting rounds a tuned setting may use; early stopping ends it
-PATIENCE = 100  # rounds without a better validation MAE before stopping
+GRID = {"max_depth": (3, 6, 9), "learning_rate": (0.05, 0.15), "min_child_weight": (1.0, 5.0, 20.0)}  # 18 settings
+MAX_ROUNDS = 2000  # boosting rounds a tuned setting may use; early stopping ends it
+PATIENCE = 50  # rounds without a better validation MAE before stopping
 
 
 class FeatureSpec:
