@@ -97,8 +97,8 @@ def test_fsdp_units_of_the_cluster_config_are_the_decoder_layers():
     from accelerate.utils import FullyShardedDataParallelPlugin
     from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
 
-    from ncpl.backbones import load_backbone
-    from ncpl.network import NCPLNetwork
+    from ncpl.regressor.backbones import load_backbone
+    from ncpl.regressor.network import NCPLNetwork
 
     fsdp = yaml.safe_load((ROOT / "configs/accelerate-fsdp.yaml").read_text())["fsdp_config"]
     backbone = load_backbone("tiny-qwen3")
