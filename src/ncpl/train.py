@@ -204,7 +204,7 @@ class Trainer:
                 terms = loss_terms(outputs.float(), batch["target"], batch["converged"], batch["is_final"], batch["diverged"], cfg.huber_delta)
                 loss = terms["huber"] + terms["pinball"] + cfg.diverge_weight * terms["diverge"]
                 acc.backward(loss)
-                acc.clip_grad_norm_(params, cfg.grad_clip)
+                acc.clip_grad_norm_(network.parameters(), cfg.grad_clip)  # the prepared ones: FSDP replaces them
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
