@@ -285,7 +285,13 @@ class Trainer:
 
         if not self.best_path.exists():  # no epoch ran (a schedule of zero epochs): keep the weights as they are
             return
-        self.accelerator.unwrap_model(self.network).load_state_dict(load_file(str(self.best_path)), strict=True)
+        model, state = self.accelerator.unwrap_model(self.network), load_file(str(self.best_path))
+        if self.accelerator.is_fsdp2:  # sharded parameters: each process keeps its shard of the full tensors
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=True))
+        else:
+            model.load_state_dict(state, strict=True)
 
     def _trim_log(self, progress: dict[str, Any]) -> None:
         """Drop the log lines of epochs after the last checkpoint: they run again on resume."""
