@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from ncpl import predictors
@@ -107,3 +108,19 @@ def test_fsdp_units_of_the_cluster_config_are_the_decoder_layers():
     plugin.set_auto_wrap_policy(network)
     wraps = fsdp2_prepare_auto_wrap_policy(plugin, network)
     assert [name for name, module in network.named_modules() if wraps(module)] == ["backbone.layers.0", "backbone.layers.1"]
+
+
+def test_no_scalar_parameters_for_fully_shard_and_scalar_gains_still_load():
+    """fully_shard refuses 0-d parameters ("fully_shard doesn't support scalar parameters"): the encoders' gain is
+    1-d, and a state dict saved with the old scalar gain loads into it."""
+    from ncpl.backbones import load_backbone
+    from ncpl.network import NCPLNetwork
+
+    backbone = load_backbone("tiny-qwen3")
+    for encoder in ("fourier", "mlp"):
+        network = NCPLNetwork(backbone.model, backbone.hidden_size, backbone.is_decoder, encoder)
+        assert all(p.dim() > 0 for p in network.parameters())
+        state = {key: value.clone() for key, value in network.state_dict().items()}
+        state["encoder.gain"] = torch.tensor(2.5)  # as saved before
+        network.load_state_dict(state, strict=True)
+        assert network.encoder.gain.tolist() == [2.5]

@@ -28,7 +28,13 @@ from torch import nn
 class _Encoder(nn.Module):
     def __init__(self, hidden: int, word_rms: float):
         super().__init__()
-        self.gain = nn.Parameter(torch.tensor(float(word_rms)))
+        self.gain = nn.Parameter(torch.tensor([float(word_rms)]))  # 1-d: FSDP's fully_shard refuses 0-d parameters
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        gain = state_dict.get(prefix + "gain")
+        if gain is not None and gain.dim() == 0:  # a model saved when the gain was a scalar
+            state_dict[prefix + "gain"] = gain.reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.gain

@@ -225,7 +225,7 @@ class Trainer:
                 terms = loss_terms(outputs.float(), batch["target"], batch["converged"], batch["is_final"], batch["diverged"], cfg.huber_delta)
                 loss = terms["huber"] + terms["pinball"] + cfg.diverge_weight * terms["diverge"]
                 acc.backward(loss)
-                acc.clip_grad_norm_(params, cfg.grad_clip)
+                acc.clip_grad_norm_(network.parameters(), cfg.grad_clip)  # the prepared ones: FSDP replaces them
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -306,7 +306,13 @@ class Trainer:
 
         if not self.best_path.exists():  # no epoch ran (a schedule of zero epochs): keep the weights as they are
             return
-        self.accelerator.unwrap_model(self.network).load_state_dict(load_file(str(self.best_path)), strict=True)
+        model, state = self.accelerator.unwrap_model(self.network), load_file(str(self.best_path))
+        if self.accelerator.is_fsdp2:  # sharded parameters: each process keeps its shard of the full tensors
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=True))
+        else:
+            model.load_state_dict(state, strict=True)
 
     def _trim_log(self, progress: dict[str, Any]) -> None:
         """Drop the log lines of epochs after the last checkpoint: they run again on resume."""
