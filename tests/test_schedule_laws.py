@@ -115,3 +115,16 @@ def test_cli_schedule_errors(curves, tmp_path):
     assert code == 2 and "--law: got 'cubic'" in out
     code, out = invoke("extrapolate", target, "--fit-on", tmp_path / "none.csv")
     assert code == 2 and "none.csv: curve file not found" in out
+
+
+def test_drop_constants_carry_over_to_a_prefix_fit(curves):
+    """A prefix before any decay cannot tell the loss drop; kept from a fit on other schedules, it predicts the end."""
+    donor = published_law(400)
+    target = curves["wsdld_20000_24000"]
+    seen = target.steps <= 0.2 * target.steps[-1]
+    law = MultiPowerLaw(max_bins=60, drop_from=donor).fit(
+        [ScheduleCurve(target.lrs, target.steps[seen], target.loss[seen], target.name)])
+    assert law.params_[3] == donor.params_[3] and law.params_[5:].tolist() == donor.params_[5:].tolist()
+    assert law.params_[4] == pytest.approx(donor.params_[4] + np.log(law.step_scale / donor.step_scale))
+    error = law.predict(target, target.steps[~seen]) - target.loss[~seen]
+    assert abs(error[-1]) < 0.02 and np.abs(error).mean() < 0.02, (error[-1], np.abs(error).mean())
