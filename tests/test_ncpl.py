@@ -96,9 +96,14 @@ def test_encoders_shapes_and_field_name_independence():
     for encoder in (FourierEncoder(16, word_rms=0.05), MLPEncoder(16, word_rms=0.05, names=True)):
         different = encoder(same_value, torch.ones(2), torch.randn(2, 16))
         assert not torch.allclose(different[0], different[1])  # the field's name changes the embedding
+    # an unseen field (its name embedding never trained) with values far out of any training range: the embedding stays
+    # at the word scale, still tells a decade apart and tells the field from another unseen one (measured over 3 seeds:
+    # 0.16-0.35 and 0.8-1.2 of its norm; an MLP on raw values gives 0.0 and 0.0 here)
     fourier = FourierEncoder(16, word_rms=0.05)
-    new_field = fourier(torch.tensor([7.0e12]), torch.ones(1), torch.randn(1, 16))  # an unseen field, a value far out of range
-    assert torch.isfinite(new_field).all()
+    name, other_name = torch.randn(1, 16), torch.randn(1, 16)
+    far = fourier(torch.tensor([7.0e12, 7.0e13, 7.0e12]), torch.ones(3), torch.cat([name, name, other_name])).detach()
+    assert far.pow(2).mean(-1).sqrt().numpy() == pytest.approx([0.05] * 3, rel=1e-3)
+    assert (far[1] - far[0]).norm() > 0.05 * far[0].norm() and (far[2] - far[0]).norm() > 0.3 * far[0].norm()
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +112,7 @@ def trained(runs, tmp_path_factory):
     return NCPL(TrainConfig(**TINY), work_dir=work).fit(runs), work
 
 
-def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path):
+def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path, shared):
     model, work = trained
     log = [json.loads(line) for line in (work / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 4 and log[-1]["train_huber"] < log[0]["train_huber"]
@@ -126,17 +131,29 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     assert np.array_equal(loaded.predict(runs), model.predict(runs))
     pd.testing.assert_frame_equal(loaded.predict_details(runs), details)  # the conformal margin travels with the model
     val = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).id
-    val = val[~val["diverged"]]
-    got = model.predict_details(val)
-    inside = (got["pred_loss_lo"].to_numpy() <= val["final_loss"].to_numpy()) & (val["final_loss"].to_numpy() <= got["pred_loss_hi"].to_numpy())
+    val = val[usable(val)]
     train = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).train
     train = train[usable(train)]
     residual = train["final_loss"].to_numpy() - model.targets.baseline.predict(train)
     assert model.targets.scale == pytest.approx(1.4826 * np.median(np.abs(residual - np.median(residual))))  # robust, not the std
     assert set(model.interval_margins) == {"*", *val["source"]}
-    for source in val["source"].unique():  # conformal per source: at least nominal on the runs it calibrated on
-        assert inside[(val["source"] == source).to_numpy()].mean() >= 0.8, source
     assert model.interval_margins["steplaw"] != model.interval_margins["gemstones"]
+    # The conformal guarantee on runs neither the network nor the margins saw: StepLaw runs outside the training sample
+    # are exchangeable with each other, so margins calibrated on 20 of them hold at least 80% of 40 others on average
+    # over random splits (and at most 80% + 2/21: the margin is the order statistic one above split conformal's).
+    # Checking the runs the margins were calibrated on, as before, could not fail.
+    everything = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
+    fresh = everything[~everything["run_id"].isin(runs["run_id"]) & usable(everything)].sample(60, random_state=1)
+    margins, rng, covered = model.interval_margins, np.random.default_rng(0), []
+    for _ in range(40):
+        order = rng.permutation(len(fresh))
+        model.interval_margins = model._conformal_margins(fresh.iloc[order[:20]])
+        test = fresh.iloc[order[20:]]
+        got = model.predict_details(test)
+        covered.append(((got["pred_loss_lo"].to_numpy() <= test["final_loss"].to_numpy())
+                        & (test["final_loss"].to_numpy() <= got["pred_loss_hi"].to_numpy())).mean())
+    model.interval_margins = margins
+    assert 0.8 - 0.04 <= np.mean(covered) <= 0.8 + 2 / 21 + 0.04, np.mean(covered)
     (tmp_path / "model/model.safetensors").write_bytes(b"not a weights file")
     with pytest.raises(ValueError, match="corrupted"):
         predictors.load(tmp_path / "model")
