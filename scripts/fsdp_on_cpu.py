@@ -15,7 +15,7 @@ from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
 from ncpl.cli import app
-from ncpl.train import Trainer
+from ncpl.regressor.trainer import Trainer
 
 plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap",
                                         state_dict_type="FULL_STATE_DICT", reshard_after_forward=True)

@@ -113,8 +113,8 @@ def test_fsdp_units_of_the_cluster_config_are_the_decoder_layers():
 def test_no_scalar_parameters_for_fully_shard_and_scalar_gains_still_load():
     """fully_shard refuses 0-d parameters ("fully_shard doesn't support scalar parameters"): the encoders' gain is
     1-d, and a state dict saved with the old scalar gain loads into it."""
-    from ncpl.backbones import load_backbone
-    from ncpl.network import NCPLNetwork
+    from ncpl.regressor.backbones import load_backbone
+    from ncpl.regressor.network import NCPLNetwork
 
     backbone = load_backbone("tiny-qwen3")
     for encoder in ("fourier", "mlp"):
