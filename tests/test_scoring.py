@@ -76,7 +76,7 @@ def test_bad_row_is_named(sweep, model_dir, tmp_path):
     bad = sweep.copy()
     bad.loc[bad.index[7], "optimizer.lr"] = -3.0
     bad.to_parquet(tmp_path / "bad.parquet", index=False)
-    with pytest.raises(ConfigError, match=r"row 7: .*optimizer\.lr"):
+    with pytest.raises(ConfigError, match=r"row 8: .*optimizer\.lr"):
         score_file(predictors.load(model_dir), tmp_path / "bad.parquet", tmp_path / "out.parquet", batch_size=5)
 
 

@@ -52,12 +52,13 @@ def test_sweep_with_bad_rows_names_the_first_and_writes_nothing(fmt, tiny_model,
     result = CliRunner().invoke(app, ["score", str(tiny_model), str(path), "-o", str(output), "--batch-size", "200"])
     message = flat(result.output)
     assert result.exit_code == 2, result.output
-    assert f"bad.{fmt}: row 437: " in message and "optimizer.lr" in message and "greater than 0" in message, result.output
+    place = {"csv": lambda row: f"bad.csv:{row + 2}: ", "parquet": lambda row: f"bad.parquet: row {row + 1}: "}[fmt]
+    assert place(437) in message and "optimizer.lr" in message and "greater than 0" in message, result.output
     assert not output.exists() and not list(tmp_path.glob(".out.parquet*"))  # no output file, whole or partial
     finished = sorted(p.name for p in (tmp_path / "out.parquet.parts").glob("part-*.parquet"))
     assert finished == ["part-000000.parquet", "part-000001.parquet"]  # only chunks that validated, for --resume
     sweep.loc[437, "optimizer.lr"] = 1e-3
     sweep.to_csv(path, index=False) if fmt == "csv" else sweep.to_parquet(path, index=False)
     result = CliRunner().invoke(app, ["score", str(tiny_model), str(path), "-o", str(output), "--batch-size", "200", "--resume"])
-    assert result.exit_code == 2 and "row 512: " in flat(result.output) and "data.tokens" in flat(result.output), result.output
+    assert result.exit_code == 2 and place(512) in flat(result.output) and "data.tokens" in flat(result.output), result.output
     assert not output.exists()
