@@ -212,6 +212,7 @@ def ensemble(
         except ValueError:
             raise ConfigError(f"--weights: got {weights!r}, expected numbers separated by commas, e.g. 1,1") from None
         model = Ensemble([predictors.load(directory) for directory in members], parsed)
+        model.coverage_ = predictors.merge_coverage([member.coverage_ for member in model.members])
     except ConfigError as error:
         fail(str(error))
     model.save(output)

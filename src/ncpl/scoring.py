@@ -89,14 +89,13 @@ def _yaml_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
 
 
 def where(path: Path, row: int) -> str:
-    """The place of the row `row` (0-based) of a sweep as people read the file: `FILE:LINE` for text files (CSV: line
-    1 is the header; as `ncpl data import` names rows), `FILE: config K` / `FILE: row K` (1-based) for YAML / Parquet."""
+    """The place of row `row` (0-based) of a sweep, numbered as `ncpl data import` numbers rows: `FILE:LINE`, 1-based,
+    where a CSV's line 1 is its header (a Parquet file's rows are numbered from 1 as if it were JSONL), and
+    `FILE: config K` (1-based) for the list of a YAML file."""
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return f"{path}:{row + 2}"
-    if suffix == ".jsonl":
-        return f"{path}:{row + 1}"
-    return f"{path}: {'config' if suffix in ('.yaml', '.yml') else 'row'} {row + 1}"
+    if suffix in (".yaml", ".yml"):
+        return f"{path}: config {row + 1}"
+    return f"{path}:{row + (2 if suffix == '.csv' else 1)}"
 
 
 _RECORD = {"run_id", "final_loss", "loss_kind", "diverged", "curve_tokens", "curve_loss"}

@@ -96,12 +96,12 @@ class Heartbeat:
         self.tty = sys.stdout.isatty() if tty is None else tty
         self.enabled = enabled
         self.postfix = ""
+        self.bar: Any = None
 
     def __iter__(self):
         if self.tty:
-            bar = tqdm(self.iterable, desc=self.desc, total=self.total, disable=not self.enabled, leave=False)
-            self.bar = bar
-            yield from bar
+            self.bar = tqdm(self.iterable, desc=self.desc, total=self.total, disable=not self.enabled, leave=False)
+            yield from self.bar
             return
         started = last = time.perf_counter()
         done = 0
@@ -117,7 +117,7 @@ class Heartbeat:
 
     def set_postfix(self, text: str) -> None:
         self.postfix = f", {text}"
-        if self.tty and hasattr(self, "bar"):
+        if self.bar is not None:
             self.bar.set_postfix_str(text)
 
 

@@ -83,6 +83,21 @@ def training_coverage(runs: pd.DataFrame) -> dict[str, Any]:
     return {"ranges": ranges, "fields": fields}
 
 
+def merge_coverage(coverages: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The coverage of several predictors used together (an ensemble): the union of their ranges and fields;
+    None when one of them is unknown."""
+    if not coverages or any(c is None for c in coverages):
+        return None
+    ranges: dict[str, dict[str, list[float] | None]] = {}
+    for coverage in coverages:
+        for source, axes in coverage["ranges"].items():
+            for axis, bounds in axes.items():
+                known = ranges.setdefault(source, {}).get(axis)
+                ranges[source][axis] = bounds if known is None else known if bounds is None else [
+                    min(known[0], bounds[0]), max(known[1], bounds[1])]
+    return {"ranges": ranges, "fields": sorted({f for c in coverages for f in c["fields"]})}
+
+
 def _records_coverage(fit):
     @functools.wraps(fit)
     def wrapper(self: Predictor, runs: pd.DataFrame, *args: Any, **kwargs: Any) -> Predictor:
