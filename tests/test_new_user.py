@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from ncpl import predictors
 from ncpl.cli import app
 from ncpl.store import read_runs
-from ncpl.train import Heartbeat
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -168,6 +167,8 @@ def test_tune_runs_says_when_none_matched(models, tmp_path):
 
 
 def test_progress_lines_without_a_terminal():
+    from ncpl.train import Heartbeat
+
     lines = []
     items = list(Heartbeat(range(5), "stage 1 epoch 1/2", 5, lines.append, seconds=0.0, tty=False))
     assert items == list(range(5)) and len(lines) == 5

@@ -53,6 +53,9 @@ def as_frame(configs: Configs) -> pd.DataFrame:
 # The axes along which a prediction is placed against the training runs of its source, in decades (log10).
 COVERAGE_AXES = {"n_params": "N (non-embedding, active)", "tokens": "D (tokens)", "lr": "lr", "batch": "batch (tokens)"}
 OUTSIDE = "outside_"  # prefix of the per-axis columns; `outside` is their largest absolute value
+# Distances below this many decades (1.2%) count as inside: a count written with units (134M for 134217728) is not
+# an extrapolation.
+OUTSIDE_TOLERANCE = 0.005
 
 
 def _axes(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -141,7 +144,7 @@ class Predictor(ABC):
     def outside_of_training(self, configs: Configs) -> pd.DataFrame:
         """Per config, how many decades each axis (``outside_n_params``, ``outside_tokens``, ``outside_lr``,
         ``outside_batch``) lies beyond the training runs of its source: positive above their max, negative below their
-        min, 0 inside; ``outside`` the largest absolute value. NaN where unknown (a model saved before, a source or an
+        min, 0 inside (or within `OUTSIDE_TOLERANCE`); ``outside`` the largest absolute value. NaN where unknown (a model saved before, a source or an
         axis without training runs, a config without the value)."""
         frame = as_frame(configs)
         sources = frame["source"].astype(str).to_numpy() if "source" in frame else np.full(len(frame), "")
@@ -149,8 +152,8 @@ class Predictor(ABC):
         out = {}
         for axis, values in _axes(frame).items():
             bounds = np.array([(ranges.get(s, {}).get(axis) or [np.nan, np.nan]) for s in sources], float).reshape(-1, 2)
-            out[f"{OUTSIDE}{axis}"] = np.where(values > bounds[:, 1], values - bounds[:, 1],
-                                               np.where(values < bounds[:, 0], values - bounds[:, 0], 0.0))
+            beyond = np.where(values > bounds[:, 1], values - bounds[:, 1], np.where(values < bounds[:, 0], values - bounds[:, 0], 0.0))
+            out[f"{OUTSIDE}{axis}"] = np.where(np.abs(beyond) < OUTSIDE_TOLERANCE, 0.0, beyond)
             out[f"{OUTSIDE}{axis}"][~np.isfinite(values) | np.isnan(bounds).any(axis=1)] = np.nan
         table = pd.DataFrame(out)
         table.insert(0, "outside", table.abs().max(axis=1, skipna=True).where(table.notna().any(axis=1)))
