@@ -76,7 +76,7 @@ def test_bad_row_is_named(sweep, model_dir, tmp_path):
     bad = sweep.copy()
     bad.loc[bad.index[7], "optimizer.lr"] = -3.0
     bad.to_parquet(tmp_path / "bad.parquet", index=False)
-    with pytest.raises(ConfigError, match=r"row 7: .*optimizer\.lr"):
+    with pytest.raises(ConfigError, match=r"bad\.parquet:8: .*optimizer\.lr"):
         score_file(predictors.load(model_dir), tmp_path / "bad.parquet", tmp_path / "out.parquet", batch_size=5)
 
 
@@ -85,17 +85,17 @@ def test_predict_command_and_python_api(sweep, model_dir, tmp_path):
 
     record = schema.validate(schema.RunRecord, {**schema.RunRecord.from_flat(sweep.iloc[0].to_dict()).model_dump()})
     schema.save(record.config, tmp_path / "candidate.yaml")
-    result = CliRunner().invoke(app, ["predict", str(model_dir), "--config", str(tmp_path / "candidate.yaml"), "--json"])
+    result = CliRunner().invoke(app, ["predict", str(model_dir), "--candidate", str(tmp_path / "candidate.yaml"), "--json"])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
     assert answer["pred_loss"] == pytest.approx(float(ncpl.load(model_dir).predict(record.config)[0]))
     law = predictors.create("chinchilla").fit(sweep[~sweep["diverged"]])
     law.save(tmp_path / "law")
-    result = CliRunner().invoke(app, ["predict", str(tmp_path / "law"), "--config", str(tmp_path / "candidate.yaml"), "--curve", "--json"])
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "law"), "--candidate", str(tmp_path / "candidate.yaml"), "--curve", "--json"])
     curve = json.loads(result.output)["curve"]
     assert len(curve["loss"]) == 10 and curve["loss"] == sorted(curve["loss"], reverse=True)
     (tmp_path / "broken.yaml").write_text("source: steplaw\nmodel: {n_params: 1e8}\n")
-    result = CliRunner().invoke(app, ["predict", str(model_dir), "--config", str(tmp_path / "broken.yaml")])
+    result = CliRunner().invoke(app, ["predict", str(model_dir), "--candidate", str(tmp_path / "broken.yaml")])
     assert result.exit_code == 2 and "data" in result.output and "required" in result.output
 
 

@@ -14,8 +14,10 @@ from rich.table import Table
 
 from ncpl.schema import ConfigError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="Predict pretraining loss from a run's full configuration.")
-data_app = typer.Typer(no_args_is_help=True, help="Import, inspect and split real run logs.")
+# rich_markup_mode=None: click's plain help, where a flag shows as `--flag` (typer's rich panels add `<bool>`)
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Predict pretraining loss from a run's full configuration.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Import, inspect and split real run logs.")
 app.add_typer(data_app, name="data")
 console = Console(width=None if sys.stdout.isatty() else 200)  # no wrapping in logs and CI
 
@@ -23,6 +25,36 @@ console = Console(width=None if sys.stdout.isatty() else 200)  # no wrapping in 
 def fail(message: str) -> None:
     console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(2)
+
+
+def warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+def warn_coverage(model, configs: pd.DataFrame, details: pd.DataFrame, what: str) -> None:
+    """Say which fields the model never saw in training and which predictions lie outside its training runs."""
+    from ncpl.predictors import COVERAGE_AXES, OUTSIDE
+
+    unseen = model.unseen_fields(configs)
+    if unseen:
+        warn(f"{what}: {', '.join(unseen)} never set in {model.name}'s training runs: the model cannot have learned "
+             "their effect")
+    if model.coverage_ is None:
+        warn(f"{what}: the training range of this model is unknown (saved before it was recorded); re-fit to know how "
+             "far a prediction extrapolates")
+        return
+    outside = details["outside"].to_numpy(float)
+    unknown = np.isnan(outside)
+    if unknown.any():
+        sources = sorted(set(configs["source"].astype(str)[unknown]) - set(model.coverage_["ranges"]))
+        warn(f"{what}: {int(unknown.sum())} of {len(details)} configs have no training range"
+             + (f" (source {', '.join(sources)} not in the training runs)" if sources else ""))
+    beyond = outside > 0
+    if beyond.any():
+        axes = [f"{label} up to {np.nanmax(np.abs(details[OUTSIDE + axis].to_numpy(float))):.2f}"
+                for axis, label in COVERAGE_AXES.items() if (np.abs(details[OUTSIDE + axis].to_numpy(float)) > 0).any()]
+        warn(f"{what}: {int(beyond.sum())} of {len(details)} configs lie outside the training runs of their source "
+             f"(decades beyond their range: {', '.join(axes)}); the loss there is extrapolated")
 
 
 @data_app.command("import")
@@ -146,8 +178,11 @@ def train(
         Path(__file__).resolve().parents[2] / "configs" / "accelerate-fsdp.yaml"),
     num_processes: Annotated[Optional[int], typer.Option("--num-processes", min=1, help=(
         "with --dry-run: processes (GPUs) instead of the launch config's"))] = None,
+    keep_work: Annotated[bool, typer.Option("--keep-work", help="keep OUTPUT/work (checkpoints, a few hundred MB) after "
+                                                                 "the model directory is written")] = False,
 ) -> None:
-    """Train the NCPL regressor (two stages) and save a model directory."""
+    """Train the NCPL regressor (two stages) and save a model directory; OUTPUT/work (checkpoints for resuming) is
+    removed once it is complete, its train_log.jsonl kept beside the model."""
     from ncpl.regressor.predictor import NCPL
     from ncpl.store import read_runs
 
@@ -172,7 +207,15 @@ def train(
     except ConfigError as error:
         fail(str(error))
     model.save(output)
-    console.print(f"saved {output}")
+    work = output / "work"
+    if not keep_work and work.exists():
+        import shutil
+
+        for k, log in enumerate(model.train_logs):  # the metrics of the fit stay beside its plots
+            if log.exists():
+                shutil.copyfile(log, output / ("train_log.jsonl" if k == 0 else f"train_log.member-{k}.jsonl"))
+        shutil.rmtree(work)
+    console.print(f"saved {output}" + ("" if keep_work else f" (work folder {work} removed; --keep-work keeps it)"))
 
 
 @app.command()
@@ -191,6 +234,7 @@ def ensemble(
         except ValueError:
             raise ConfigError(f"--weights: got {weights!r}, expected numbers separated by commas, e.g. 1,1") from None
         model = Ensemble([predictors.load(directory) for directory in members], parsed)
+        model.coverage_ = predictors.merge_coverage([member.coverage_ for member in model.members])
     except ConfigError as error:
         fail(str(error))
     model.save(output)
@@ -200,34 +244,47 @@ def ensemble(
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="a model directory (NCPL or a baseline)")],
-    config: Annotated[Path, typer.Option("--config", help="candidate RunConfig, YAML or JSON")],
+    candidate_file: Annotated[Optional[Path], typer.Option("--candidate", help="candidate RunConfig, YAML or JSON (e.g. examples/candidate.yaml)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", hidden=True, help="deprecated alias of --candidate")] = None,
     curve: Annotated[bool, typer.Option("--curve", help="also the loss at 10%, 20%, ..., 100% of training")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
-    """Predicted final loss of one candidate config (with interval, p_diverge and curve where the model has them)."""
+    """Predicted final loss of one candidate config (with interval, p_diverge and curve where the model has them), and
+    how far it lies outside the training runs of its source (outside_*: decades beyond their range, 0 inside)."""
     import json
 
     from ncpl import predictors, schema
 
     try:
+        if config is not None:  # `--config` names an experiment YAML in `ncpl train`; here it was the candidate
+            if candidate_file is not None:
+                raise ConfigError("--config: a deprecated alias of --candidate; give only --candidate")
+            console.print("[yellow]note:[/] predict --config is deprecated; use --candidate (train --config is the "
+                          "experiment YAML)", highlight=False)
+        candidate_file = candidate_file or config
+        if candidate_file is None:
+            raise ConfigError("--candidate: required; a RunConfig YAML or JSON, e.g. --candidate examples/candidate.yaml")
         model = predictors.load(model_dir)
-        candidate = schema.load(config)
-        details = model.predict_details(candidate).iloc[0].to_dict()
+        candidate = schema.load(candidate_file)
+        frame = predictors.as_frame(candidate)
+        details = model.predict_details(frame)
         fractions = np.round(np.linspace(0.1, 1.0, 10), 2)
-        losses = model.predict_curve(candidate, fractions)[0] if curve else None
+        losses = model.predict_curve(frame, fractions)[0] if curve else None
     except ConfigError as error:
         fail(str(error))
-    result = {k: float(v) for k, v in details.items()}
+    result = {k: (float(v) if np.isfinite(v) else None) for k, v in details.iloc[0].items()}
     if curve:
         result["curve"] = {"fraction": fractions.tolist(), "tokens": (fractions * candidate.data.tokens).tolist(), "loss": losses.tolist()}
     if as_json:
         print(json.dumps(result))
         return
-    table = Table(title=f"{config} with {model_dir} ({model.name})")
+    warn_coverage(model, frame, details, str(candidate_file))
+    table = Table(title=f"{candidate_file} with {model_dir} ({model.name})")
     for header in ("quantity", "value"):
         table.add_column(header)
-    for key, value in details.items():
-        table.add_row(key, f"{value:.4f}")
+    for key, value in result.items():
+        if key != "curve":
+            table.add_row(key, "unknown" if value is None else f"{value:.4f}")
     if curve:
         for fraction, loss in zip(fractions, losses):
             table.add_row(f"loss at {fraction:.0%} ({fraction * candidate.data.tokens:.3g} tokens)", f"{loss:.4f}")
@@ -250,7 +307,7 @@ def score(
 
     from ncpl import predictors
     from ncpl.regressor.precision import DTYPES, set_inference_dtype
-    from ncpl.scoring import merge_parts, parts_folder, score_file, sweep_rows
+    from ncpl.scoring import CONFIG_SECTIONS, merge_parts, parts_folder, score_file, sweep_rows
 
     if dtype not in DTYPES:
         fail(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
@@ -270,6 +327,17 @@ def score(
         if state.is_main_process:
             rows = merge_parts(parts, output)
             console.print(f"scored {rows} configs -> {output}")
+            import pyarrow.parquet as pq
+
+            from ncpl.predictors import OUTSIDE
+
+            # only the columns the warnings read, not the whole sweep: the configs' fields the model never saw, and
+            # the outside_* columns
+            seen = set((model.coverage_ or {}).get("fields", ()))
+            names = [c for c in pq.read_schema(output).names if c == "source" or c.startswith(OUTSIDE) or c == "outside"
+                     or (c.startswith(CONFIG_SECTIONS) and c not in seen)]
+            scored = pd.read_parquet(output, columns=names)
+            warn_coverage(model, scored, scored, str(sweep))
     except ConfigError as error:
         fail(str(error))
 
@@ -296,7 +364,8 @@ def tune(
 ) -> None:
     """Best hyperparameters under a constraint, by the model's predicted loss; with the StepLaw law's (and a transfer's) suggestion, scored."""
     from ncpl import predictors, schema
-    from ncpl.tuning import ALIASES, BATCH, LR, landscape, load_space, runs_at, score_suggestions, steplaw_suggestion, transfer_suggestion
+    from ncpl.tuning import (ALIASES, BATCH, LR, ignored_fields, landscape, load_space, runs_at, score_suggestions,
+                             steplaw_suggestion, transfer_suggestion)
     from ncpl.tuning import tune as search
 
     try:
@@ -313,6 +382,7 @@ def tune(
         if clash and flops is None:
             raise ConfigError(f"--fix {fix}: {sorted(clash)} are also in the search space {space}")
         best = search(model, base_config, dims, flops=flops, n=n, top=top, max_p_diverge=max_p_diverge, seed=seed)
+        ignored = ignored_fields(model, base_config, dims, best.iloc[0], flops)
         suggestions = {"StepLaw law": steplaw_suggestion(base_config)}
         if transfer_from is not None:
             suggestions[f"Complete^(d)P from {transfer_from.name}"] = transfer_suggestion(schema.load(transfer_from), base_config)
@@ -322,10 +392,14 @@ def tune(
             from ncpl.store import read_runs
 
             lr_axis, batch_axis, loss, at = landscape(model, base_config, dims, best.iloc[0], flops=flops)
+            drawn = runs_at(read_runs(runs), at) if runs else None
+            if drawn is not None and drawn.empty:
+                warn(f"--runs {runs}: no run of source {at['source']} at N = {at['model.n_params']:.3g}, "
+                     f"D = {at['data.tokens']:.3g}; none drawn (runs_at matches N and D to 1e-6)")
             on_slice = {**suggestions, "StepLaw law": steplaw_suggestion(at)}  # scored on the plotted slice, as the map is
             picks = pd.concat([pd.DataFrame({LR: at[LR], BATCH: at[BATCH], "pred_loss": best["pred_loss"].iloc[0]}, index=["tuner best"]),
                                score_suggestions(model, at, on_slice)])
-            loss_landscape(lr_axis, batch_axis, loss, plot, picks=picks, runs=runs_at(read_runs(runs), at) if runs else None,
+            loss_landscape(lr_axis, batch_axis, loss, plot, picks=picks, runs=drawn if drawn is not None and len(drawn) else None,
                            title=f"{at['source']}: {model.name} loss at N = {at['model.n_params']:.3g}, D = {at['data.tokens']:.3g}")
     except ConfigError as error:
         fail(str(error))
@@ -338,6 +412,11 @@ def tune(
         for row in frame.itertuples(index=False):
             table.add_row(*(f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v) for v in row))
         console.print(table)
+    if ignored:
+        warn(f"{model.name} ignores {', '.join(ignored)}: its prediction does not change over the searched range, so "
+             "the search cannot choose them (the picks' values there are arbitrary)")
+    pick = pd.DataFrame([{**schema.config_to_flat(base_config), **best.iloc[0].to_dict()}])
+    warn_coverage(model, pick, model.outside_of_training(pick), "the best pick")
     if plot is not None:
         console.print(f"loss landscape -> {plot}")
 

@@ -8,9 +8,11 @@ that Parquet files and tabular models use.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -116,8 +118,35 @@ class DataSpec(_Section):
     dataset: str | None = None
 
 
+# The optimizer-specific fields each optimizer's real runs carry (data/*.parquet: Marin's hyperparameters, Gadre's
+# z_loss and qk_norm). Any other optimizer field is refused as a likely typo (`lrr`); a field of your own goes
+# under the top-level `extra` section, which every predictor reads as it reads the rest of the config.
+OPTIMIZER_FIELDS: dict[str, tuple[str, ...]] = {
+    "adamw": ("nesterov", "qk_norm", "z_loss"),
+    "nadamw": ("nesterov",),
+    "adam-mini": ("nesterov",),
+    "muon": ("decay", "momentum", "muon_epsilon", "muon_to_adam_lr"),
+    "scion": ("decay", "momentum", "scion_epsilon", "scion_to_signum_lr"),
+    "kron": ("block_size", "normalize_grads", "partition_grads_into_blocks", "preconditioner_init_scale",
+             "preconditioner_lr", "preconditioner_update_probability", "update_prob_flat_start"),
+    "soap": ("block_size", "partition_grads_into_blocks", "precondition_frequency", "shampoo_beta"),
+    "mars": ("gamma",),
+    "sophia": ("gamma",),
+}
+
+
+def did_you_mean(name: str, known: typing.Iterable[str]) -> str:
+    """' (did you mean 'lr'?)' for the close matches of `name` among `known`, else ''."""
+    known = list(known)
+    matches = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if not matches:  # a dotted name: compare the last part too (`optimizer.lrr` -> `optimizer.lr`)
+        leaf = name.rpartition(".")[2]
+        matches = [k for k in known if difflib.get_close_matches(leaf, [k.rpartition(".")[2]], n=1, cutoff=0.75)][:3]
+    return f" (did you mean {' or '.join(repr(m) for m in matches)}?)" if matches else ""
+
+
 class OptimizerSpec(BaseModel):
-    """Common optimizer fields; optimizer-specific ones (muon_to_adam_lr, shampoo_beta, ...) are kept as extras."""
+    """Common optimizer fields, and the optimizer-specific ones its real runs carry (`OPTIMIZER_FIELDS`)."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
@@ -137,8 +166,14 @@ class OptimizerSpec(BaseModel):
         return normalize_optimizer(value)
 
     @model_validator(mode="after")
-    def _scalar_extras(self) -> OptimizerSpec:
+    def _known_extras(self) -> OptimizerSpec:
+        specific = OPTIMIZER_FIELDS.get(self.name, ())
         for key, value in (self.model_extra or {}).items():
+            if key not in specific:
+                known = [*type(self).model_fields, *specific]
+                raise ValueError(
+                    f"optimizer.{key}: unknown field for optimizer {self.name!r}{did_you_mean(key, known)}; its fields are "
+                    f"{', '.join(known)}; put a field of your own under 'extra' (extra.{key})")
             _check_scalar(f"optimizer.{key}", value)
         return self
 
@@ -337,7 +372,32 @@ def _missing(value: Any) -> bool:
 # --- validation with readable errors ------------------------------------------------------------
 
 
-def format_validation_error(error: ValidationError) -> str:
+def _section_model(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The model class at `path` (field names) below `model`, read from the annotations; None past a leaf."""
+    for part in path:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        nested = [t for t in (field.annotation, *typing.get_args(field.annotation))
+                  if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def known_fields(model: type[BaseModel] = RunConfig) -> list[str]:
+    """The flat dotted fields of `model` (``model.n_params``, ``optimizer.lr``, ...), read from the pydantic models,
+    with every optimizer's specific fields; ``extra.*`` takes any name."""
+    fields = []
+    for name, field in model.model_fields.items():
+        section = _section_model(model, (name,))
+        fields += [f"{name}.{inner}" for inner in section.model_fields] if section else [name]
+    specific = sorted({f for names in OPTIMIZER_FIELDS.values() for f in names})
+    return fields + [f"optimizer.{name}" for name in specific if f"optimizer.{name}" not in fields]
+
+
+def format_validation_error(error: ValidationError, model: type[BaseModel] | None = None) -> str:
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "<root>"
@@ -345,7 +405,11 @@ def format_validation_error(error: ValidationError) -> str:
         if item["type"] == "missing":
             lines.append(f"{field}: required field is missing")
         elif item["type"] == "extra_forbidden":
-            lines.append(f"{field}: unknown field (value {item['input']!r}); put source-specific fields under 'extra'")
+            parent = _section_model(model, item["loc"][:-1]) if model else None
+            hint = did_you_mean(str(item["loc"][-1]), parent.model_fields) if parent else ""
+            lines.append(f"{field}: unknown field (value {item['input']!r}){hint}; put source-specific fields under 'extra'")
+        elif message.startswith(f"{field}."):  # a section's validator that names the field itself
+            lines.append(message)
         else:
             lines.append(f"{field}: got {item['input']!r}: {message}")
     return "; ".join(lines)
@@ -355,7 +419,7 @@ def validate(model: type[BaseModel], data: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"invalid {model.__name__}: {format_validation_error(error)}") from None
+        raise ConfigError(f"invalid {model.__name__}: {format_validation_error(error, model)}") from None
 
 
 # --- YAML / JSON files --------------------------------------------------------------------------

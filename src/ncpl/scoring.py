@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from ncpl.predictors import Predictor
-from ncpl.schema import ConfigError, RunConfig, config_to_flat, validate
+from ncpl.schema import ConfigError, RunConfig, config_to_flat, did_you_mean, known_fields, validate
 from ncpl.store import unreadable_parquet
 
 CONFIG_SECTIONS = ("model.", "data.", "optimizer.", "schedule.", "batch.", "extra.")
@@ -28,7 +28,7 @@ FORMATS = (".parquet", ".csv", ".jsonl", ".yaml", ".yml")
 
 
 def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
-    """Frames of at most `batch_size` rows, their index the row number in the file (from 0)."""
+    """Frames of at most `batch_size` rows, their index the row number in the file (from 0; `where` names it)."""
     if not path.exists():
         raise ConfigError(f"{path}: sweep file not found")
     suffix = path.suffix.lower()
@@ -59,7 +59,7 @@ def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
     except Exception as error:  # pyarrow, pandas and the json / csv parsers raise many types
         if suffix == ".parquet":
             raise unreadable_parquet(path, error) from None
-        raise ConfigError(f"{path}: cannot read the sweep after row {start} as {suffix[1:].upper()} "
+        raise ConfigError(f"{where(path, start)}: cannot read the sweep from here on as {suffix[1:].upper()} "
                           f"({type(error).__name__}: {error}); fix or re-export the file") from None
 
 
@@ -83,20 +83,49 @@ def _yaml_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
         try:
             rows.append(config_to_flat(validate(RunConfig, item)))
         except ConfigError as error:
-            raise ConfigError(f"{path}: config {number}: {error}") from None
+            raise ConfigError(f"{where(path, number)}: {error}") from None
     for start in range(0, len(rows), batch_size):
         yield pd.DataFrame(rows[start : start + batch_size])
 
 
-def check_rows(chunk: pd.DataFrame, path: Path) -> None:
-    """Every row must be a valid config; the error names the row (0-based, as in the file) and the field."""
+def where(path: Path, row: int) -> str:
+    """The place of row `row` (0-based) of a sweep, numbered as `ncpl data import` numbers rows: `FILE:LINE`, 1-based,
+    where a CSV's line 1 is its header (a Parquet file's rows are numbered from 1 as if it were JSONL), and
+    `FILE: config K` (1-based) for the list of a YAML file."""
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return f"{path}: config {row + 1}"
+    return f"{path}:{row + (2 if suffix == '.csv' else 1)}"
+
+
+_RECORD = {"run_id", "final_loss", "loss_kind", "diverged", "curve_tokens", "curve_loss"}
+
+
+def check_columns(columns: list[str], path: Path) -> None:
+    """A dotted column must be a config field (`known_fields`, any ``extra.*``) or a record's (``meta.*``,
+    ``other_loss.*``). Columns without a dot (ids, notes) are carried through."""
+    known = known_fields()
+    for column in map(str, columns):
+        if column in known or column in _RECORD or column.startswith(("extra.", "meta.", "other_loss.")):
+            continue
+        if "." in column:
+            raise ConfigError(f"{path}: column {column!r}: unknown config field{did_you_mean(column, known)}; "
+                              "put a field of your own in an 'extra.' column (extra.NAME)")
+
+
+def check_rows(chunk: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Every row must be a valid config; the error names the row (`where`) and the field. Returns the flat configs
+    as validated: counts with units (130M, 2.6B) as numbers, optimizer names normalised."""
+    check_columns(list(chunk.columns), path)
     columns = [c for c in chunk.columns if c == "source" or c.startswith(CONFIG_SECTIONS)]
+    flat = []
     for number, row in zip(chunk.index, chunk[columns].to_dict("records")):
         row = {k: v for k, v in row.items() if not (v is None or (isinstance(v, float) and v != v))}
         try:
-            validate(RunConfig, _nest(row))
+            flat.append(config_to_flat(validate(RunConfig, _nest(row))))
         except ConfigError as error:
-            raise ConfigError(f"{path}: row {number}: {error}") from None
+            raise ConfigError(f"{where(path, number)}: {error}") from None
+    return pd.DataFrame(flat, index=chunk.index)
 
 
 def _nest(row: dict) -> dict:
@@ -127,8 +156,7 @@ def score_file(model: Predictor, path: str | Path, output: str | Path, *, batch_
             if on_chunk:
                 on_chunk(len(chunk))
             continue
-        check_rows(chunk, path)
-        details = model.predict_details(chunk).set_index(chunk.index)
+        details = model.predict_details(check_rows(chunk, path)).set_index(chunk.index)
         scored = pd.concat([chunk, details], axis=1)
         tmp = part.with_name(f".{part.name}.tmp")
         scored.to_parquet(tmp, index=False)

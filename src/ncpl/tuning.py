@@ -26,7 +26,7 @@ from ncpl.columns import effective_params, tokens
 from ncpl.laws import steplaw
 from ncpl.laws.transfer import TransferConfig, transfer
 from ncpl.predictors import Predictor
-from ncpl.schema import ConfigError, RunConfig, config_to_flat, validate
+from ncpl.schema import ConfigError, RunConfig, config_to_flat, did_you_mean, known_fields, parse_quantity, validate
 
 SIZE, TOKENS = "model.n_params", "data.tokens"
 LR, BATCH = "optimizer.lr", "batch.tokens"
@@ -66,16 +66,28 @@ def load_space(path: str | Path) -> list[Dimension]:
     return [parse_dimension(field, spec, path) for field, spec in data.items()]
 
 
+def _quantity_or_value(value: Any) -> Any:
+    """`512K` -> 512000.0; a choice that is not a count (`adamw`) as it is."""
+    try:
+        return parse_quantity(value)
+    except ValueError:
+        return value
+
+
 def parse_dimension(field: str, spec: Any, where: Any = "space") -> Dimension:
     field = ALIASES.get(field, field)
+    known = known_fields()
+    if field not in known and not field.startswith("extra."):
+        raise ConfigError(f"{where}: {field}: unknown config field{did_you_mean(field, [*known, *ALIASES])}; search a "
+                          "flat dotted field (optimizer.lr, batch.tokens, ...) or one of your own as extra.NAME")
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: {field}: expected {{low, high[, log]}} or {{choices: [...]}}, got {spec!r}")
     if "choices" in spec:
         if not spec["choices"]:
             raise ConfigError(f"{where}: {field}.choices is empty")
-        return Dimension(field, choices=list(spec["choices"]))
+        return Dimension(field, choices=[_quantity_or_value(choice) for choice in spec["choices"]])
     try:
-        low, high = float(spec["low"]), float(spec["high"])
+        low, high = float(parse_quantity(spec["low"])), float(parse_quantity(spec["high"]))
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"{where}: {field}: needs numeric 'low' and 'high', got {spec!r}") from None
     log = bool(spec.get("log", low > 0))
@@ -137,8 +149,23 @@ def tune(model: Predictor, base: RunConfig, space: list[Dimension], *, flops: fl
             raise ConfigError(f"--max-p-diverge {max_p_diverge}: no candidate is that safe; raise it or narrow the space")
         best = pool.head(max(4, top // 2))
     shown = list(dict.fromkeys([*fields, *([SIZE, TOKENS] if flops is not None else []), "schedule.total_steps"]))
-    details = [c for c in ("pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge") if c in pool]
+    details = [c for c in ("pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge", "outside") if c in pool]
     return pool.head(top)[[c for c in shown if c in pool] + details].reset_index(drop=True)
+
+
+def ignored_fields(model: Predictor, base: RunConfig, space: list[Dimension], best: pd.Series,
+                   flops: float | None = None) -> list[str]:
+    """The searched fields the model's prediction does not depend on: each set to its range's ends (or every choice)
+    around the best pick, the rest held, gives the same loss (Chinchilla reads only N and D)."""
+    base_row = config_to_flat(base)
+    row = {**base_row, **{d.field: best[d.field] for d in space if d.field in best}}
+    ignored = []
+    for dim in space:
+        values = dim.choices if dim.choices is not None else [dim.low, dim.high]
+        frame = _derive(pd.DataFrame([{**row, dim.field: value} for value in values]), base_row, flops)
+        if np.ptp(model.predict(frame)) == 0:
+            ignored.append(dim.field)
+    return ignored
 
 
 def _flat(config: RunConfig | dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Bad input through the command line: a candidate config given to `ncpl predict --config`, and a sweep
+"""Bad input through the command line: a candidate config given to `ncpl predict --candidate`, and a sweep
 with a few bad rows given to `ncpl score`. Exit code 2, the message names the field (and the row), and
 nothing partial is written. (The Python-level validation of each field is in tests/test_schema.py.)
 """
@@ -29,14 +29,14 @@ def flat(text: str) -> str:
 def test_bad_candidate_config(text, fragments, tiny_model, tmp_path):
     path = tmp_path / "candidate.yaml"
     path.write_text(text)
-    result = CliRunner().invoke(app, ["predict", str(tiny_model), "--config", str(path)])
+    result = CliRunner().invoke(app, ["predict", str(tiny_model), "--candidate", str(path)])
     message = flat(result.output)
     assert result.exit_code == 2 and all(f in message for f in fragments) and "Traceback" not in message, result.output
 
 
 def test_good_candidate_config_is_accepted(tiny_model, tmp_path):
     (tmp_path / "candidate.yaml").write_text(yaml.safe_dump(GOOD))
-    result = CliRunner().invoke(app, ["predict", str(tiny_model), "--config", str(tmp_path / "candidate.yaml"), "--json"])
+    result = CliRunner().invoke(app, ["predict", str(tiny_model), "--candidate", str(tmp_path / "candidate.yaml"), "--json"])
     assert result.exit_code == 0, result.output
 
 
@@ -52,12 +52,13 @@ def test_sweep_with_bad_rows_names_the_first_and_writes_nothing(fmt, tiny_model,
     result = CliRunner().invoke(app, ["score", str(tiny_model), str(path), "-o", str(output), "--batch-size", "200"])
     message = flat(result.output)
     assert result.exit_code == 2, result.output
-    assert f"bad.{fmt}: row 437: " in message and "optimizer.lr" in message and "greater than 0" in message, result.output
+    place = {"csv": lambda row: f"bad.csv:{row + 2}: ", "parquet": lambda row: f"bad.parquet:{row + 1}: "}[fmt]  # as data import
+    assert place(437) in message and "optimizer.lr" in message and "greater than 0" in message, result.output
     assert not output.exists() and not list(tmp_path.glob(".out.parquet*"))  # no output file, whole or partial
     finished = sorted(p.name for p in (tmp_path / "out.parquet.parts").glob("part-*.parquet"))
     assert finished == ["part-000000.parquet", "part-000001.parquet"]  # only chunks that validated, for --resume
     sweep.loc[437, "optimizer.lr"] = 1e-3
     sweep.to_csv(path, index=False) if fmt == "csv" else sweep.to_parquet(path, index=False)
     result = CliRunner().invoke(app, ["score", str(tiny_model), str(path), "-o", str(output), "--batch-size", "200", "--resume"])
-    assert result.exit_code == 2 and "row 512: " in flat(result.output) and "data.tokens" in flat(result.output), result.output
+    assert result.exit_code == 2 and place(512) in flat(result.output) and "data.tokens" in flat(result.output), result.output
     assert not output.exists()

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -97,6 +98,41 @@ class TrainConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         return load(path, cls)
+
+
+class Heartbeat:
+    """Progress through the batches of a loop: tqdm's bar on a terminal, else (logs, CI, nohup) a line every
+    `seconds` and at the end with batches done, rate and time left, where tqdm would print nothing."""
+
+    def __init__(self, iterable: Any, desc: str, total: int, print_fn: Any = print, enabled: bool = True,
+                 seconds: float = 30.0, tty: bool | None = None):
+        self.iterable, self.desc, self.total, self.print, self.seconds = iterable, desc, total, print_fn, seconds
+        self.tty = sys.stdout.isatty() if tty is None else tty
+        self.enabled = enabled
+        self.postfix = ""
+        self.bar: Any = None
+
+    def __iter__(self):
+        if self.tty:
+            self.bar = tqdm(self.iterable, desc=self.desc, total=self.total, disable=not self.enabled, leave=False)
+            yield from self.bar
+            return
+        started = last = time.perf_counter()
+        done = 0
+        for item in self.iterable:
+            yield item
+            done += 1
+            now = time.perf_counter()
+            if self.enabled and (now - last >= self.seconds or done == self.total):
+                last = now
+                rate = done / max(now - started, 1e-9)
+                left = (self.total - done) / rate if self.total else 0.0
+                self.print(f"{self.desc}: {done}/{self.total} batches, {rate:.2f} batch/s, ETA {left:.0f}s{self.postfix}")
+
+    def set_postfix(self, text: str) -> None:
+        self.postfix = f", {text}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_frac: float) -> torch.optim.lr_scheduler.LambdaLR:
@@ -219,7 +255,8 @@ class Trainer:
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
             totals: dict[str, float] = {}
-            bar = tqdm(loader, desc=f"stage {stage} epoch {epoch + 1}/{settings.epochs}", disable=None if acc.is_local_main_process else True, leave=False)
+            bar = Heartbeat(loader, f"stage {stage} epoch {epoch + 1}/{settings.epochs}", len(loader), acc.print,
+                            enabled=acc.is_local_main_process)
             for batch in bar:
                 outputs = network(**{k: batch[k] for k in MODEL_INPUTS})
                 terms = loss_terms(outputs.float(), batch["target"], batch["converged"], batch["is_final"], batch["diverged"], cfg.huber_delta)
@@ -231,7 +268,7 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 for key, value in terms.items():
                     totals[key] = totals.get(key, 0.0) + float(value.detach())
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+                bar.set_postfix(f"loss {float(loss.detach()):.4f}")
             val_mae = self.validate(network, val_loader, val_loss)
             improved = val_mae < progress["best"]
             if improved:
@@ -252,7 +289,8 @@ class Trainer:
         """MAE of the predicted final loss over the validation runs that converged."""
         network.eval()
         outputs = []
-        for batch in val_loader:
+        for batch in Heartbeat(val_loader, "validation", len(val_loader), self.accelerator.print,
+                               enabled=self.accelerator.is_local_main_process):
             out = network(**{k: batch[k] for k in MODEL_INPUTS})[:, 0].float()
             outputs.append(self.accelerator.gather_for_metrics(out))
         predicted = self.to_loss(torch.cat(outputs).cpu().numpy())
