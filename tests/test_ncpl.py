@@ -263,3 +263,34 @@ def test_members_average_and_member_zero_is_the_single_model(runs, tmp_path):
     (tmp_path / "model/model.member-1.safetensors").unlink()
     with pytest.raises(ValueError, match="model.member-1.safetensors: weights file missing"):
         predictors.load(tmp_path / "model")
+
+
+def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(shared, tmp_path):
+    from ncpl.splits import validation_split
+
+    steplaw = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
+    steplaw = steplaw[~steplaw["diverged"]]
+    runs = pd.concat([steplaw[steplaw["model.d_model"] == width].sample(40, random_state=0) for width in (960, 1024)],
+                     ignore_index=True)
+    config = TrainConfig(**{**TINY, "val_split": "largest", "val_frac": 0.2, "stage2": {"epochs": 0, "lr": 1e-3}})
+    model = NCPL(config, work_dir=tmp_path / "work").fit(runs)
+    train, val = validation_split(runs, "largest", 0.2, config.seed)
+    assert (train["model.d_model"] == 960).all() and (val["model.d_model"] == 1024).sum() == 40
+    assert model.train_ranges["steplaw"][1] == pytest.approx(np.log10(train["model.n_params"].max()))
+    distance = model._distance(val)
+    beyond = distance > 0
+    assert beyond.sum() == 40 and np.allclose(distance[beyond], np.log10(268304384 / 214663680))
+    assert model.interval_slopes["steplaw"] >= 0 and set(model.interval_slopes) == {"steplaw", "*"}
+    got = model.predict_details(val)
+    loss = val["final_loss"].to_numpy()
+    inside = (got["pred_loss_lo"].to_numpy() <= loss) & (loss <= got["pred_loss_hi"].to_numpy())
+    assert inside[beyond].mean() >= 0.8 and inside[~beyond].mean() >= 0.8  # conformal on each part it calibrated on
+    larger = val.assign(**{"model.n_params": val["model.n_params"] * 10})  # a decade further out: a wider margin
+    width = lambda d: (d["pred_loss_hi"] - d["pred_loss_lo"]).to_numpy()  # noqa: E731
+    margins = model.interval_margins["steplaw"] + model.interval_slopes["steplaw"] * model._distance(larger)
+    assert np.all(margins >= model.interval_margins["steplaw"]) and np.all(model._distance(larger) > distance)
+    assert np.all(width(model.predict_details(larger)) >= 2 * margins - 1e-9)
+    model.save(tmp_path / "model")
+    loaded = predictors.load(tmp_path / "model")
+    assert loaded.interval_slopes == model.interval_slopes and loaded.train_ranges == model.train_ranges
+    pd.testing.assert_frame_equal(loaded.predict_details(val), got)

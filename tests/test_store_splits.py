@@ -64,7 +64,7 @@ def test_validation_split_largest_takes_each_sources_largest_size(shared):
     assert (marin_val["data.tokens"] == top).sum() == (marin["data.tokens"] == top).sum()  # the largest D, and the next
     assert marin_train["data.tokens"].max() < 2e10 and (marin_val["data.tokens"] > 2e10).sum() >= 0.1 * len(marin)
     assert (marin_val["data.tokens"] < 2e10).sum() == round(0.1 * (marin["data.tokens"] < 2e10).sum())  # + a random share
-    random_train, random_val = validation_split(frame, "random", frac=0.1, seed=0)
+    _, random_val = validation_split(frame, "random", frac=0.1, seed=0)
     assert set(random_val["run_id"]) == set(split_runs(frame, id_frac=0.1, seed=0).id["run_id"])
     with pytest.raises(ValueError, match="val_split"):
         validation_split(frame, "biggest")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ncpl.columns import usable
+from ncpl.columns import effective_params, tokens, usable
 from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example, Targets, build_examples
 from ncpl.regressor.network import NCPLNetwork
 from ncpl.predictors import Predictor
@@ -75,28 +75,39 @@ class NCPL(Predictor):
         self.is_decoder = True
         self.hidden = 0
         self.train_logs: list[Path] = []  # the metrics of the fit, one a member, drawn into the model directory by save()
-        # nats added to both ends of the 10-90% interval, per source (conformal, on the validation runs); POOLED for the rest
+        # the 10-90% interval widens by margin + slope * distance nats at both ends, per source (POOLED for the rest):
+        # distance is the decades (log10 N plus log10 D) beyond the network's training runs of that source
         self.interval_margins: dict[str, float] = {}
+        self.interval_slopes: dict[str, float] = {}
+        self.train_ranges: dict[str, list[float]] = {}  # source -> [log10 N min, max, log10 D min, max]
 
     # --- training -------------------------------------------------------------------------------
 
     def fit(self, runs: pd.DataFrame, val: pd.DataFrame | None = None) -> NCPL:
-        """Train on `runs`; `val` selects the checkpoint (default: a seeded `val_frac` of the runs, per source)."""
+        """Train on `runs`; `val` selects the checkpoint and calibrates the interval (default: carved from `runs`
+        by `val_split`). The residual law is fitted on the runs the network trains on, except under the `largest`
+        split, where it is fitted on every run: a law without the largest size may be a law of one model size,
+        which cannot say how the loss moves with N; there the validation runs are held out from the network only."""
         import tempfile
 
         from ncpl.regressor.backbones import load_backbone
         from ncpl.regressor.encoders import field_scales
-        from ncpl.splits import split_runs
+        from ncpl.splits import validation_split
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
+        law_runs = runs
         if val is None:
-            split = split_runs(runs, id_frac=cfg.val_frac, seed=cfg.seed)
-            runs, val = split.train, split.id
+            runs, val = validation_split(runs, cfg.val_split, cfg.val_frac, cfg.seed)
+        if cfg.val_split != "largest":
+            law_runs = runs
         if not usable(runs).any():
             raise ConfigError("final_loss: no converged training runs")
-        baseline = residual_law(cfg.baseline, cfg.baseline_fit_on).fit(runs)
+        baseline = residual_law(cfg.baseline, cfg.baseline_fit_on).fit(law_runs)
+        self.train_ranges = {str(source): [float(np.log10(effective_params(group)).min()), float(np.log10(effective_params(group)).max()),
+                                           float(np.log10(tokens(group)).min()), float(np.log10(tokens(group)).max())]
+                             for source, group in runs.groupby("source")}
         ok = runs[usable(runs)]
         residual = ok["final_loss"].to_numpy(float) - baseline.predict(ok)
         # A robust unit (1.4826 x the median absolute deviation: the std of a normal bulk). With the std, a few runs
@@ -134,28 +145,50 @@ class NCPL(Predictor):
             accelerator = trainer.accelerator
             self.networks.append(trainer.fit(train_examples, val_examples, val_loss).eval())
             self.train_logs.append(trainer.log_path)
-        self.interval_margins = self._conformal_margins(val[usable(val)])
+        self.interval_margins, self.interval_slopes = self._calibrate_interval(val[usable(val)])
         return self
 
-    def _conformal_margins(self, val: pd.DataFrame, coverage: float = 0.8) -> dict[str, float]:
-        """Conformalized quantile regression (Romano et al. 2019), one margin per source (Mondrian conformal
-        prediction): the margin that makes the quantile heads' interval hold `coverage` of that source's
-        validation runs, so a source with wide errors does not widen another's interval; the margin over all
-        of them (POOLED) for a source without any. Those runs also chose the checkpoint, so the margins are
-        slightly optimistic; out of distribution the interval stays as good as the point estimate's bias."""
+    def _distance(self, configs: pd.DataFrame) -> np.ndarray:
+        """Decades beyond the network's training runs of the config's source: the excess of log10 N over that
+        source's range plus the excess of log10 D; 0 inside the range and for a source it never saw."""
+        bounds = configs["source"].astype(str).map(self.train_ranges)
+        bounds = np.array([b if isinstance(b, list) else [np.nan] * 4 for b in bounds], float).reshape(len(configs), 4)
+        x = np.stack([np.log10(effective_params(configs)), np.log10(tokens(configs))], axis=1)
+        excess = np.maximum(x - bounds[:, [1, 3]], 0) + np.maximum(bounds[:, [0, 2]] - x, 0)
+        return np.nansum(excess, axis=1)
+
+    def _calibrate_interval(self, val: pd.DataFrame, coverage: float = 0.8) -> tuple[dict[str, float], dict[str, float]]:
+        """Conformalized quantile regression (Romano et al. 2019), per source (Mondrian conformal prediction), with a
+        margin that grows linearly with the distance d beyond the training runs: margin(d) = m0 + k d.
+
+        m0 makes the quantile heads' interval hold `coverage` of the source's validation runs inside the training
+        range (d = 0). k is calibrated on the validation runs beyond it (the `largest` split's step to a larger
+        model): the conformal quantile of (score - m0) / d, so that m0 + k d holds `coverage` of them (the
+        normalised scores of locally weighted conformal prediction, Lei et al. 2018), at least 0. A source
+        without such runs takes the quantile over all sources (POOLED); without any (the `random` split) k = 0.
+        One decade in N is taken to cost what one in D does: the validation step of a source of one model size
+        is in D. The validation runs also chose the checkpoint, so the margins are slightly optimistic."""
         if val.empty:
-            return {}
-        self.interval_margins = {}
+            return {}, {}
+        self.interval_margins, self.interval_slopes = {}, {}
         details = self._predict_details(val)
         loss = val["final_loss"].to_numpy(float)
         scores = np.maximum(details["pred_loss_lo"].to_numpy() - loss, loss - details["pred_loss_hi"].to_numpy())
-        sources = val["source"].astype(str).to_numpy()
+        sources, distance = val["source"].astype(str).to_numpy(), self._distance(val)
+        inside, beyond = distance <= 1e-9, distance > 1e-9
 
-        def margin(scores: np.ndarray) -> float:
-            level = min(1.0, math.ceil((len(scores) + 1) * coverage) / len(scores))
-            return float(np.quantile(scores, level, method="higher"))
+        def quantile(values: np.ndarray) -> float:
+            level = min(1.0, math.ceil((len(values) + 1) * coverage) / len(values))
+            return float(np.quantile(values, level, method="higher"))
 
-        return {**{source: margin(scores[sources == source]) for source in np.unique(sources)}, POOLED: margin(scores)}
+        def per_source(values: np.ndarray, where: np.ndarray, floor: float = -np.inf) -> dict[str, float]:
+            out = {source: max(floor, quantile(values[where & (sources == source)])) for source in np.unique(sources[where])}
+            return {**out, POOLED: max(floor, quantile(values[where]))} if where.any() else {}
+
+        margins = per_source(scores, inside if inside.any() else beyond)
+        m0 = np.array([margins.get(source, margins.get(POOLED, 0.0)) for source in sources])
+        slopes = per_source((scores - m0) / np.where(beyond, distance, 1.0), beyond, floor=0.0)
+        return margins, slopes
 
     def _example(self, row: dict[str, Any], fraction: float | None = None) -> Example:
         return Example(self.serializer.encode(row, fraction), math.nan, fraction is None, False)
@@ -210,8 +243,11 @@ class NCPL(Predictor):
         low, high = to_loss(1), to_loss(2)
         low, high = np.minimum(low, high), np.maximum(low, high)
         middle = (low + high) / 2  # a negative margin shrinks an interval at most to its middle
-        pooled = self.interval_margins.get(POOLED, 0.0)
-        margin = configs["source"].astype(str).map(self.interval_margins).fillna(pooled).to_numpy(float)
+        source = configs["source"].astype(str)
+        margin = source.map(self.interval_margins).fillna(self.interval_margins.get(POOLED, 0.0)).to_numpy(float)
+        if self.interval_slopes:
+            slope = source.map(self.interval_slopes).fillna(self.interval_slopes.get(POOLED, 0.0)).to_numpy(float)
+            margin = margin + slope * self._distance(configs)
         return pd.DataFrame({
             "pred_loss": to_loss(0),
             "pred_loss_lo": np.minimum(low - margin, middle),
@@ -240,7 +276,8 @@ class NCPL(Predictor):
             "serialization": self.config.serialization,
             "field_scales": self.field_scales,
             "baseline": self.targets.baseline.get_state(), "target_scale": self.targets.scale,
-            "interval_margins": self.interval_margins,
+            "interval_margins": self.interval_margins, "interval_slopes": self.interval_slopes,
+            "train_ranges": self.train_ranges,
             "versions": _versions(),
         }
 
@@ -257,6 +294,7 @@ class NCPL(Predictor):
         self.targets = Targets(baseline, state["target_scale"])
         # directories saved before per-source margins had one margin, and before that none
         self.interval_margins = state.get("interval_margins", {POOLED: state.get("interval_margin", 0.0)})
+        self.interval_slopes, self.train_ranges = state.get("interval_slopes", {}), state.get("train_ranges", {})  # none: no widening
 
     def save(self, directory: str | Path) -> Path:
         """Write the model directory (only the main process does, when several trained it)."""

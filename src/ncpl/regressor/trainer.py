@@ -66,6 +66,11 @@ class TrainConfig(BaseModel):
     seed: int = 42
     members: int = Field(1, ge=1, description="networks trained from seeds seed .. seed+members-1, outputs averaged")
     val_frac: float = Field(0.1, gt=0, lt=1)
+    # The runs that choose the checkpoint and calibrate the interval (ncpl.splits.validation_split): `random`, a
+    # seeded val_frac of each source; `largest`, each source's largest model size(s) (one size: its largest D)
+    # plus a seeded val_frac of the rest, the step a user takes to a larger model (the law is then fitted on
+    # every run, the validation runs held out from the network only).
+    val_split: Literal["largest", "random"] = "random"
     # The law whose residual the network learns: the per-source Chinchilla law, or that law with the
     # lr / batch bowl (ncpl.predictors.hparam_law), which carries the optimum's move with N and D out
     # of distribution. Chinchilla is fitted through the best run of each (N, D) group by default: a law
