@@ -53,7 +53,7 @@ def test_ncpl_picks_its_checkpoint_on_runs_it_does_not_train_on(monkeypatch, tmp
     the runs its training examples are built from. Stops before the first epoch; bundled real Marin runs."""
     from ncpl.predictors import ncpl as ncpl_module
     from ncpl.store import read_runs
-    from ncpl.train import TrainConfig, Trainer
+    from ncpl.regressor.trainer import TrainConfig, Trainer
 
     runs = read_runs(ROOT / "data" / "marin.parquet").sample(120, random_state=0)
     seen: dict[str, list] = {"train": [], "val": []}
