@@ -10,7 +10,8 @@ the training set is a multiple of 2b (else even_batches pads the last step with 
 FSDP itself does not run on a CPU, although torch 2.13's fully_shard does over gloo: accelerate 1.15 joins the
 processes it starts for `distributed_type: FSDP` into a process group only on GPU-like devices (its
 AcceleratorState picks MULTI_CPU only when told ACCELERATE_USE_CPU, and FSDP only for MULTI_GPU and kin), so each
-would train alone on all the data; the trainer refuses that.
+would train alone on all the data; the trainer refuses that. scripts/fsdp_on_cpu.py marks accelerate's state FSDP
+by hand: both stages then train under fully_shard to the one-process validation MAE (NCPL.save still fails there).
 """
 
 import os
