@@ -17,14 +17,21 @@ from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 from ncpl.cli import app
 from ncpl.regressor.trainer import Trainer
 
-plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap",
-                                        state_dict_type="FULL_STATE_DICT", reshard_after_forward=True)
+plugin = FullyShardedDataParallelPlugin(
+    fsdp_version=2,
+    auto_wrap_policy="transformer_based_wrap",
+    state_dict_type="FULL_STATE_DICT",
+    reshard_after_forward=True,
+)
 build = Trainer.__init__
 
 
 def build_then_mark_fsdp(self, *args, **kwargs):
     build(self, *args, **kwargs)
-    for shared in (PartialState._shared_state, AcceleratorState._shared_state):  # AcceleratorState re-reads PartialState's
+    for shared in (
+        PartialState._shared_state,
+        AcceleratorState._shared_state,
+    ):  # AcceleratorState re-reads PartialState's
         shared["distributed_type"] = DistributedType.FSDP
     AcceleratorState._shared_state["fsdp_plugin"] = plugin
     assert self.accelerator.is_fsdp2

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def gpu_config(**changes) -> TrainConfig:
     """configs/gpu.yaml with the tiny Qwen3 standing in for Qwen3-1.7B."""
-    return TrainConfig(**{**yaml.safe_load((ROOT / "configs/gpu.yaml").read_text()), "backbone": "tiny-qwen3", **changes})
+    return TrainConfig(
+        **{**yaml.safe_load((ROOT / "configs/gpu.yaml").read_text()), "backbone": "tiny-qwen3", **changes}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +70,9 @@ def test_counts_equal_the_instantiated_network_and_the_examples(runs):
     assert sizing.steps_per_epoch == math.ceil(len(examples) / (60 * 8))
     lora = size(gpu_config(stage2={"epochs": 1, "lr": 1e-5, "mode": "lora", "lora_r": 4}), runs, processes=8)
     linears = [m for m in backbone.model.modules() if isinstance(m, torch.nn.Linear)]
-    assert lora.trainable_params == sizing.encoder_params + sizing.head_params + sum(4 * (m.in_features + m.out_features)
-                                                                                    for m in linears)
+    assert lora.trainable_params == sizing.encoder_params + sizing.head_params + sum(
+        4 * (m.in_features + m.out_features) for m in linears
+    )
 
 
 def test_memory_terms_shard_and_scale(runs):
@@ -117,12 +120,25 @@ def test_dry_run_cli_local_folder_and_unreachable_hub(runs, tmp_path, monkeypatc
     backbone.model.config.save_pretrained(tmp_path / "qwen3")  # a local folder: the config and tokenizer, no weights
     backbone.tokenizer.save_pretrained(tmp_path / "qwen3")
     settings = yaml.safe_load((ROOT / "configs/gpu.yaml").read_text())
-    for name, spec in (("tiny", "tiny-qwen3"), ("folder", str(tmp_path / "qwen3")), ("hub", "no-such-org/no-such-model")):
+    for name, spec in (
+        ("tiny", "tiny-qwen3"),
+        ("folder", str(tmp_path / "qwen3")),
+        ("hub", "no-such-org/no-such-model"),
+    ):
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**settings, "backbone": spec}))
 
     def dry_run(name, *more):
-        args = ["train", "--config", tmp_path / f"{name}.yaml", "--train", tmp_path / "runs.parquet", "-o", tmp_path / "model",
-                "--dry-run", *more]
+        args = [
+            "train",
+            "--config",
+            tmp_path / f"{name}.yaml",
+            "--train",
+            tmp_path / "runs.parquet",
+            "-o",
+            tmp_path / "model",
+            "--dry-run",
+            *more,
+        ]
         result = CliRunner().invoke(app, [str(a) for a in args])
         return result.exit_code, " ".join(result.output.split())
 

