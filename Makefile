@@ -40,6 +40,7 @@ data: setup
 	$(BIN)/ncpl data import gemstones $(SHARED)/gemstones/wandb_dfs/wandb_df_for_fitting_hot_100b+_477.jsonl \
 		$(SHARED)/gemstones/wandb_dfs/wandb_df_for_fitting_lr_ablation_hot_477.jsonl \
 		$(SHARED)/gemstones/wandb_dfs/wandb_df_for_fitting_cool_end.jsonl -o data/gemstones.parquet
+	$(BIN)/ncpl data import multipower $(SHARED)/multipower -o data/multipower.parquet
 
 clean:
 	rm -rf $(VENV) runs

@@ -25,7 +25,7 @@ from accuracy import ROOT, SEED, load, machine, update_readme  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
 from ncpl.evaluate import evaluate, write_report  # noqa: E402
-from ncpl.predictors.ncpl import NCPL  # noqa: E402
+from ncpl.regressor.predictor import NCPL  # noqa: E402
 from ncpl.splits import split_runs  # noqa: E402
 from ncpl.store import read_runs  # noqa: E402
 

@@ -26,8 +26,8 @@ from ncpl import predictors  # noqa: E402
 from ncpl.columns import usable  # noqa: E402
 from ncpl.evaluate import evaluate, markdown, write_report  # noqa: E402
 from ncpl.predictors.ensemble import Ensemble  # noqa: E402
-from ncpl.predictors.ncpl import NCPL  # noqa: E402
-from ncpl.train import TrainConfig  # noqa: E402
+from ncpl.regressor.predictor import NCPL  # noqa: E402
+from ncpl.regressor.trainer import TrainConfig  # noqa: E402
 
 
 def coverage(model: NCPL, tests: dict[str, pd.DataFrame]) -> dict[str, dict[str, float]]:

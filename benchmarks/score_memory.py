@@ -73,9 +73,9 @@ def write_sweep(path: Path, n: int, *, chunk: int = 100_000, seed: int = 0, pad_
 
 def train_tiny_model(directory: Path, work: Path | None = None) -> Path:
     """NCPL on tiny-decoder, one epoch on 200 Marin runs (about 15 s)."""
-    from ncpl.predictors.ncpl import NCPL
+    from ncpl.regressor.predictor import NCPL
     from ncpl.store import read_runs
-    from ncpl.train import TrainConfig
+    from ncpl.regressor.trainer import TrainConfig
 
     runs = read_runs(ROOT / "data" / "marin.parquet").sample(200, random_state=0)
     config = TrainConfig(backbone="tiny-decoder", batch_size=16, eval_batch_size=256, max_curve_points=0, seed=0,

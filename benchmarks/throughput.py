@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import ROOT, load, machine, update_readme  # noqa: E402
 
-from ncpl.predictors.ncpl import NCPL  # noqa: E402
-from ncpl.train import TrainConfig  # noqa: E402
+from ncpl.regressor.predictor import NCPL  # noqa: E402
+from ncpl.regressor.trainer import TrainConfig  # noqa: E402
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:

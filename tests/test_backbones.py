@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ncpl.backbones import BUILTINS, Backbone, load_backbone
+from ncpl.regressor.backbones import BUILTINS, Backbone, load_backbone
 
 SENTENCE = "final loss: 2.5"
 

@@ -54,8 +54,12 @@ def test_configs_without_lr_or_known_optimizer_and_unknown_source():
     row = train.head(1)
     no_lr = law.predict(row.assign(**{"optimizer.lr": np.nan, "batch.tokens": np.nan}))
     assert no_lr[0] == pytest.approx(law.frontier.predict(row)[0] + law.bowls["a"].shift)  # at the optimum
-    new_optimizer = law.predict(row.assign(**{"optimizer.name": "sophia"}))
-    assert np.isfinite(new_optimizer).all()
+    # an optimizer the source never ran is centred between the ones it did: its best lr is the geometric mean of theirs
+    lrs = np.geomspace(1e-6, 1e-1, 2001)
+    best = {name: lrs[np.argmin(law.predict(row.loc[row.index.repeat(len(lrs))].assign(
+        **{"optimizer.name": name, "optimizer.lr": lrs})))] for name in ("adamw", "lion", "sophia")}
+    assert np.log(best["lion"] / best["adamw"]) == pytest.approx(-2.0, abs=0.2)  # the grid's offsets: -8 vs -6
+    assert np.log(best["sophia"]) == pytest.approx((np.log(best["adamw"]) + np.log(best["lion"])) / 2, abs=0.02)
     curve = law.predict_curve(row, np.array([0.25, 1.0]))
     assert curve.shape == (1, 2) and curve[0, 0] > curve[0, 1]
     with pytest.raises(ConfigError, match="law fitted for 'z'"):

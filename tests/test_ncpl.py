@@ -13,15 +13,15 @@ import yaml
 from matplotlib.image import imread
 
 from ncpl import predictors
-from ncpl.backbones import load_backbone
+from ncpl.regressor.backbones import load_backbone
 from ncpl.columns import usable
-from ncpl.encoders import FourierEncoder, MLPEncoder
-from ncpl.predictors.ncpl import NCPL
-from ncpl.serialize import NUM_TOKEN, Serializer, config_fields
+from ncpl.regressor.encoders import FourierEncoder, MLPEncoder
+from ncpl.regressor.predictor import NCPL
+from ncpl.regressor.serialize import NUM_TOKEN, Serializer, config_fields
 from ncpl.sources import import_runs
 from ncpl.store import to_frame, write_runs
 from ncpl.splits import split_runs
-from ncpl.train import TrainConfig
+from ncpl.regressor.trainer import TrainConfig
 
 TINY = {"backbone": "tiny-decoder", "batch_size": 16, "eval_batch_size": 64, "max_curve_points": 2, "seed": 0,
         "stage1": {"epochs": 3, "lr": 3e-3}, "stage2": {"epochs": 1, "lr": 1e-3, "mode": "lora", "lora_r": 4}}
@@ -41,7 +41,7 @@ def tokenizer():
 
 
 def test_serialization_one_placeholder_per_number(runs, tokenizer):
-    serializer = Serializer(tokenizer, is_decoder=True)
+    serializer = Serializer(tokenizer, is_decoder=True, serialization="verbose")
     row = runs.iloc[0].to_dict()
     numbers = [key for key, value in config_fields(row) if isinstance(value, (int, float)) and not isinstance(value, bool)]
     encoded = serializer.encode(row)
@@ -54,8 +54,34 @@ def test_serialization_one_placeholder_per_number(runs, tokenizer):
     curve = serializer.encode(row, fraction=0.25)
     assert curve.num_values[-1] == 0.25 and curve.num_fields[-1] == "frac"
     assert curve.target_position == len(curve.input_ids) - 1  # decoder: the token before the number
-    plain = Serializer(tokenizer, numbers_as_text=True, is_decoder=True).encode(row)
+    plain = Serializer(tokenizer, numbers_as_text=True, is_decoder=True, serialization="verbose").encode(row)
     assert not plain.num_positions and serializer.num_id not in plain.input_ids
+    with pytest.raises(ValueError, match="numbers_as_text"):
+        Serializer(tokenizer, numbers_as_text=True)
+
+
+@pytest.mark.parametrize("is_decoder", [True, False])
+def test_compact_serialization_one_position_per_field(shared, tokenizer, is_decoder):
+    marin = to_frame(import_runs("marin", [shared / "marin/marin_sweep_runs.jsonl"]).records)
+    compact = Serializer(tokenizer, is_decoder=is_decoder)
+    verbose = Serializer(tokenizer, is_decoder=is_decoder, serialization="verbose")
+    row = next(r for r in marin.to_dict("records") if any(isinstance(v, bool) for v in r.values()))
+    fields = config_fields(row)
+    encoded = compact.encode(row)
+    specials = 0 if is_decoder else 2  # [CLS], [SEP]
+    assert len(encoded.input_ids) == len(fields) + 1 + specials < len(verbose.encode(row).input_ids) / 3  # + the prompt
+    words = [v for _, v in fields if isinstance(v, str)]
+    assert len(encoded.num_positions) == len(fields) - len(words)  # booleans as numbers: a bare "true" names no field
+    assert [encoded.input_ids[p] for p in encoded.num_positions] == [compact.num_id] * len(encoded.num_positions)
+    assert max(encoded.num_positions) < encoded.target_position == len(encoded.input_ids) - 1 - (not is_decoder)
+    assert encoded.word_positions and all(len(p) > 1 for p in encoded.word_pieces)  # "dclm mixture": one position
+    text = compact.text(row).replace(" ", "")
+    assert text.startswith(("" if is_decoder else "[CLS]") + "marin") and "dclmmixture" in text and "lr" not in text
+    curve = compact.encode(row, fraction=0.5)
+    assert curve.num_fields[-1] == "frac" and curve.num_positions[-1] == curve.target_position - 1
+    other = {**row, "optimizer.lr": 0.123}
+    assert compact.encode(other).input_ids == encoded.input_ids and len(compact._layouts) == 2  # one layout, numbers differ
+    assert compact.encode(other).num_values[encoded.num_fields.index("optimizer.lr")] == 0.123
 
 
 def test_encoders_shapes_and_field_name_independence():
@@ -66,12 +92,18 @@ def test_encoders_shapes_and_field_name_independence():
         out = encoder(values, torch.ones(4), names)
         assert out.shape == (4, 16) and torch.isfinite(out).all()
         assert out.detach().pow(2).mean(-1).sqrt().numpy() == pytest.approx([0.05] * 4, rel=1e-3)  # the word-embedding scale
-    fourier = FourierEncoder(16, word_rms=0.05)
     same_value = torch.tensor([1e-3, 1e-3])
-    different = fourier(same_value, torch.ones(2), torch.randn(2, 16))
-    assert not torch.allclose(different[0], different[1])  # the field's name changes the embedding
-    new_field = fourier(torch.tensor([7.0e12]), torch.ones(1), torch.randn(1, 16))  # an unseen field, a value far out of range
-    assert torch.isfinite(new_field).all()
+    for encoder in (FourierEncoder(16, word_rms=0.05), MLPEncoder(16, word_rms=0.05, names=True)):
+        different = encoder(same_value, torch.ones(2), torch.randn(2, 16))
+        assert not torch.allclose(different[0], different[1])  # the field's name changes the embedding
+    # an unseen field (its name embedding never trained) with values far out of any training range: the embedding stays
+    # at the word scale, still tells a decade apart and tells the field from another unseen one (measured over 3 seeds:
+    # 0.16-0.35 and 0.8-1.2 of its norm; an MLP on raw values gives 0.0 and 0.0 here)
+    fourier = FourierEncoder(16, word_rms=0.05)
+    name, other_name = torch.randn(1, 16), torch.randn(1, 16)
+    far = fourier(torch.tensor([7.0e12, 7.0e13, 7.0e12]), torch.ones(3), torch.cat([name, name, other_name])).detach()
+    assert far.pow(2).mean(-1).sqrt().numpy() == pytest.approx([0.05] * 3, rel=1e-3)
+    assert (far[1] - far[0]).norm() > 0.05 * far[0].norm() and (far[2] - far[0]).norm() > 0.3 * far[0].norm()
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +112,7 @@ def trained(runs, tmp_path_factory):
     return NCPL(TrainConfig(**TINY), work_dir=work).fit(runs), work
 
 
-def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path):
+def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path, shared):
     model, work = trained
     log = [json.loads(line) for line in (work / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 4 and log[-1]["train_huber"] < log[0]["train_huber"]
@@ -99,27 +131,61 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     assert np.array_equal(loaded.predict(runs), model.predict(runs))
     pd.testing.assert_frame_equal(loaded.predict_details(runs), details)  # the conformal margin travels with the model
     val = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).id
-    val = val[~val["diverged"]]
-    got = model.predict_details(val)
-    inside = (got["pred_loss_lo"].to_numpy() <= val["final_loss"].to_numpy()) & (val["final_loss"].to_numpy() <= got["pred_loss_hi"].to_numpy())
+    val = val[usable(val)]
     train = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).train
     train = train[usable(train)]
     residual = train["final_loss"].to_numpy() - model.targets.baseline.predict(train)
     assert model.targets.scale == pytest.approx(1.4826 * np.median(np.abs(residual - np.median(residual))))  # robust, not the std
     assert set(model.interval_margins) == {"*", *val["source"]}
-    for source in val["source"].unique():  # conformal per source: at least nominal on the runs it calibrated on
-        assert inside[(val["source"] == source).to_numpy()].mean() >= 0.8, source
     assert model.interval_margins["steplaw"] != model.interval_margins["gemstones"]
+    # The conformal guarantee on runs neither the network nor the margins saw: StepLaw runs outside the training sample
+    # are exchangeable with each other, so margins calibrated on 20 of them hold at least 80% of 40 others on average
+    # over random splits (and at most 80% + 2/21: the margin is the order statistic one above split conformal's).
+    # Checking the runs the margins were calibrated on, as before, could not fail.
+    everything = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
+    fresh = everything[~everything["run_id"].isin(runs["run_id"]) & usable(everything)].sample(60, random_state=1)
+    margins, rng, covered = model.interval_margins, np.random.default_rng(0), []
+    for _ in range(40):
+        order = rng.permutation(len(fresh))
+        model.interval_margins = model._conformal_margins(fresh.iloc[order[:20]])
+        test = fresh.iloc[order[20:]]
+        got = model.predict_details(test)
+        covered.append(((got["pred_loss_lo"].to_numpy() <= test["final_loss"].to_numpy())
+                        & (test["final_loss"].to_numpy() <= got["pred_loss_hi"].to_numpy())).mean())
+    model.interval_margins = margins
+    assert 0.8 - 0.04 <= np.mean(covered) <= 0.8 + 2 / 21 + 0.04, np.mean(covered)
     (tmp_path / "model/model.safetensors").write_bytes(b"not a weights file")
     with pytest.raises(ValueError, match="corrupted"):
         predictors.load(tmp_path / "model")
 
 
+def test_decoder_shared_prefix_cache_equals_the_full_pass(runs, trained):
+    from ncpl.regressor.dataset import MODEL_INPUTS
+    from ncpl.regressor.network import shared_prefix
+
+    model, _ = trained
+    network = model.networks[0]
+    steplaw = runs[runs["source"] == "steplaw"].head(24).to_dict("records")
+    examples = [model._example(row) for row in steplaw] + [model._example(steplaw[0], 0.3)]  # a curve point: longer
+    batch = model._collator()(examples)
+    inputs = {key: batch[key] for key in MODEL_INPUTS}
+    with torch.inference_mode():
+        embeds = network.embed(*(inputs[k] for k in ("input_ids", "num_mask", "num_values", "num_scales", "name_ids",
+                                                      "name_mask", "word_mask")))
+        assert shared_prefix(embeds, inputs["attention_mask"]) >= 4  # steplaw dense adamw cosine
+        cached = network(**inputs)
+        network.share_prefix = False
+        full = network(**inputs)
+        network.share_prefix = True
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+
+
 def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeypatch):
-    from ncpl.train import Trainer
+    from ncpl.regressor.trainer import Trainer
 
     # the defaults (hparam-law, Fourier periods from 1 decade) are in `trained`; these are the older ones
-    config = TrainConfig(**{**TINY, "baseline": "chinchilla", "fourier_min_period": 0.25, "stage2": {"epochs": 0, "lr": 1e-3}})
+    config = TrainConfig(**{**TINY, "baseline": "chinchilla", "fourier_min_period": 0.25, "serialization": "verbose",
+                            "stage2": {"epochs": 0, "lr": 1e-3}})
     reference = NCPL(config, work_dir=tmp_path / "straight").fit(runs).predict(runs)
 
     original = Trainer._log
@@ -139,7 +205,7 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
     assert epochs == [1, 2, 3]  # killed after logging epoch 2, before its checkpoint: the line was dropped, epoch 2 ran again
     assert np.allclose(resumed, reference, atol=1e-5)
     meta = json.loads((model.save(tmp_path / "old") / "predictor.json").read_text())
-    for option in ("baseline", "fourier_min_period"):  # as written before the options existed
+    for option in ("baseline", "fourier_min_period", "serialization"):  # as written before the options existed
         del meta["state"]["train_config"][option]
     (tmp_path / "old/predictor.json").write_text(json.dumps(meta))
     assert np.array_equal(predictors.load(tmp_path / "old").predict(runs), resumed)
@@ -197,3 +263,34 @@ def test_members_average_and_member_zero_is_the_single_model(runs, tmp_path):
     (tmp_path / "model/model.member-1.safetensors").unlink()
     with pytest.raises(ValueError, match="model.member-1.safetensors: weights file missing"):
         predictors.load(tmp_path / "model")
+
+
+def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(shared, tmp_path):
+    from ncpl.splits import validation_split
+
+    steplaw = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
+    steplaw = steplaw[~steplaw["diverged"]]
+    runs = pd.concat([steplaw[steplaw["model.d_model"] == width].sample(40, random_state=0) for width in (960, 1024)],
+                     ignore_index=True)
+    config = TrainConfig(**{**TINY, "val_split": "largest", "val_frac": 0.2, "stage2": {"epochs": 0, "lr": 1e-3}})
+    model = NCPL(config, work_dir=tmp_path / "work").fit(runs)
+    train, val = validation_split(runs, "largest", 0.2, config.seed)
+    assert (train["model.d_model"] == 960).all() and (val["model.d_model"] == 1024).sum() == 40
+    assert model.train_ranges["steplaw"][1] == pytest.approx(np.log10(train["model.n_params"].max()))
+    distance = model._distance(val)
+    beyond = distance > 0
+    assert beyond.sum() == 40 and np.allclose(distance[beyond], np.log10(268304384 / 214663680))
+    assert model.interval_slopes["steplaw"] >= 0 and set(model.interval_slopes) == {"steplaw", "*"}
+    got = model.predict_details(val)
+    loss = val["final_loss"].to_numpy()
+    inside = (got["pred_loss_lo"].to_numpy() <= loss) & (loss <= got["pred_loss_hi"].to_numpy())
+    assert inside[beyond].mean() >= 0.8 and inside[~beyond].mean() >= 0.8  # conformal on each part it calibrated on
+    larger = val.assign(**{"model.n_params": val["model.n_params"] * 10})  # a decade further out: a wider margin
+    width = lambda d: (d["pred_loss_hi"] - d["pred_loss_lo"]).to_numpy()  # noqa: E731
+    margins = model.interval_margins["steplaw"] + model.interval_slopes["steplaw"] * model._distance(larger)
+    assert np.all(margins >= model.interval_margins["steplaw"]) and np.all(model._distance(larger) > distance)
+    assert np.all(width(model.predict_details(larger)) >= 2 * margins - 1e-9)
+    model.save(tmp_path / "model")
+    loaded = predictors.load(tmp_path / "model")
+    assert loaded.interval_slopes == model.interval_slopes and loaded.train_ranges == model.train_ranges
+    pd.testing.assert_frame_equal(loaded.predict_details(val), got)

@@ -44,3 +44,44 @@ def test_splits_disjoint_deterministic_and_per_source(shared, marin):
     assert set(other.id["run_id"]) != ids[1]
     explicit = split_runs(frame, id_frac=0.0, ood_runs=[frame["run_id"][0]], id_runs=[frame["run_id"][1]])
     assert list(explicit.ood["run_id"]) == [frame["run_id"][0]] and list(explicit.id["run_id"]) == [frame["run_id"][1]]
+
+
+def test_validation_split_largest_takes_each_sources_largest_size(shared):
+    from ncpl.splits import validation_split
+    from ncpl.store import to_frame
+
+    steplaw = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
+    steplaw = steplaw[steplaw["model.d_model"] < 1280]
+    marin = to_frame(import_runs("marin", [shared / "marin/marin_sweep_runs.jsonl"]).records)
+    marin = marin[marin["model.n_params"] < 3e8]  # one model size: the step is in tokens
+    frame = pd.concat([steplaw, marin], ignore_index=True)
+    train, val = validation_split(frame, "largest", frac=0.1, seed=0)
+    assert not set(train["run_id"]) & set(val["run_id"]) and len(train) + len(val) == len(frame)
+    assert (train.loc[train["source"] == "steplaw", "model.d_model"] == 960).all()  # every h1024 run validates
+    assert (val["model.d_model"] == 1024).sum() == (frame["model.d_model"] == 1024).sum()
+    marin_val, marin_train = val[val["source"] == "marin"], train[train["source"] == "marin"]
+    top = marin["data.tokens"].max()
+    assert (marin_val["data.tokens"] == top).sum() == (marin["data.tokens"] == top).sum()  # the largest D, and the next
+    assert marin_train["data.tokens"].max() < 2e10 and (marin_val["data.tokens"] > 2e10).sum() >= 0.1 * len(marin)
+    assert (marin_val["data.tokens"] < 2e10).sum() == round(0.1 * (marin["data.tokens"] < 2e10).sum())  # + a random share
+    _, random_val = validation_split(frame, "random", frac=0.1, seed=0)
+    assert set(random_val["run_id"]) == set(split_runs(frame, id_frac=0.1, seed=0).id["run_id"])
+    with pytest.raises(ValueError, match="val_split"):
+        validation_split(frame, "biggest")
+
+
+def test_unstable_runs_relative_to_their_group(shared):
+    from ncpl.store import to_frame
+    from ncpl.unstable import gap_ceilings, mark_unstable
+
+    marin = to_frame(import_runs("marin", [shared / "marin/marin_sweep_runs.jsonl"]).records)
+    steplaw = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
+    frame = pd.concat([steplaw, marin], ignore_index=True)
+    ceilings = gap_ceilings(frame)
+    assert 0.4 < ceilings["marin"] < 1.0 and ceilings["steplaw"] > 0.6
+    marked = mark_unstable(frame)
+    flagged = marked[marked["unstable"]]
+    assert set(flagged["source"]) == {"marin"} and 5 <= len(flagged) <= 40  # none in StepLaw: its worst gap is 0.54
+    assert (marked["diverged"] == (frame["diverged"] | marked["unstable"])).all()
+    assert not (frame.loc[marked["unstable"], "diverged"]).any()  # only converged runs are flagged
+    assert (flagged["final_loss"] > 4.0).sum() >= 6  # the 300m runs that blew up to 4.5-6 nats

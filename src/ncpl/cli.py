@@ -86,16 +86,19 @@ def _range(values: pd.Series, fmt: str = ".3g") -> str:
 
 @data_app.command("show")
 def data_show(paths: Annotated[list[Path], typer.Argument(help="runs Parquet files")]) -> None:
-    """Runs per source with the ranges of N, D, lr, batch and loss, curves and diverged runs."""
+    """Runs per source with the ranges of N, D, lr, batch and loss, curves, diverged and unstable runs."""
     from ncpl.store import read_runs
+    from ncpl.unstable import unstable
 
     try:
         runs = read_runs(*paths)
     except ConfigError as error:
         fail(str(error))
     table = Table(title=f"{len(runs)} runs in {', '.join(map(str, paths))}")
-    for header in ("source", "runs", "loss kind", "N (non-emb)", "D (tokens)", "lr", "batch (tokens)", "final loss", "curves", "diverged", "optimizers"):
+    for header in ("source", "runs", "loss kind", "N (non-emb)", "D (tokens)", "lr", "batch (tokens)", "final loss", "curves", "diverged",
+                   "unstable", "optimizers"):
         table.add_column(header)
+    runs["unstable"] = unstable(runs.reset_index(drop=True)).to_numpy()  # blew up below the divergence rule (ncpl.unstable)
     for source, group in runs.groupby("source"):
         curves = group["curve_loss"].notna().sum() if "curve_loss" in group else 0
         table.add_row(
@@ -103,7 +106,7 @@ def data_show(paths: Annotated[list[Path], typer.Argument(help="runs Parquet fil
             _range(group["model.n_params"]), _range(group["data.tokens"]),
             _range(group.get("optimizer.lr", pd.Series(dtype=float))), _range(group.get("batch.tokens", pd.Series(dtype=float))),
             _range(group["final_loss"][~group["diverged"]], ".3f"), str(curves), str(int(group["diverged"].sum())),
-            str(group["optimizer.name"].nunique()),
+            str(int(group["unstable"].sum())), str(group["optimizer.name"].nunique()),
         )
     console.print(table)
 
@@ -169,17 +172,38 @@ def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="model directory to write (re-run to resume)")],
     val: Annotated[Optional[Path], typer.Option("--val", help="runs that select the checkpoint (default: a seeded 10% of --train)")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="experiment YAML (default configs/cpu.yaml)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=(
+        "print parameters, memory per GPU (FSDP, bf16) and optimizer steps per epoch; load no weights, train nothing"
+    ))] = False,
+    accelerate_config: Annotated[Path, typer.Option("--accelerate-config", help="with --dry-run: launch config")] = (
+        Path(__file__).resolve().parents[2] / "configs" / "accelerate-fsdp.yaml"
+    ),
+    num_processes: Annotated[Optional[int], typer.Option("--num-processes", min=1, help=(
+        "with --dry-run: processes (GPUs) instead of the launch config's"))] = None,
     keep_work: Annotated[bool, typer.Option("--keep-work", help="keep OUTPUT/work (checkpoints, a few hundred MB) after "
                                                                  "the model directory is written")] = False,
 ) -> None:
     """Train the NCPL regressor (two stages) and save a model directory; OUTPUT/work (checkpoints for resuming) is
     removed once it is complete, its train_log.jsonl kept beside the model."""
-    from ncpl.predictors.ncpl import NCPL
+    from ncpl.regressor.predictor import NCPL
     from ncpl.store import read_runs
 
     try:
         runs = read_runs(*train_files)
         model = NCPL(config, work_dir=output / "work")
+        if dry_run:
+            from ncpl.regressor.sizing import accelerate_processes, size
+
+            processes, sharded = accelerate_processes(accelerate_config)
+            sizing = size(model.config, runs, read_runs(val) if val else None, processes=num_processes or processes,
+                          sharded=sharded)
+            table = Table(title=f"ncpl train of {model.config.backbone} on {len(runs)} runs: a dry run")
+            table.add_column("quantity")
+            table.add_column("value")
+            for row in sizing.rows():
+                table.add_row(*row)
+            console.print(table)
+            return
         console.print(f"training NCPL ({model.config.backbone}, {model.config.encoder} encoder) on {len(runs)} runs -> {output}")
         model.fit(runs, read_runs(val) if val else None)
     except ConfigError as error:
@@ -276,18 +300,23 @@ def score(
     output: Annotated[Path, typer.Option("-o", "--output", help="Parquet file to write (appears only when complete)")],
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="configs read, predicted and written at a time")] = 4096,
     resume: Annotated[bool, typer.Option("--resume", help="continue a killed run from its finished parts")] = False,
+    dtype: Annotated[str, typer.Option("--dtype", help="NCPL's CPU precision: auto (bf16 where the CPU has bf16 units, "
+                                                       "else fp32), fp32, bf16 or int8")] = "auto",
 ) -> None:
     """Score a sweep: every input column kept, pred_loss (and interval, p_diverge) added. Streams; runs under accelerate launch too."""
     from accelerate import PartialState
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ncpl import predictors
+    from ncpl.regressor.precision import DTYPES, set_inference_dtype
     from ncpl.scoring import CONFIG_SECTIONS, merge_parts, parts_folder, score_file, sweep_rows
 
+    if dtype not in DTYPES:
+        fail(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     state = PartialState()
     columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:
-        model = predictors.load(model_dir)
+        model = set_inference_dtype(predictors.load(model_dir), dtype)
         total = sweep_rows(sweep)
         if state.is_main_process:  # one process clears an earlier run's parts before any scores
             parts_folder(output, resume)
@@ -476,23 +505,90 @@ def cpt_cmd(
         console.print(f"laws saved to {save_laws}")
 
 
+def _has_lr_column(path: Path) -> bool:
+    """A schedule curve (columns step, lr, loss) rather than a tokens/loss prefix."""
+    if not path.exists() or path.suffix != ".csv":
+        return False
+    return "lr" in pd.read_csv(path, nrows=0).columns
+
+
 @app.command()
 def extrapolate(
-    curve: Annotated[Path, typer.Argument(help="CSV or JSONL with columns tokens and loss: the observed prefix of one run's loss curve")],
-    until: Annotated[str, typer.Option("--until", help="forecast up to this many tokens, e.g. 350B")],
-    as_json: Annotated[bool, typer.Option("--json", help='print one JSON object {"tokens": [...], "loss": [...]}')] = False,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG to write: observed points and the forecast")] = None,
-    law: Annotated[str, typer.Option("--law", help="temporal (Xiong et al., position-averaged) or power (E + A t^-a)")] = "temporal",
+    curve: Annotated[Path, typer.Argument(help=(
+        "CSV with columns step, lr (every step from 0 to the horizon), loss (empty where not measured); or a CSV / JSONL "
+        "with columns tokens, loss: the observed prefix of a curve, forecast to --until"))],
+    fit_on: Annotated[Optional[list[Path]], typer.Option("--fit-on", help=(
+        "step, lr, loss CSV of another run of the same model and data (another schedule), fitted too; repeatable"))] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="tokens/loss curves: forecast up to this many tokens, e.g. 350B")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=(
+        'print one JSON object: {"step": [...], "loss": [...]} for the steps without a measured loss (from step 1; '
+        'tokens/loss curves: {"tokens": ..., "loss": ...})'))] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG to write: measured points and the law's curve")] = None,
+    law: Annotated[Optional[str], typer.Option("--law", help=(
+        "multipower (Luo et al. 2025; default with an lr column), annealing (Tissue et al. 2024), temporal (Xiong et al., "
+        "position-averaged; default without) or power (E + A t^-a)"))] = None,
 ) -> None:
-    """Forecast the rest of a loss curve from its observed prefix with the temporal law (or a power law)."""
+    """Predict the rest of a loss curve: under its lr schedule (step, lr, loss), or from a tokens/loss prefix."""
+    if _has_lr_column(curve):
+        _extrapolate_schedule(curve, fit_on or [], until, as_json, plot, law or "multipower")
+    else:
+        _extrapolate_prefix(curve, fit_on or [], until, as_json, plot, law or "temporal")
+
+
+def _extrapolate_schedule(curve: Path, fit_on: list[Path], until: str | None, as_json: bool, plot: Path | None,
+                          law: str) -> None:
+    import json
+
+    from ncpl.laws.schedule import fit_law, plot_schedule_forecast, read_schedule_curve
+
+    try:
+        if until is not None:
+            raise ConfigError(f"--until: {curve} has an lr column, so its horizon is its last lr row; drop --until (or "
+                              "add lr rows up to the step you want)")
+        target = read_schedule_curve(curve)
+        others = [read_schedule_curve(path) for path in fit_on]
+        if not target.steps.size and not others:
+            raise ConfigError(f"{curve}: column 'loss' is empty; measure some losses or fit other runs with --fit-on")
+        fitted, predict = fit_law(law, target, others)
+        steps = np.arange(1, len(target.lrs))
+        forecast = predict(steps)
+    except ConfigError as error:
+        fail(str(error))
+    wanted = ~np.isin(steps, target.steps)
+    if plot:
+        plot_schedule_forecast(target, steps, forecast, plot, others, title=f"{curve.name}: {law} law")
+    if as_json:
+        print(json.dumps({"step": steps[wanted].tolist(), "loss": forecast[wanted].tolist()}))
+        return
+    console.print(f"{law} law fitted on {target.steps.size + sum(o.steps.size for o in others)} measured losses "
+                  f"({1 + len(others)} curves): " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.params.items()))
+    shown = steps[wanted][np.unique(np.linspace(0, wanted.sum() - 1, 20).astype(int))] if wanted.any() else []
+    table = Table(title=f"{law} law on {curve.name}: {wanted.sum()} steps without a measured loss (20 shown; all with --json)")
+    for header in ("step", "lr", "predicted loss"):
+        table.add_column(header)
+    for step in shown:
+        table.add_row(str(step), f"{target.lrs[step]:.4g}", f"{forecast[step - 1]:.4f}")
+    console.print(table)
+    if plot:
+        console.print(f"plot written to {plot}")
+
+
+def _extrapolate_prefix(curve: Path, fit_on: list[Path], until: str | None, as_json: bool, plot: Path | None,
+                        law: str) -> None:
     import json
 
     from ncpl.laws.temporal import LAWS, forecast_tokens, plot_forecast, read_curve
     from ncpl.schema import parse_quantity
 
     try:
+        if fit_on:
+            raise ConfigError(f"--fit-on: {curve} has no lr column; other runs can be fitted only with schedule curves "
+                              "(columns step, lr, loss)")
         if law not in LAWS:
-            raise ConfigError(f"--law: got {law!r}; use one of {', '.join(LAWS)}")
+            raise ConfigError(f"--law: got {law!r}; a tokens/loss curve takes one of {', '.join(LAWS)} (multipower and "
+                              "annealing need a step, lr, loss curve)")
+        if until is None:
+            raise ConfigError(f"--until: required for a tokens/loss curve ({curve}); give the tokens to forecast to, e.g. 350B")
         try:
             end = float(parse_quantity(until))
         except ValueError as error:

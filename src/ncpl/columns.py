@@ -29,10 +29,13 @@ def usable(frame: pd.DataFrame) -> pd.Series:
     return np.isfinite(loss) & ~frame["diverged"].fillna(False).astype(bool)
 
 
-def hparam_groups(runs: pd.DataFrame, min_size: int = 1) -> list[np.ndarray]:
-    """Positional indices of each (source, N, D) group with at least `min_size` runs."""
+def hparam_groups(runs: pd.DataFrame, min_size: int = 1, by_optimizer: bool = False) -> list[np.ndarray]:
+    """Positional indices of each (source, N, D) group with at least `min_size` runs; with `by_optimizer`, each
+    (source, N, D, optimizer) group (a user tunes one optimizer's hyperparameters; Marin pools 11 in a group)."""
     keys = pd.DataFrame({"source": runs["source"].to_numpy(), "n": effective_params(runs), "d": tokens(runs)})
-    return [np.asarray(rows) for rows in keys.groupby(["source", "n", "d"]).indices.values() if len(rows) >= min_size]
+    if by_optimizer and "optimizer.name" in runs:
+        keys["optimizer"] = runs["optimizer.name"].astype(str).to_numpy()
+    return [np.asarray(rows) for rows in keys.groupby(list(keys.columns)).indices.values() if len(rows) >= min_size]
 
 
 def best_runs(runs: pd.DataFrame, min_size: int = 1) -> pd.DataFrame:

@@ -178,13 +178,47 @@ class OptimizerSpec(BaseModel):
         return self
 
 
+SCHEDULE_FAMILIES = ("constant", "cosine", "linear", "wsd", "multistep", "explicit")
+DECAY_SHAPES = ("linear", "cosine", "exponential")
+Ratio = Annotated[float, Field(ge=0, le=1), BeforeValidator(_finite), BeforeValidator(_no_bool)]
+
+
 class ScheduleSpec(_Section):
-    name: str | None = Field(None, description="cosine, linear, wsd, constant, ...")
-    warmup_steps: NonNegative | None = None
+    """The lr schedule: a named family with its parameters, or the lr of every step (`lr`).
+
+    Steps count from 0; the peak lr is ``optimizer.lr``. `ncpl.schedules.lr_at_steps` turns this
+    into the lr of every step. Families (other names, e.g. ``inv_sqrt``, are kept as text):
+    constant; cosine and linear (peak to the min lr over the steps after warmup); wsd (constant,
+    then a decay of `cooldown_steps` steps to the min lr, shaped by `decay`); multistep (the peak,
+    then `stage_lr_ratios[i]` x peak from step `stage_steps[i]` on); explicit (`lr` given per step).
+    """
+
+    name: str | None = Field(None, description="family: " + ", ".join(SCHEDULE_FAMILIES) + " (others kept as text)")
+    warmup_steps: NonNegative | None = Field(None, description="linear warmup from 0 to the peak lr")
     total_steps: PositiveInt | None = None
-    min_lr: NonNegative | None = None
+    min_lr: NonNegative | None = Field(None, description="the lr at the end of the decay")
     min_lr_ratio: Annotated[float, Field(ge=0, le=1)] | None = None
-    cooldown_steps: NonNegative | None = None
+    cooldown_steps: NonNegative | None = Field(None, description="wsd: steps of the final decay")
+    decay: Literal["linear", "cosine", "exponential"] | None = Field(None, description="wsd: shape of the final decay")
+    stage_steps: list[PositiveInt] | None = Field(None, description="multistep: the step each later stage starts at")
+    stage_lr_ratios: list[Ratio] | None = Field(None, description="multistep: each later stage's lr / peak lr")
+    lr: list[NonNegative] | None = Field(None, description="explicit: the lr of every step from step 0 (stored "
+                                                           "in the column schedule_lr, not read as a config field)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScheduleSpec:
+        if (self.stage_steps is None) != (self.stage_lr_ratios is None) or (
+                self.stage_steps is not None and len(self.stage_steps) != len(self.stage_lr_ratios)):
+            raise ValueError("schedule.stage_steps and schedule.stage_lr_ratios: give both, one entry per later stage")
+        if self.stage_steps is not None and any(b <= a for a, b in zip(self.stage_steps, self.stage_steps[1:])):
+            raise ValueError(f"schedule.stage_steps: got {self.stage_steps}; the stage starts must increase")
+        if self.lr is not None and self.name not in (None, "explicit"):
+            raise ValueError(f"schedule.lr: a per-step lr array goes with schedule.name 'explicit', not {self.name!r}")
+        if self.name == "explicit" and not self.lr:
+            raise ValueError("schedule.name 'explicit' needs schedule.lr, the lr of every step")
+        if self.lr is not None and self.name is None:
+            self.name = "explicit"
+        return self
 
 
 class BatchSpec(_Section):
@@ -286,6 +320,7 @@ def config_to_flat(config: RunConfig) -> dict[str, Any]:
     for section in ("model", "data", "optimizer", "schedule", "batch"):
         for key, value in getattr(config, section).model_dump().items():
             flat[f"{section}.{key}"] = value
+    flat[SCHEDULE_LR] = flat.pop("schedule.lr")  # thousands of numbers: never a config field to read
     for key, value in config.extra.items():
         flat[f"extra.{key}"] = value
     return flat
@@ -297,12 +332,16 @@ def config_from_flat(row: dict[str, Any]) -> RunConfig:
 
 
 _RECORD_COLUMNS = {"run_id", "final_loss", "loss_kind", "diverged", "curve_tokens", "curve_loss"}
+SCHEDULE_LR = "schedule_lr"  # flat column of the explicit per-step lr (schedule.lr)
 
 
 def _unflatten(row: dict[str, Any]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for key, value in row.items():
         if key in _RECORD_COLUMNS:
+            continue
+        if key == SCHEDULE_LR:
+            nested.setdefault("schedule", {})["lr"] = [float(v) for v in value]
             continue
         head, _, rest = key.partition(".")
         if not rest:
@@ -313,6 +352,8 @@ def _unflatten(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _to_python(value: Any) -> Any:
+    if getattr(value, "ndim", 0) > 0:  # a list cell read back from Parquet is a numpy array
+        return value.tolist()
     item = getattr(value, "item", None)  # numpy scalars from pandas
     return item() if callable(item) and not isinstance(value, (str, bytes)) else value
 

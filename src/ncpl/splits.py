@@ -3,6 +3,10 @@
 OOD holds the runs at or above a model-size (or compute) threshold, or listed by id; ID is a seeded
 random fraction of the rest, drawn per source so that every source is represented; train is what
 remains. No run is in two splits.
+
+`validation_split` carves validation runs out of a training table, per source: a seeded random share
+(`random`, which rewards interpolation), or the runs of the source's largest model size(s) (`largest`,
+the step a user takes when asking about a larger model) beside a random share of the rest.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ncpl.columns import compute
+from ncpl.columns import compute, effective_params, tokens
 
 
 @dataclass
@@ -57,3 +61,37 @@ def split_runs(
         take = int(round(id_frac * len(group)))
         held.loc[rng.choice(group.index.to_numpy(), size=take, replace=False)] = True
     return Split(train=frame[~ood & ~held], id=frame[held], ood=frame[ood])
+
+
+VAL_SPLITS = ("largest", "random")
+
+
+def largest_sizes(frame: pd.DataFrame, min_frac: float) -> pd.Series:
+    """Per source, the runs at its largest model sizes (effective N), taken from the top down until they hold at
+    least `min_frac` of the source's runs and leave one size out; a source of one model size steps in tokens (D)
+    instead, and a source of one N and one D gives none."""
+    chosen = pd.Series(False, index=frame.index)
+    for _, group in frame.groupby("source", sort=True):
+        for values in (effective_params(group), tokens(group)):
+            sizes = np.unique(values[np.isfinite(values)])
+            if len(sizes) < 2:
+                continue
+            take = np.zeros(len(group), bool)
+            for size in sizes[:0:-1]:  # from the largest down, never the smallest
+                take |= values == size
+                if take.mean() >= min_frac:
+                    break
+            chosen.loc[group.index[take]] = True
+            break
+    return chosen
+
+
+def validation_split(frame: pd.DataFrame, how: str = "random", frac: float = 0.1, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, val). `random`: a seeded `frac` of each source. `largest`: each source's largest model size(s)
+    (`largest_sizes`, at least `frac` of its runs) plus a seeded `frac` of the rest, so that the validation runs
+    measure both the step beyond the training sizes and the error inside them."""
+    if how not in VAL_SPLITS:
+        raise ValueError(f"val_split: got {how!r}; use one of {', '.join(VAL_SPLITS)}")
+    beyond = largest_sizes(frame, frac) if how == "largest" else pd.Series(False, index=frame.index)
+    rest = split_runs(frame[~beyond], id_frac=frac, seed=seed)
+    return rest.train, pd.concat([frame[beyond], rest.id])

@@ -3,11 +3,14 @@ with a few bad rows given to `ncpl score`. Exit code 2, the message names the fi
 nothing partial is written. (The Python-level validation of each field is in tests/test_schema.py.)
 """
 
+import json
+
 import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from ncpl import predictors
 from ncpl.cli import app
 
 GOOD = {"source": "marin", "model": {"n_params": "134M", "d_model": 512, "n_layers": 32},
@@ -38,6 +41,11 @@ def test_good_candidate_config_is_accepted(tiny_model, tmp_path):
     (tmp_path / "candidate.yaml").write_text(yaml.safe_dump(GOOD))
     result = CliRunner().invoke(app, ["predict", str(tiny_model), "--candidate", str(tmp_path / "candidate.yaml"), "--json"])
     assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)  # one JSON object, nothing else on stdout
+    expected = predictors.load(tiny_model).predict_details(GOOD).iloc[0]  # the same config through the library
+    assert set(printed) == {"pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge"}
+    assert all(printed[key] == pytest.approx(float(expected[key]), rel=1e-6) for key in printed), (printed, expected)
+    assert 2 < printed["pred_loss"] < 6 and 0 <= printed["p_diverge"] <= 1  # a loss in nats for a 134M model, a probability
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])

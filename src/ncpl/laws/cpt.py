@@ -53,7 +53,7 @@ class LossLaw(_Law):
         return float((self.A / (loss - self.E)) ** (1 / self.alpha))
 
 
-class PowerLaw(_Law):
+class ComputeLaw(_Law):
     """y = k C^c N^n."""
 
     k: float
@@ -70,8 +70,8 @@ class CPTLaws(_Law):
     flops_range: tuple[float, float]
     seq_len: int | None = None
     loss: LossLaw
-    lr: PowerLaw
-    batch: PowerLaw
+    lr: ComputeLaw
+    batch: ComputeLaw
 
     def save(self, path: str | Path) -> None:
         save(self, path)
@@ -130,11 +130,11 @@ def fit_loss_law(flops: np.ndarray, loss: np.ndarray) -> LossLaw:
     return LossLaw(E=float(e), A=float(np.exp(log_a)), alpha=float(alpha))
 
 
-def fit_power_law(flops: np.ndarray, n_params: np.ndarray, y: np.ndarray, with_n: bool) -> PowerLaw:
+def fit_power_law(flops: np.ndarray, n_params: np.ndarray, y: np.ndarray, with_n: bool) -> ComputeLaw:
     """Least squares in log space."""
     columns = [np.ones_like(flops), np.log(flops)] + ([np.log(n_params)] if with_n else [])
     coef = np.linalg.lstsq(np.stack(columns, axis=1), np.log(y), rcond=None)[0]
-    return PowerLaw(k=float(np.exp(coef[0])), c=float(coef[1]), n=float(coef[2]) if with_n else 0.0)
+    return ComputeLaw(k=float(np.exp(coef[0])), c=float(coef[1]), n=float(coef[2]) if with_n else 0.0)
 
 
 def fit_laws(runs: pd.DataFrame, *, with_n: bool | None = None, min_size: int = 5) -> CPTLaws:

@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares, nnls
+from scipy.optimize import nnls
 
+from ncpl.laws.fitting import robust_fit
 from ncpl.schema import ConfigError
 
 NOISE = 0.01  # nats: residuals beyond this weigh linearly (soft L1), so one noisy checkpoint cannot steer a fit
@@ -128,13 +129,9 @@ class CurveLaw:
         k = len(self.theta_names)
         low = np.concatenate([self.lower, np.zeros(len(self.coef_names))])
         high = np.concatenate([self.upper, np.full(len(self.coef_names), np.inf)])
-        best = None
-        for _, theta, coef in scored[:STARTS]:
-            start = np.clip(np.concatenate([theta, coef]), low + 1e-9, np.minimum(high - 1e-9, 1e6))
-            result = least_squares(lambda p: self._value(x, p[:k], p[k:]) - y, start, bounds=(low, high),
-                                   loss="soft_l1", f_scale=NOISE)
-            if best is None or result.cost < best.cost:
-                best = result
+        best = robust_fit(lambda p: self._value(x, p[:k], p[k:]) - y,
+                          [np.concatenate([theta, coef]) for _, theta, coef in scored[:STARTS]], low, high,
+                          loss="soft_l1", f_scale=NOISE)
         self.theta, self.coef = best.x[:k], best.x[k:]
         return self
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import re
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from collections.abc import Sequence
@@ -20,16 +22,21 @@ from typing import Any, ClassVar, Union
 import numpy as np
 import pandas as pd
 
+from ncpl.columns import tokens
 from ncpl.schema import ConfigError, RunConfig, RunRecord, config_to_flat, validate
 
 META_FILE = "predictor.json"
+# The layout of predictor.json; bump it when a saved key is added or changes meaning. Directories written before it
+# existed carry none and read as 0 (same layout as 1). A newer directory loads with a warning, without the keys this
+# version does not know (as peft loads a config saved by a newer peft).
+FORMAT_VERSION = 1
 REGISTRY = {  # name -> "module:Class"
     "chinchilla": "ncpl.predictors.chinchilla:Chinchilla",
     "xgboost": "ncpl.predictors.trees:XGBoost",
     "xgboost-residual": "ncpl.predictors.trees:XGBoostResidual",
     "hparam-law": "ncpl.predictors.hparam_law:HparamLaw",
     "xgboost-hparam-residual": "ncpl.predictors.trees:XGBoostHparamResidual",
-    "ncpl": "ncpl.predictors.ncpl:NCPL",
+    "ncpl": "ncpl.regressor.predictor:NCPL",
     "ensemble": "ncpl.predictors.ensemble:Ensemble",
 }
 
@@ -210,9 +217,24 @@ class Predictor(ABC):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{META_FILE}.tmp"
-        tmp.write_text(json.dumps({"predictor": self.name, "state": self.get_state(), "coverage": self.coverage_}, indent=2))
+        meta = {"format_version": FORMAT_VERSION, "predictor": self.name, "state": self.get_state(), "coverage": self.coverage_}
+        tmp.write_text(json.dumps(meta, indent=2))
         tmp.replace(directory / META_FILE)
         return directory
+
+
+class TokenLaw(Predictor):
+    """A law of the loss at any token count: the final loss at D, a curve point at a fraction of D."""
+
+    @abstractmethod
+    def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
+        """The law at each config with the given token counts (a point on its curve)."""
+
+    def _predict(self, configs: pd.DataFrame) -> np.ndarray:
+        return self.predict_at(configs, tokens(configs))
+
+    def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
+        return np.stack([self.predict_at(configs, f * tokens(configs)) for f in fractions], axis=1)
 
 
 def predictor_class(name: str) -> type[Predictor]:
@@ -239,13 +261,42 @@ def load(directory: str | Path) -> Predictor:
     fix = "re-create it with `ncpl fit` or `ncpl train`"
     try:
         meta = json.loads(meta_path.read_text())
-        name, state = meta["predictor"], meta["state"]
+        name, state, version = meta["predictor"], meta["state"], meta.get("format_version", 0)
+        if not isinstance(version, int) or version < 0:
+            raise TypeError(f"format_version {version!r} is not a whole number >= 0")
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
         raise ConfigError(f"{corrupted} ({type(error).__name__}: {error}); {fix}") from None
     cls = predictor_class(name)
-    try:
-        predictor = cls.from_directory(directory, state)
-        predictor.coverage_ = meta.get("coverage")  # absent in directories saved before: the range is unknown
-        return predictor
-    except (KeyError, TypeError, ValidationError) as error:  # the state lacks a field or has the wrong shape
-        raise ConfigError(f"{corrupted} (its state does not fit {name}: {type(error).__name__}: {error}); {fix}") from None
+    dropped = [key for key in meta if key not in ("format_version", "predictor", "state", "coverage")]
+    while True:
+        try:
+            predictor = cls.from_directory(directory, state)
+            break
+        except (KeyError, TypeError, ValidationError) as error:  # the state lacks a field or has the wrong shape
+            key = _unknown_key(error)
+            if key is None or _without(state, key) == state:
+                raise ConfigError(f"{corrupted} (its state does not fit {name}: {type(error).__name__}: {error}); {fix}") from None
+            state = _without(state, key)
+            dropped.append(key)
+    if version > FORMAT_VERSION or dropped:
+        message = f"{meta_path}: model format {version}, this ncpl reads formats up to {FORMAT_VERSION}; "
+        message += f"dropped the keys it does not know: {', '.join(dropped)}" if dropped else "what that format added is ignored"
+        warnings.warn(f"{message}; upgrade ncpl to use them", stacklevel=2)
+    predictor.coverage_ = meta.get("coverage")  # absent in directories saved before: the range is unknown
+    return predictor
+
+
+def _unknown_key(error: Exception) -> str | None:
+    """The key a dataclass or pydantic model refused as unknown (``None`` when the error is another one)."""
+    if isinstance(error, TypeError):
+        match = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+        return match[1] if match else None
+    extra = [e["loc"][-1] for e in getattr(error, "errors", list)() if e["type"] == "extra_forbidden" and e["loc"]]
+    return str(extra[0]) if extra else None
+
+
+def _without(state: Any, key: str) -> Any:
+    """``state`` with ``key`` removed from every mapping in it."""
+    if isinstance(state, dict):
+        return {k: _without(v, key) for k, v in state.items() if k != key}
+    return [_without(v, key) for v in state] if isinstance(state, list) else state

@@ -17,7 +17,6 @@ unregularised fit.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
 from ncpl.columns import best_runs, effective_params, tokens, usable
-from ncpl.predictors import Predictor
+from ncpl.predictors import TokenLaw
 from ncpl.schema import ConfigError
 
 # Hoffmann et al.'s grid of starting points: e, a, b, alpha, beta.
@@ -111,20 +110,6 @@ def fit_law(
             best = result
     e, a, b, alpha, beta = best.x
     return ChinchillaLaw(E=float(np.exp(e)), A=float(np.exp(a)), alpha=float(alpha), B=float(np.exp(b)), beta=float(beta), n_runs=len(loss))
-
-
-class TokenLaw(Predictor):
-    """A law of the loss at any token count: the final loss at D, a curve point at a fraction of D."""
-
-    @abstractmethod
-    def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
-        """The law at each config with the given token counts (a point on its curve)."""
-
-    def _predict(self, configs: pd.DataFrame) -> np.ndarray:
-        return self.predict_at(configs, tokens(configs))
-
-    def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
-        return np.stack([self.predict_at(configs, f * tokens(configs)) for f in fractions], axis=1)
 
 
 class Chinchilla(TokenLaw):

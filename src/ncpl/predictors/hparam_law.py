@@ -32,7 +32,8 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from ncpl.columns import effective_params, tokens, usable
-from ncpl.predictors.chinchilla import Chinchilla, TokenLaw
+from ncpl.predictors import TokenLaw
+from ncpl.predictors.chinchilla import Chinchilla
 
 N_REF, D_REF = 1e8, 1e10  # centres of ln N and ln D, so the offsets are lrs at a plausible size
 LOSS_SCALE = 0.02  # soft-L1 scale (nats): runs further off the bowl than this count linearly

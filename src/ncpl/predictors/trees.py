@@ -6,10 +6,17 @@ optimizer, schedule, architecture, dataset). The residual variants fit a law on 
 learn what it misses: ``xgboost-residual`` the per-source Chinchilla law (through the best run of each
 (N, D) group, as NCPL does), ``xgboost-hparam-residual`` the law with the lr / batch bowl
 (`ncpl.predictors.hparam_law`). Diverged runs are left out of the fit.
+
+With `tune=True` the trees get the tuning NCPL gets: `fit` carves the same validation runs NCPL's
+`val_split` does (`ncpl.splits.validation_split`), boosts each setting of `grid` (`GRID`) on the rest with early
+stopping on the validation runs' MAE, keeps the setting and number of rounds with the lowest one, and
+refits those on every run (the law, as in NCPL, is fitted on every run throughout). `tuning` keeps the
+grid's validation MAEs.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -23,6 +30,9 @@ from ncpl.predictors.hparam_law import residual_law
 
 CONFIG_PREFIXES = ("model.", "data.", "optimizer.", "schedule.", "batch.", "extra.")
 CATEGORICAL = ("source", "optimizer.name", "schedule.name", "model.arch", "data.dataset")
+GRID = {"max_depth": (3, 6, 9), "learning_rate": (0.05, 0.15), "min_child_weight": (1.0, 5.0, 20.0)}  # 18 settings
+MAX_ROUNDS = 2000  # boosting rounds a tuned setting may use; early stopping ends it
+PATIENCE = 50  # rounds without a better validation MAE before stopping
 
 
 class FeatureSpec:
@@ -69,38 +79,59 @@ class XGBoost(Predictor):
     baseline_name: str | None = None  # the law whose residual the trees learn
 
     def __init__(self, n_estimators: int = 600, learning_rate: float = 0.03, max_depth: int = 6, subsample: float = 0.8,
-                 colsample_bytree: float = 0.8, min_child_weight: float = 1.0, seed: int = 0):
+                 colsample_bytree: float = 0.8, min_child_weight: float = 1.0, seed: int = 0, tune: bool = False,
+                 val_split: str = "largest", val_frac: float = 0.1, grid: dict[str, tuple[Any, ...]] | None = None):
         self.params = {"n_estimators": n_estimators, "learning_rate": learning_rate, "max_depth": max_depth,
                        "subsample": subsample, "colsample_bytree": colsample_bytree, "min_child_weight": min_child_weight,
                        "random_state": seed}
+        self.tune, self.val_split, self.val_frac, self.grid = tune, val_split, val_frac, grid or GRID
         self.features = FeatureSpec()
         self.baseline: Predictor | None = None
         self.model: xgb.XGBRegressor | None = None
+        self.tuning: list[dict[str, float]] = []  # each grid setting's validation MAE and rounds, after a tuned fit
 
-    def _regressor(self) -> xgb.XGBRegressor:
-        return xgb.XGBRegressor(**self.params, tree_method="hist", enable_categorical=True, n_jobs=2)
+    def _regressor(self, **overrides: Any) -> xgb.XGBRegressor:
+        return xgb.XGBRegressor(**{**self.params, **overrides}, tree_method="hist", enable_categorical=True, n_jobs=2)
 
     def fit(self, runs: pd.DataFrame) -> XGBoost:
-        runs = runs[usable(runs)]
+        runs = runs[usable(runs)].reset_index(drop=True)
         target = runs["final_loss"].to_numpy(float)
         if self.baseline_name:
             self.baseline = residual_law(self.baseline_name).fit(runs)
             target = target - self.baseline.predict(runs)
         self.features = FeatureSpec.from_runs(runs)
-        self.model = self._regressor().fit(self.features.transform(runs), target)
+        features = self.features.transform(runs)
+        if self.tune:
+            self.params.update(self._tuned(runs, features, target))
+        self.model = self._regressor().fit(features, target)
         return self
+
+    def _tuned(self, runs: pd.DataFrame, features: pd.DataFrame, target: np.ndarray) -> dict[str, Any]:
+        """The grid setting (and its rounds) with the lowest validation MAE under early stopping."""
+        from ncpl.splits import validation_split
+
+        train, val = validation_split(runs, self.val_split, self.val_frac, self.params["random_state"])
+        fit_rows, val_rows = train.index.to_numpy(), val.index.to_numpy()
+        self.tuning = []
+        for values in itertools.product(*self.grid.values()):
+            setting = dict(zip(self.grid, values))
+            model = self._regressor(**setting, n_estimators=MAX_ROUNDS, early_stopping_rounds=PATIENCE, eval_metric="mae")
+            model.fit(features.iloc[fit_rows], target[fit_rows], eval_set=[(features.iloc[val_rows], target[val_rows])], verbose=False)
+            self.tuning.append({**setting, "n_estimators": int(model.best_iteration) + 1, "val_mae": float(model.best_score)})
+        best = min(self.tuning, key=lambda row: row["val_mae"])
+        return {key: best[key] for key in (*self.grid, "n_estimators")}
 
     def _predict(self, configs: pd.DataFrame) -> np.ndarray:
         prediction = self.model.predict(self.features.transform(configs)).astype(float)
         return prediction + self.baseline.predict(configs) if self.baseline else prediction
 
     def get_state(self) -> dict[str, Any]:
-        return {"params": self.params, "features": self.features.to_dict(),
+        return {"params": self.params, "features": self.features.to_dict(), "tuning": self.tuning,
                 "baseline": self.baseline.get_state() if self.baseline else None,
                 "booster": json.loads(self.model.get_booster().save_raw("json").decode())}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.params = state["params"]
+        self.params, self.tuning = state["params"], state.get("tuning", [])
         self.features = FeatureSpec(**state["features"])
         if state["baseline"]:
             self.baseline = residual_law(self.baseline_name)

@@ -28,6 +28,7 @@ SOURCES = {
     "gemstones": "gemstones",
     "misfitting": "misfitting",
     "epoch": "epoch",
+    "multipower": "multipower",
     "table": "table",
 }
 

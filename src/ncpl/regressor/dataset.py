@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ncpl.predictors.chinchilla import TokenLaw
-from ncpl.serialize import Encoded, Serializer
+from ncpl.predictors import TokenLaw
+from ncpl.regressor.serialize import Encoded, Serializer
 
 
 @dataclass
@@ -89,14 +89,18 @@ class Collator:
         batch, width = len(examples), int(lengths.max())
         input_ids = np.full((batch, width), self.pad_id, dtype=np.int64)
         num_mask = np.zeros((batch, width), dtype=bool)
-        values, fields = [], []
+        word_mask = np.zeros((batch, width), dtype=bool)
+        values, fields, words = [], [], []
         for b, example in enumerate(examples):
             encoded = example.encoded
             input_ids[b, : lengths[b]] = encoded.input_ids
             num_mask[b, encoded.num_positions] = True
             values += encoded.num_values  # positions ascend, so this is masked_scatter's row-major order
             fields += encoded.num_fields
-        names = [self.serializer.name_ids(f) for f in fields]
+            word_mask[b, list(encoded.word_positions)] = True
+            words += encoded.word_pieces
+        # pooled into one embedding each: the numbers' field names (for the encoder), then the split words
+        names = [self.serializer.name_ids(f) for f in fields] + list(words)
         name_width = max((len(n) for n in names), default=1)
         name_ids = np.full((len(names), name_width), self.pad_id, dtype=np.int64)
         name_mask = np.zeros((len(names), name_width), dtype=np.float32)
@@ -106,7 +110,8 @@ class Collator:
         targets = np.array([e.target for e in examples], dtype=np.float64)
         return {
             "input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy((np.arange(width) < lengths[:, None]).astype(np.int64)),
-            "num_mask": torch.from_numpy(num_mask), "num_values": torch.tensor(values, dtype=torch.float64).float(),
+            "num_mask": torch.from_numpy(num_mask), "word_mask": torch.from_numpy(word_mask),
+            "num_values": torch.tensor(values, dtype=torch.float64).float(),
             "num_scales": torch.tensor([self.field_scales.get(f, 1.0) for f in fields], dtype=torch.float32),
             "name_ids": torch.from_numpy(name_ids), "name_mask": torch.from_numpy(name_mask),
             "target_position": torch.tensor([e.encoded.target_position for e in examples], dtype=torch.long),
@@ -117,4 +122,5 @@ class Collator:
         }
 
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "num_mask", "num_values", "num_scales", "name_ids", "name_mask", "target_position")
+MODEL_INPUTS = ("input_ids", "attention_mask", "num_mask", "word_mask", "num_values", "num_scales", "name_ids",
+                "name_mask", "target_position")

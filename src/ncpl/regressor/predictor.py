@@ -24,14 +24,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ncpl.columns import usable
-from ncpl.examples import MODEL_INPUTS, Collator, Example, Targets, build_examples
-from ncpl.network import NCPLNetwork
+from ncpl.columns import effective_params, tokens, usable
+from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example, Targets, build_examples
+from ncpl.regressor.network import NCPLNetwork
 from ncpl.predictors import Predictor
+from ncpl.regressor.precision import DTYPES, for_inference, resolve
 from ncpl.predictors.hparam_law import residual_law
 from ncpl.schema import ConfigError
-from ncpl.serialize import Serializer
-from ncpl.train import TrainConfig, Trainer
+from ncpl.regressor.serialize import Serializer
+from ncpl.regressor.trainer import TrainConfig, Trainer
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "cpu.yaml"
 WEIGHTS = "model.safetensors"
@@ -56,11 +57,17 @@ def _versions() -> dict[str, str]:
 class NCPL(Predictor):
     name = "ncpl"
 
-    def __init__(self, config: TrainConfig | str | Path | None = None, work_dir: str | Path | None = None):
+    def __init__(self, config: TrainConfig | str | Path | None = None, work_dir: str | Path | None = None,
+                 inference_dtype: str = "auto"):
         if config is None:
             config = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else TrainConfig()
         self.config = config if isinstance(config, TrainConfig) else TrainConfig.from_yaml(config)
         self.work_dir = Path(work_dir) if work_dir else None
+        if inference_dtype not in DTYPES:
+            raise ConfigError(f"inference_dtype: {inference_dtype!r} is not one of {', '.join(DTYPES)}")
+        # prediction only (ncpl.regressor.precision): auto = bf16 on a CPU with bf16 units, else fp32; int8 on request
+        self.inference_dtype = inference_dtype
+        self._low_precision: dict[str, list[torch.nn.Module]] = {}  # the networks' reduced-precision copies, per dtype
         self.networks: list[NCPLNetwork] = []  # one a member
         self.serializer: Serializer | None = None
         self.targets: Targets | None = None
@@ -68,28 +75,39 @@ class NCPL(Predictor):
         self.is_decoder = True
         self.hidden = 0
         self.train_logs: list[Path] = []  # the metrics of the fit, one a member, drawn into the model directory by save()
-        # nats added to both ends of the 10-90% interval, per source (conformal, on the validation runs); POOLED for the rest
+        # the 10-90% interval widens by margin + slope * distance nats at both ends, per source (POOLED for the rest):
+        # distance is the decades (log10 N plus log10 D) beyond the network's training runs of that source
         self.interval_margins: dict[str, float] = {}
+        self.interval_slopes: dict[str, float] = {}
+        self.train_ranges: dict[str, list[float]] = {}  # source -> [log10 N min, max, log10 D min, max]
 
     # --- training -------------------------------------------------------------------------------
 
     def fit(self, runs: pd.DataFrame, val: pd.DataFrame | None = None) -> NCPL:
-        """Train on `runs`; `val` selects the checkpoint (default: a seeded `val_frac` of the runs, per source)."""
+        """Train on `runs`; `val` selects the checkpoint and calibrates the interval (default: carved from `runs`
+        by `val_split`). The residual law is fitted on the runs the network trains on, except under the `largest`
+        split, where it is fitted on every run: a law without the largest size may be a law of one model size,
+        which cannot say how the loss moves with N; there the validation runs are held out from the network only."""
         import tempfile
 
-        from ncpl.backbones import load_backbone
-        from ncpl.encoders import field_scales
-        from ncpl.splits import split_runs
+        from ncpl.regressor.backbones import load_backbone
+        from ncpl.regressor.encoders import field_scales
+        from ncpl.splits import validation_split
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
+        law_runs = runs
         if val is None:
-            split = split_runs(runs, id_frac=cfg.val_frac, seed=cfg.seed)
-            runs, val = split.train, split.id
+            runs, val = validation_split(runs, cfg.val_split, cfg.val_frac, cfg.seed)
+        if cfg.val_split != "largest":
+            law_runs = runs
         if not usable(runs).any():
             raise ConfigError("final_loss: no converged training runs")
-        baseline = residual_law(cfg.baseline, cfg.baseline_fit_on).fit(runs)
+        baseline = residual_law(cfg.baseline, cfg.baseline_fit_on).fit(law_runs)
+        self.train_ranges = {str(source): [float(np.log10(effective_params(group)).min()), float(np.log10(effective_params(group)).max()),
+                                           float(np.log10(tokens(group)).min()), float(np.log10(tokens(group)).max())]
+                             for source, group in runs.groupby("source")}
         ok = runs[usable(runs)]
         residual = ok["final_loss"].to_numpy(float) - baseline.predict(ok)
         # A robust unit (1.4826 x the median absolute deviation: the std of a normal bulk). With the std, a few runs
@@ -100,7 +118,7 @@ class NCPL(Predictor):
 
         backbone = load_backbone(cfg.backbone)
         self.is_decoder, self.hidden = backbone.is_decoder, backbone.hidden_size
-        self.serializer = Serializer(backbone.tokenizer, numbers_as_text=cfg.numbers_as_text, is_decoder=backbone.is_decoder)
+        self.serializer = self._serializer(backbone.tokenizer)
         backbone.model.resize_token_embeddings(len(backbone.tokenizer), mean_resizing=False)  # the placeholder's embedding is never read
         train_examples = build_examples(runs, self.serializer, self.targets, cfg.max_curve_points)
         values: dict[str, list[float]] = defaultdict(list)
@@ -114,7 +132,7 @@ class NCPL(Predictor):
         work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="ncpl-train-"))
         to_loss = lambda target: self.targets.to_loss(val, target, val["data.tokens"].to_numpy(float))  # noqa: E731
         accelerator = None
-        self.networks, self.train_logs = [], []
+        self.networks, self.train_logs, self._low_precision = [], [], {}
         for k in range(cfg.members):
             member = cfg.model_copy(update={"seed": cfg.seed + k})
             if k:  # a fresh copy of the pretrained backbone, and the member's own initialisation of the encoder and head
@@ -127,31 +145,58 @@ class NCPL(Predictor):
             accelerator = trainer.accelerator
             self.networks.append(trainer.fit(train_examples, val_examples, val_loss).eval())
             self.train_logs.append(trainer.log_path)
-        self.interval_margins = self._conformal_margins(val[usable(val)])
+        self.interval_margins, self.interval_slopes = self._calibrate_interval(val[usable(val)])
         return self
 
-    def _conformal_margins(self, val: pd.DataFrame, coverage: float = 0.8) -> dict[str, float]:
-        """Conformalized quantile regression (Romano et al. 2019), one margin per source (Mondrian conformal
-        prediction): the margin that makes the quantile heads' interval hold `coverage` of that source's
-        validation runs, so a source with wide errors does not widen another's interval; the margin over all
-        of them (POOLED) for a source without any. Those runs also chose the checkpoint, so the margins are
-        slightly optimistic; out of distribution the interval stays as good as the point estimate's bias."""
+    def _distance(self, configs: pd.DataFrame) -> np.ndarray:
+        """Decades beyond the network's training runs of the config's source: the excess of log10 N over that
+        source's range plus the excess of log10 D; 0 inside the range and for a source it never saw."""
+        bounds = configs["source"].astype(str).map(self.train_ranges)
+        bounds = np.array([b if isinstance(b, list) else [np.nan] * 4 for b in bounds], float).reshape(len(configs), 4)
+        x = np.stack([np.log10(effective_params(configs)), np.log10(tokens(configs))], axis=1)
+        excess = np.maximum(x - bounds[:, [1, 3]], 0) + np.maximum(bounds[:, [0, 2]] - x, 0)
+        return np.nansum(excess, axis=1)
+
+    def _calibrate_interval(self, val: pd.DataFrame, coverage: float = 0.8) -> tuple[dict[str, float], dict[str, float]]:
+        """Conformalized quantile regression (Romano et al. 2019), per source (Mondrian conformal prediction), with a
+        margin that grows linearly with the distance d beyond the training runs: margin(d) = m0 + k d.
+
+        m0 makes the quantile heads' interval hold `coverage` of the source's validation runs inside the training
+        range (d = 0). k is calibrated on the validation runs beyond it (the `largest` split's step to a larger
+        model): the conformal quantile of (score - m0) / d, so that m0 + k d holds `coverage` of them (the
+        normalised scores of locally weighted conformal prediction, Lei et al. 2018), at least 0. A source
+        without such runs takes the quantile over all sources (POOLED); without any (the `random` split) k = 0.
+        One decade in N is taken to cost what one in D does: the validation step of a source of one model size
+        is in D. The validation runs also chose the checkpoint, so the margins are slightly optimistic."""
         if val.empty:
-            return {}
-        self.interval_margins = {}
+            return {}, {}
+        self.interval_margins, self.interval_slopes = {}, {}
         details = self._predict_details(val)
         loss = val["final_loss"].to_numpy(float)
         scores = np.maximum(details["pred_loss_lo"].to_numpy() - loss, loss - details["pred_loss_hi"].to_numpy())
-        sources = val["source"].astype(str).to_numpy()
+        sources, distance = val["source"].astype(str).to_numpy(), self._distance(val)
+        inside, beyond = distance <= 1e-9, distance > 1e-9
 
-        def margin(scores: np.ndarray) -> float:
-            level = min(1.0, math.ceil((len(scores) + 1) * coverage) / len(scores))
-            return float(np.quantile(scores, level, method="higher"))
+        def quantile(values: np.ndarray) -> float:
+            level = min(1.0, math.ceil((len(values) + 1) * coverage) / len(values))
+            return float(np.quantile(values, level, method="higher"))
 
-        return {**{source: margin(scores[sources == source]) for source in np.unique(sources)}, POOLED: margin(scores)}
+        def per_source(values: np.ndarray, where: np.ndarray, floor: float = -np.inf) -> dict[str, float]:
+            out = {source: max(floor, quantile(values[where & (sources == source)])) for source in np.unique(sources[where])}
+            return {**out, POOLED: max(floor, quantile(values[where]))} if where.any() else {}
+
+        margins = per_source(scores, inside if inside.any() else beyond)
+        m0 = np.array([margins.get(source, margins.get(POOLED, 0.0)) for source in sources])
+        slopes = per_source((scores - m0) / np.where(beyond, distance, 1.0), beyond, floor=0.0)
+        return margins, slopes
 
     def _example(self, row: dict[str, Any], fraction: float | None = None) -> Example:
         return Example(self.serializer.encode(row, fraction), math.nan, fraction is None, False)
+
+    def _serializer(self, tokenizer: Any) -> Serializer:
+        cfg = self.config
+        return Serializer(tokenizer, numbers_as_text=cfg.numbers_as_text, is_decoder=self.is_decoder,
+                          serialization=cfg.serialization)
 
     def _collator(self) -> Collator:
         return Collator(self.serializer, self.field_scales)
@@ -167,15 +212,26 @@ class NCPL(Predictor):
         batch_size = batch_size or self.config.eval_batch_size
         order = np.argsort([len(e.encoded.input_ids) for e in examples], kind="stable")
         collate = self._collator()
-        out = np.empty((len(self.networks), len(examples), 4), dtype=np.float64)
+        networks = self._inference_networks()
+        out = np.empty((len(networks), len(examples), 4), dtype=np.float64)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = collate([examples[i] for i in rows])
-            for k, network in enumerate(self.networks):
+            for k, network in enumerate(networks):
                 network.eval()
                 device = next(network.parameters()).device
                 out[k, rows] = network(**{key: batch[key].to(device) for key in MODEL_INPUTS}).float().cpu().numpy()
         return out
+
+    def _inference_networks(self) -> list[torch.nn.Module]:
+        """The members in `inference_dtype` (resolved for the device they are on); reduced-precision copies are made
+        once and kept."""
+        dtype = resolve(self.inference_dtype, next(self.networks[0].parameters()).device)
+        if dtype == "fp32":
+            return self.networks
+        if dtype not in self._low_precision:
+            self._low_precision[dtype] = [for_inference(network, dtype) for network in self.networks]
+        return self._low_precision[dtype]
 
     def _predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
         """pred_loss, its 10-90% interval pred_loss_lo / pred_loss_hi, and p_diverge, one row per config."""
@@ -187,8 +243,11 @@ class NCPL(Predictor):
         low, high = to_loss(1), to_loss(2)
         low, high = np.minimum(low, high), np.maximum(low, high)
         middle = (low + high) / 2  # a negative margin shrinks an interval at most to its middle
-        pooled = self.interval_margins.get(POOLED, 0.0)
-        margin = configs["source"].astype(str).map(self.interval_margins).fillna(pooled).to_numpy(float)
+        source = configs["source"].astype(str)
+        margin = source.map(self.interval_margins).fillna(self.interval_margins.get(POOLED, 0.0)).to_numpy(float)
+        if self.interval_slopes:
+            slope = source.map(self.interval_slopes).fillna(self.interval_slopes.get(POOLED, 0.0)).to_numpy(float)
+            margin = margin + slope * self._distance(configs)
         return pd.DataFrame({
             "pred_loss": to_loss(0),
             "pred_loss_lo": np.minimum(low - margin, middle),
@@ -214,16 +273,20 @@ class NCPL(Predictor):
             "train_config": self.config.model_dump(mode="json"),
             "backbone": self.config.backbone, "is_decoder": self.is_decoder, "hidden_size": self.hidden,
             "encoder": self.config.encoder, "numbers_as_text": self.config.numbers_as_text,
+            "serialization": self.config.serialization,
             "field_scales": self.field_scales,
             "baseline": self.targets.baseline.get_state(), "target_scale": self.targets.scale,
-            "interval_margins": self.interval_margins,
+            "interval_margins": self.interval_margins, "interval_slopes": self.interval_slopes,
+            "train_ranges": self.train_ranges,
             "versions": _versions(),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        # a directory saved before `baseline` existed learned the residual over Chinchilla, and one saved before
-        # `fourier_min_period` existed has the Fourier encoder's first periods (0.25 decades)
-        self.config = TrainConfig.model_validate({"baseline": "chinchilla", "fourier_min_period": 0.25, **state["train_config"]})
+        # a directory saved before `baseline` existed learned the residual over Chinchilla, one saved before
+        # `fourier_min_period` existed has the Fourier encoder's first periods (0.25 decades), and one saved before
+        # `serialization` existed read the verbose text
+        old = {"baseline": "chinchilla", "fourier_min_period": 0.25, "serialization": "verbose"}
+        self.config = TrainConfig.model_validate({**old, **state["train_config"]})
         self.is_decoder, self.hidden = state["is_decoder"], state["hidden_size"]
         self.field_scales = state["field_scales"]
         baseline = residual_law(self.config.baseline, self.config.baseline_fit_on)
@@ -231,6 +294,7 @@ class NCPL(Predictor):
         self.targets = Targets(baseline, state["target_scale"])
         # directories saved before per-source margins had one margin, and before that none
         self.interval_margins = state.get("interval_margins", {POOLED: state.get("interval_margin", 0.0)})
+        self.interval_slopes, self.train_ranges = state.get("interval_slopes", {}), state.get("train_ranges", {})  # none: no widening
 
     def save(self, directory: str | Path) -> Path:
         """Write the model directory (only the main process does, when several trained it)."""
@@ -283,7 +347,7 @@ class NCPL(Predictor):
         except (OSError, ValueError) as error:
             raise ConfigError(f"{backbone_dir}: cannot read the backbone's config or tokenizer ({type(error).__name__}: {error}); "
                               "the model directory is incomplete or damaged, re-run `ncpl train`") from None
-        model.serializer = Serializer(tokenizer, numbers_as_text=model.config.numbers_as_text, is_decoder=model.is_decoder)
+        model.serializer = model._serializer(tokenizer)
         for path in weights:
             network = NCPLNetwork(AutoModel.from_config(backbone_config), model.hidden, model.is_decoder, model.config.encoder,
                                   **model.config.encoder_options())

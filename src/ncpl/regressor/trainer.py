@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -22,11 +23,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
-from ncpl.examples import MODEL_INPUTS, Collator, Example
-from ncpl.network import NCPLNetwork, loss_terms
+from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example
+from ncpl.regressor.network import NCPLNetwork, loss_terms
+from ncpl.regressor.precision import cpu_features
 from ncpl.schema import ConfigError, load
 
 
@@ -54,13 +56,21 @@ class TrainConfig(BaseModel):
     # that fraction take values there that no training run had. Of 0.25, 1 and 2.5 decades, 1 gave the
     # best ID validation MAE (benchmarks/results/ncpl-cpu-period*.md).
     fourier_min_period: float = Field(1.0, gt=0)
-    numbers_as_text: bool = False
+    # compact: categorical values as words, one placeholder per number, the prompt (about 22 tokens a StepLaw or
+    # Marin config, the field names carried by the numeric-field encoder); verbose: `name: value` lines (about 92)
+    serialization: Literal["compact", "verbose"] = "compact"
+    numbers_as_text: bool = Field(False, description="write the numbers as text (needs serialization: verbose)")
     max_curve_points: int = Field(16, ge=0)
     batch_size: int = Field(32, gt=0)
     eval_batch_size: int = Field(128, gt=0)
     seed: int = 42
     members: int = Field(1, ge=1, description="networks trained from seeds seed .. seed+members-1, outputs averaged")
     val_frac: float = Field(0.1, gt=0, lt=1)
+    # The runs that choose the checkpoint and calibrate the interval (ncpl.splits.validation_split): `random`, a
+    # seeded val_frac of each source; `largest`, each source's largest model size(s) (one size: its largest D)
+    # plus a seeded val_frac of the rest, the step a user takes to a larger model (the law is then fitted on
+    # every run, the validation runs held out from the network only).
+    val_split: Literal["largest", "random"] = "random"
     # The law whose residual the network learns: the per-source Chinchilla law, or that law with the
     # lr / batch bowl (ncpl.predictors.hparam_law), which carries the optimum's move with N and D out
     # of distribution. Chinchilla is fitted through the best run of each (N, D) group by default: a law
@@ -73,13 +83,22 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = Field(1.0, gt=0)
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    # auto: bf16 autocast where the hardware has bf16 units (a GPU that supports it, a CPU with AVX512_BF16 or AMX)
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
     log_with: list[str] = Field(default_factory=list, description="accelerate trackers, e.g. [tensorboard]")
     stage1: StageConfig = StageConfig(epochs=20, lr=5e-4)
     stage2: FinetuneConfig = FinetuneConfig(epochs=8, lr=5e-5)
 
-    def encoder_options(self) -> dict[str, float]:
-        return {"min_period": self.fourier_min_period} if self.encoder == "fourier" else {}
+    @model_validator(mode="after")
+    def _numbers_need_names(self) -> TrainConfig:
+        if self.numbers_as_text and self.serialization == "compact":
+            raise ValueError("numbers_as_text: true needs serialization: verbose (compact writes no field names)")
+        return self
+
+    def encoder_options(self) -> dict[str, float | bool]:
+        if self.encoder == "fourier":
+            return {"min_period": self.fourier_min_period}
+        return {"names": self.serialization == "compact"}  # compact writes no names: the MLP encoder must embed them
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -132,6 +151,14 @@ def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_f
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if cpu_features().bf16_units else "no"
+
+
 class Trainer:
     """Runs both stages for one network; `work_dir` holds checkpoints and the metrics log."""
 
@@ -143,10 +170,21 @@ class Trainer:
         self.config, self.network, self.collator, self.to_loss = config, network, collator, to_loss
         self.work_dir = Path(work_dir)
         self.accelerator = accelerator or Accelerator(
-            mixed_precision=config.mixed_precision, log_with=config.log_with or None,
+            mixed_precision=_mixed_precision(config.mixed_precision), log_with=config.log_with or None,
             project_config=ProjectConfiguration(project_dir=str(self.work_dir)),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            # one scheduler step an optimizer step: by default accelerate steps it once per process, which on N
+            # processes would run the schedule (counted in optimizer steps) N times too fast
+            step_scheduler_with_optimizer=False,
         )
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched != self.accelerator.num_processes:
+            # accelerate 1.15 joins processes only on GPU-like devices unless told ACCELERATE_USE_CPU (and sets up
+            # FSDP only on GPUs): launched on CPUs by torchrun, each process would train alone on all the data
+            raise ConfigError(
+                f"launched {launched} processes (WORLD_SIZE) but accelerate joined {self.accelerator.num_processes} "
+                f"({self.accelerator.distributed_type}): each would train alone. On CPUs accelerate runs no FSDP: "
+                "launch DDP over gloo with `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N`")
         self.progress_path = self.work_dir / "checkpoint" / "progress.json"
         self.best_path = self.work_dir / "checkpoint" / "best.safetensors"
         self.log_path = self.work_dir / "train_log.jsonl"
@@ -229,7 +267,7 @@ class Trainer:
                 terms = loss_terms(outputs.float(), batch["target"], batch["converged"], batch["is_final"], batch["diverged"], cfg.huber_delta)
                 loss = terms["huber"] + terms["pinball"] + cfg.diverge_weight * terms["diverge"]
                 acc.backward(loss)
-                acc.clip_grad_norm_(params, cfg.grad_clip)
+                acc.clip_grad_norm_(network.parameters(), cfg.grad_clip)  # the prepared ones: FSDP replaces them
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -311,7 +349,13 @@ class Trainer:
 
         if not self.best_path.exists():  # no epoch ran (a schedule of zero epochs): keep the weights as they are
             return
-        self.accelerator.unwrap_model(self.network).load_state_dict(load_file(str(self.best_path)), strict=True)
+        model, state = self.accelerator.unwrap_model(self.network), load_file(str(self.best_path))
+        if self.accelerator.is_fsdp2:  # sharded parameters: each process keeps its shard of the full tensors
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=True))
+        else:
+            model.load_state_dict(state, strict=True)
 
     def _trim_log(self, progress: dict[str, Any]) -> None:
         """Drop the log lines of epochs after the last checkpoint: they run again on resume."""

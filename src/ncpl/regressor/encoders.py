@@ -3,7 +3,10 @@
 - `MLPEncoder`, the paper's: Linear(1, 2H), ReLU, Linear(2H, H) on the value times a per-field
   scale. The paper picks the scales by hand (lr x 1e4, ...); here each field's scale is one over
   the median magnitude of its training values, so that any field gets one without a hand-picked
-  constant (values of unseen fields pass unscaled).
+  constant (values of unseen fields pass unscaled). The paper writes each field's name as text
+  before its number; the compact serialization does not, so there (`names=True`) the encoder adds
+  the name embedding as the Fourier encoder does: without it two fields of equal scaled value
+  would be the same token.
 - `FourierEncoder`, the default: sign, log10 magnitude and sin/cos features of the log magnitude
   at geometric periods of 1 to 40 decades (`TrainConfig.fourier_min_period`), through an MLP, plus
   an embedding of the field's *name* taken from the backbone's own word embeddings of that name.
@@ -25,19 +28,27 @@ from torch import nn
 class _Encoder(nn.Module):
     def __init__(self, hidden: int, word_rms: float):
         super().__init__()
-        self.gain = nn.Parameter(torch.tensor(float(word_rms)))
+        self.gain = nn.Parameter(torch.tensor([float(word_rms)]))  # 1-d: FSDP's fully_shard refuses 0-d parameters
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        gain = state_dict.get(prefix + "gain")
+        if gain is not None and gain.dim() == 0:  # a model saved when the gain was a scalar
+            state_dict[prefix + "gain"] = gain.reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.gain
 
 
 class MLPEncoder(_Encoder):
-    def __init__(self, hidden: int, word_rms: float):
+    def __init__(self, hidden: int, word_rms: float, names: bool = False):
         super().__init__(hidden, word_rms)
         self.mlp = nn.Sequential(nn.Linear(1, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden))
+        self.name_projection = nn.Linear(hidden, hidden, bias=False) if names else None
 
     def forward(self, values: torch.Tensor, scales: torch.Tensor, name_embeddings: torch.Tensor) -> torch.Tensor:
-        return self._normalise(self.mlp((values * scales).unsqueeze(-1)))
+        out = self.mlp((values * scales).unsqueeze(-1))
+        return self._normalise(out if self.name_projection is None else out + self.name_projection(name_embeddings))
 
 
 class FourierEncoder(_Encoder):

@@ -1,0 +1,96 @@
+"""Reduced precision on the CPU: which low-precision units this machine has, and a network set up to use them.
+
+- ``bf16``: the backbone's weights in bfloat16, for CPUs with bf16 units (AVX512_BF16 or AMX, as torch
+  reports them). Without them torch emulates bf16 in software, many times slower than fp32 (measured
+  on an AVX2-only EPYC: benchmarks/results/throughput.md), so ``auto`` picks it only where the units are.
+- ``int8``: dynamic quantization of the backbone's Linear layers (torch.ao: int8 weights, activations
+  quantized per batch), the option for AVX2-only CPUs. Off by default: on the CPU default model it moved
+  the dev-split MAE by more than the 0.0005 nats allowed and was not faster (throughput.md).
+- ``fp32``: the network as trained.
+
+Only the CPU is touched: on a GPU (or under accelerate) the network runs as loaded, whatever is asked.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DTYPES = ("auto", "fp32", "bf16", "int8")
+
+
+@dataclass(frozen=True)
+class CPUFeatures:
+    capability: str  # torch's kernel level: DEFAULT, AVX2, AVX512, ...
+    avx512_bf16: bool
+    amx: bool
+    vnni: bool
+
+    @property
+    def bf16_units(self) -> bool:
+        return self.avx512_bf16 or self.amx
+
+    def flags(self) -> str:
+        """The flags that decide the dtype, e.g. ``AVX2, no avx512_bf16, no amx, no vnni``."""
+        named = {"avx512_bf16": self.avx512_bf16, "amx": self.amx, "vnni": self.vnni}
+        return ", ".join([self.capability] + [name if on else f"no {name}" for name, on in named.items()])
+
+
+def cpu_features() -> CPUFeatures:
+    """What torch reports about this CPU; /proc/cpuinfo where this torch build cannot say."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    probes = {"avx512_bf16": "_is_avx512_bf16_supported", "amx": "_is_amx_tile_supported", "vnni": "_is_vnni_supported"}
+    found = {name: getattr(torch.cpu, probe, None) for name, probe in probes.items()}
+    if all(found.values()):
+        return CPUFeatures(capability, **{name: bool(probe()) for name, probe in found.items()})
+    flags = _cpuinfo_flags()
+    return CPUFeatures(capability, avx512_bf16="avx512_bf16" in flags, amx="amx_tile" in flags,
+                       vnni=bool({"avx512_vnni", "avx_vnni"} & flags))
+
+
+def _cpuinfo_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.partition(":")[2].split()}
+
+
+def resolve(dtype: str, device: torch.device | str = "cpu", features: CPUFeatures | None = None) -> str:
+    """The dtype a network on `device` runs in: ``auto`` becomes ``bf16`` on a CPU with bf16 units, else ``fp32``."""
+    if dtype not in DTYPES:
+        raise ValueError(f"inference_dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
+    if torch.device(device).type != "cpu":
+        return "fp32"  # GPUs run the network as loaded (configs/gpu.yaml trains it in bf16 already)
+    if dtype == "auto":
+        return "bf16" if (features or cpu_features()).bf16_units else "fp32"
+    return dtype
+
+
+def set_inference_dtype(model: object, dtype: str) -> object:
+    """Set `inference_dtype` on a loaded predictor and on every member of an ensemble that has one (NCPL)."""
+    for predictor in [model, *getattr(model, "members", [])]:
+        if hasattr(predictor, "inference_dtype"):
+            predictor.inference_dtype = dtype
+    return model
+
+
+def for_inference(network: nn.Module, dtype: str) -> nn.Module:
+    """`network` itself for fp32, else a copy whose backbone runs in `dtype` (the encoder and head stay fp32)."""
+    if dtype == "fp32":
+        return network
+    if dtype not in ("bf16", "int8"):
+        raise ValueError(f"inference_dtype: {dtype!r} is not a resolved dtype (fp32, bf16, int8)")
+    low = copy.deepcopy(network).eval()
+    if dtype == "bf16":
+        low.backbone.to(torch.bfloat16)
+        return low
+    with warnings.catch_warnings():  # torch.ao's eager quantization is deprecated in favour of torchao, not yet gone
+        warnings.simplefilter("ignore")
+        low.backbone = torch.ao.quantization.quantize_dynamic(low.backbone, {nn.Linear}, dtype=torch.qint8)
+    return low

@@ -1,0 +1,86 @@
+"""The learning rate of every step of a run, from its `ScheduleSpec` (what the schedule-aware laws read).
+
+Conventions (those of the Multi-Power Law repository, thu-yao-01-luo/MultiPowerLaw, whose runs they
+rebuild exactly): steps count from 0; a warmup of W steps rises linearly from 0 at step 0 to the peak
+at step W - 1; a decay over steps [a, T) reaches the min lr at step T. Without ``min_lr`` or
+``min_lr_ratio`` a cosine or linear decay ends at 0. Past `total_steps` the lr stays at its last
+value. Without a peak lr (``optimizer.lr`` unknown) the schedule is in units of the peak: the laws
+only need its shape, their constants absorb the scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ncpl.schema import ConfigError, RunConfig, ScheduleSpec
+
+
+def _decay(start: float, end: float, fraction: np.ndarray, shape: str) -> np.ndarray:
+    """From `start` at fraction 0 to `end` at fraction 1."""
+    if shape == "linear":
+        return start + (end - start) * fraction
+    if shape == "cosine":
+        return end + 0.5 * (start - end) * (1 + np.cos(np.pi * fraction))
+    if end <= 0:
+        raise ConfigError("schedule.min_lr: an exponential decay needs a min lr above 0; set schedule.min_lr or "
+                          "schedule.min_lr_ratio")
+    return start ** (1 - fraction) * end ** fraction
+
+
+def _need(value, field: str, family: str):
+    if value is None:
+        raise ConfigError(f"schedule.{field}: required for a {family!r} schedule; set it in the config")
+    return value
+
+
+def lr_at_steps(schedule: ScheduleSpec, peak_lr: float | None = None, steps: int | None = None) -> np.ndarray:
+    """The lr of steps 0 .. steps - 1 (default: through `total_steps`)."""
+    peak = 1.0 if peak_lr is None else float(peak_lr)
+    family = schedule.name
+    if family == "explicit":
+        lrs = np.asarray(schedule.lr, float)
+        steps = len(lrs) if steps is None else steps
+        return np.concatenate([lrs, np.full(max(0, steps - len(lrs)), lrs[-1])])[:steps]
+    if family not in ("constant", "cosine", "linear", "wsd", "multistep"):
+        raise ConfigError(f"schedule.name: got {family!r}; the lr of every step is known for constant, cosine, linear, "
+                          "wsd, multistep, or explicit (schedule.lr)")
+    if steps is None:
+        steps = int(_need(schedule.total_steps, "total_steps", family))
+    total = int(schedule.total_steps or steps)
+    end = schedule.min_lr if schedule.min_lr is not None else peak * (schedule.min_lr_ratio or 0.0)
+    warmup = int(schedule.warmup_steps or 0)
+    step = np.arange(steps, dtype=float)
+    lrs = np.full(steps, peak)
+    if family in ("cosine", "linear"):
+        after = step >= warmup
+        fraction = np.clip((step[after] - warmup) / max(total - warmup, 1), 0, 1)
+        lrs[after] = _decay(peak, end, fraction, family)
+    elif family == "wsd":
+        start = total - int(_need(schedule.cooldown_steps, "cooldown_steps", family))
+        after = step >= start
+        fraction = np.clip((step[after] - start) / max(total - start, 1), 0, 1)
+        lrs[after] = _decay(peak, end, fraction, schedule.decay or "linear")
+    elif family == "multistep":
+        starts = _need(schedule.stage_steps, "stage_steps", family)
+        for begin, ratio in zip(starts, schedule.stage_lr_ratios):
+            lrs[step >= begin] = ratio * peak
+    if warmup:
+        rising = step < warmup
+        lrs[rising] = np.linspace(0.0, peak, warmup)[: int(rising.sum())]
+    return lrs
+
+
+def config_lrs(config: RunConfig, steps: int | None = None) -> np.ndarray:
+    """`lr_at_steps` of a run's schedule at its peak lr (``optimizer.lr``)."""
+    return lr_at_steps(config.schedule, config.optimizer.lr, steps)
+
+
+def tokens_to_steps(config: RunConfig, tokens) -> np.ndarray:
+    """Optimizer steps at these token counts: tokens / ``batch.tokens`` (or the tokens themselves where a source
+    counts in steps, ``extra.tokens_are_steps``)."""
+    tokens = np.asarray(tokens, float)
+    if config.extra.get("tokens_are_steps"):
+        return tokens
+    if not config.batch.tokens:
+        raise ConfigError("batch.tokens: needed to turn tokens into optimizer steps; set the tokens per step")
+    return tokens / config.batch.tokens
