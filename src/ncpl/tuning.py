@@ -26,7 +26,7 @@ from ncpl.columns import effective_params, tokens
 from ncpl.laws import steplaw
 from ncpl.laws.transfer import TransferConfig, transfer
 from ncpl.predictors import Predictor
-from ncpl.schema import ConfigError, RunConfig, config_to_flat, did_you_mean, known_fields, parse_quantity, validate
+from ncpl.schema import ConfigError, RunConfig, config_from_flat, config_to_flat, did_you_mean, known_fields, parse_quantity, validate
 
 SIZE, TOKENS = "model.n_params", "data.tokens"
 LR, BATCH = "optimizer.lr", "batch.tokens"
@@ -124,6 +124,12 @@ def tune(model: Predictor, base: RunConfig, space: list[Dimension], *, flops: fl
     if flops is not None and TOKENS in fields:
         raise ConfigError(f"space: {TOKENS} follows from the compute budget (C / 6N); search {SIZE} instead")
     base_row = config_to_flat(base)
+    for dim in space:  # every value the search can take must make a valid config (a choice 'abc' for batch.tokens)
+        for value in dim.choices if dim.choices is not None else [dim.low, dim.high]:
+            try:
+                config_from_flat({**base_row, dim.field: value})
+            except ConfigError as error:
+                raise ConfigError(f"space: {dim.field} = {value!r}: {error}") from None
     if flops is not None and SIZE not in fields:
         n0 = float(base_row[SIZE])
         space = [*space, Dimension(SIZE, n0 / 4, n0 * 4)]
