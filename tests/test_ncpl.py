@@ -117,8 +117,9 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     log = [json.loads(line) for line in (work / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 4 and log[-1]["train_huber"] < log[0]["train_huber"]
     details = model.predict_details(runs)
-    assert list(details.columns) == ["pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge"]
-    assert np.isfinite(details.to_numpy()).all() and (details["pred_loss_lo"] <= details["pred_loss_hi"]).all()
+    head = ["pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge"]
+    assert list(details.columns)[:4] == head  # then how far outside the training runs (`outside*`)
+    assert np.isfinite(details[head].to_numpy()).all() and (details["pred_loss_lo"] <= details["pred_loss_hi"]).all()
     curve = model.predict_curve(runs.head(3), np.array([0.2, 0.6, 1.0]))
     assert curve.shape == (3, 3) and np.isfinite(curve).all()
     model.save(tmp_path / "model")
@@ -139,20 +140,22 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     assert set(model.interval_margins) == {"*", *val["source"]}
     assert model.interval_margins["steplaw"] != model.interval_margins["gemstones"]
     # The conformal guarantee on runs neither the network nor the margins saw: StepLaw runs outside the training sample
-    # are exchangeable with each other, so margins calibrated on 20 of them hold at least 80% of 40 others on average
-    # over random splits (and at most 80% + 2/21: the margin is the order statistic one above split conformal's).
-    # Checking the runs the margins were calibrated on, as before, could not fail.
+    # (and inside its range, d = 0) are exchangeable with each other, so margins calibrated on 20 of them hold at least
+    # 80% of 40 others on average over random splits (and at most 80% + 2/21: the margin is the order statistic one
+    # above split conformal's). Checking the runs the margins were calibrated on, as before, could not fail.
     everything = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
-    fresh = everything[~everything["run_id"].isin(runs["run_id"]) & usable(everything)].sample(60, random_state=1)
-    margins, rng, covered = model.interval_margins, np.random.default_rng(0), []
+    fresh = everything[~everything["run_id"].isin(runs["run_id"]) & usable(everything)]
+    fresh = fresh[model._distance(fresh) <= 1e-9].sample(60, random_state=1)
+    calibrated, rng, covered = (model.interval_margins, model.interval_slopes), np.random.default_rng(0), []
     for _ in range(40):
         order = rng.permutation(len(fresh))
-        model.interval_margins = model._conformal_margins(fresh.iloc[order[:20]])
+        model.interval_margins, model.interval_slopes = model._calibrate_interval(fresh.iloc[order[:20]])
+        assert not model.interval_slopes  # no run beyond the training range: the margin alone
         test = fresh.iloc[order[20:]]
         got = model.predict_details(test)
         covered.append(((got["pred_loss_lo"].to_numpy() <= test["final_loss"].to_numpy())
                         & (test["final_loss"].to_numpy() <= got["pred_loss_hi"].to_numpy())).mean())
-    model.interval_margins = margins
+    model.interval_margins, model.interval_slopes = calibrated
     assert 0.8 - 0.04 <= np.mean(covered) <= 0.8 + 2 / 21 + 0.04, np.mean(covered)
     (tmp_path / "model/model.safetensors").write_bytes(b"not a weights file")
     with pytest.raises(ValueError, match="corrupted"):

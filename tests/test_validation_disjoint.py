@@ -51,7 +51,7 @@ def test_validation_runs_come_from_training_runs_only(made_up_runs, how):
 def test_ncpl_picks_its_checkpoint_on_runs_it_does_not_train_on(monkeypatch, tmp_path):
     """NCPL.fit's own validation split: the runs that choose the checkpoint (and the interval margins) are none of
     the runs its training examples are built from. Stops before the first epoch; bundled real Marin runs."""
-    from ncpl.predictors import ncpl as ncpl_module
+    from ncpl.regressor import predictor as ncpl_module
     from ncpl.store import read_runs
     from ncpl.regressor.trainer import TrainConfig, Trainer
 
