@@ -204,16 +204,17 @@ def test_keep_work_keeps_it(tiny_ncpl, tmp_path):
 # --- 5. the README's quickstart on the shipped examples --------------------------------------------
 
 
-def test_readme_quickstart_runs_on_the_examples_before_the_benchmarks(models, tmp_path):
+def test_readme_quickstart_runs_on_the_examples_before_the_benchmarks(tiny_ncpl, tmp_path):
     readme = (ROOT / "README.md").read_text()
     quick = readme.index("## Quickstart")
     assert quick < readme.index("| test | source | predictor |")  # before the first benchmark table
     for name in ("examples/candidate.yaml", "examples/sweep.csv", "examples/space.yaml", ".venv/bin/ncpl",
                  "source .venv/bin/activate"):
         assert name in readme[quick:], name
-    for args in (["predict", models / "xgb", "--candidate", EXAMPLES / "candidate.yaml", "--curve"],
-                 ["score", models / "xgb", EXAMPLES / "sweep.csv", "-o", tmp_path / "scored.parquet"],
-                 ["tune", models / "xgb", "--base", EXAMPLES / "candidate.yaml", "--space", EXAMPLES / "space.yaml", "--n", 16]):
+    model = tiny_ncpl[0] / "model"  # an NCPL model, as the README's runs/default/ncpl
+    for args in (["predict", model, "--candidate", EXAMPLES / "candidate.yaml", "--curve"],
+                 ["score", model, EXAMPLES / "sweep.csv", "-o", tmp_path / "scored.parquet"],
+                 ["tune", model, "--base", EXAMPLES / "candidate.yaml", "--space", EXAMPLES / "space.yaml", "--n", 16]):
         code, out = invoke(*args)
         assert code == 0 and "error" not in out, (args[0], out)
 
