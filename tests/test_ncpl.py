@@ -117,9 +117,11 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     log = [json.loads(line) for line in (work / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 4 and log[-1]["train_huber"] < log[0]["train_huber"]
     details = model.predict_details(runs)
-    head = ["pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge"]
-    assert list(details.columns)[:4] == head  # then how far outside the training runs (`outside*`)
-    assert np.isfinite(details[head].to_numpy()).all() and (details["pred_loss_lo"] <= details["pred_loss_hi"]).all()
+    own = ["pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge"]
+    assert list(details.columns) == own + ["outside", "outside_n_params", "outside_tokens", "outside_lr", "outside_batch"]
+    assert (details["outside"].fillna(0) == 0).all()  # its own training runs lie inside (NaN: a run without lr or batch)
+    details = details[own]
+    assert np.isfinite(details.to_numpy()).all() and (details["pred_loss_lo"] <= details["pred_loss_hi"]).all()
     curve = model.predict_curve(runs.head(3), np.array([0.2, 0.6, 1.0]))
     assert curve.shape == (3, 3) and np.isfinite(curve).all()
     model.save(tmp_path / "model")

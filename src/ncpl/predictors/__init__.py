@@ -69,11 +69,19 @@ def _axes(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     from ncpl.columns import effective_params, tokens
 
     def column(name: str) -> np.ndarray:
-        return pd.to_numeric(frame[name], errors="coerce").to_numpy(float) if name in frame else np.full(len(frame), np.nan)
+        return (
+            pd.to_numeric(frame[name], errors="coerce").to_numpy(float)
+            if name in frame
+            else np.full(len(frame), np.nan)
+        )
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        return {"n_params": np.log10(effective_params(frame)), "tokens": np.log10(tokens(frame)),
-                "lr": np.log10(column("optimizer.lr")), "batch": np.log10(column("batch.tokens"))}
+        return {
+            "n_params": np.log10(effective_params(frame)),
+            "tokens": np.log10(tokens(frame)),
+            "lr": np.log10(column("optimizer.lr")),
+            "batch": np.log10(column("batch.tokens")),
+        }
 
 
 def training_coverage(runs: pd.DataFrame) -> dict[str, Any]:
@@ -103,8 +111,13 @@ def merge_coverage(coverages: list[dict[str, Any] | None]) -> dict[str, Any] | N
         for source, axes in coverage["ranges"].items():
             for axis, bounds in axes.items():
                 known = ranges.setdefault(source, {}).get(axis)
-                ranges[source][axis] = bounds if known is None else known if bounds is None else [
-                    min(known[0], bounds[0]), max(known[1], bounds[1])]
+                ranges[source][axis] = (
+                    bounds
+                    if known is None
+                    else known
+                    if bounds is None
+                    else [min(known[0], bounds[0]), max(known[1], bounds[1])]
+                )
     return {"ranges": ranges, "fields": sorted({f for c in coverages for f in c["fields"]})}
 
 
@@ -142,8 +155,8 @@ class Predictor(ABC):
         return self._predict(as_frame(configs))
 
     def predict_details(self, configs: Configs) -> pd.DataFrame:
-        """``pred_loss``, and where the predictor has them ``pred_loss_lo`` / ``pred_loss_hi`` (10-90%) and ``p_diverge``;
-        then `outside_of_training` 's columns."""
+        """``pred_loss``, and where the predictor has them ``pred_loss_lo`` / ``pred_loss_hi`` (10-90%) and
+        ``p_diverge``; then the columns of `outside_of_training`."""
         frame = as_frame(configs)
         details = self._predict_details(frame)
         return pd.concat([details, self.outside_of_training(frame).set_axis(details.index)], axis=1)
@@ -151,15 +164,21 @@ class Predictor(ABC):
     def outside_of_training(self, configs: Configs) -> pd.DataFrame:
         """Per config, how many decades each axis (``outside_n_params``, ``outside_tokens``, ``outside_lr``,
         ``outside_batch``) lies beyond the training runs of its source: positive above their max, negative below their
-        min, 0 inside (or within `OUTSIDE_TOLERANCE`); ``outside`` the largest absolute value. NaN where unknown (a model saved before, a source or an
-        axis without training runs, a config without the value)."""
+        min, 0 inside (or within `OUTSIDE_TOLERANCE`); ``outside`` the largest absolute value. NaN where unknown (a
+        model saved before, a source or an axis without training runs, a config without the value)."""
         frame = as_frame(configs)
         sources = frame["source"].astype(str).to_numpy() if "source" in frame else np.full(len(frame), "")
         ranges = (self.coverage_ or {}).get("ranges", {})
         out = {}
         for axis, values in _axes(frame).items():
-            bounds = np.array([(ranges.get(s, {}).get(axis) or [np.nan, np.nan]) for s in sources], float).reshape(-1, 2)
-            beyond = np.where(values > bounds[:, 1], values - bounds[:, 1], np.where(values < bounds[:, 0], values - bounds[:, 0], 0.0))
+            bounds = np.array([(ranges.get(s, {}).get(axis) or [np.nan, np.nan]) for s in sources], float).reshape(
+                -1, 2
+            )
+            beyond = np.where(
+                values > bounds[:, 1],
+                values - bounds[:, 1],
+                np.where(values < bounds[:, 0], values - bounds[:, 0], 0.0),
+            )
             out[f"{OUTSIDE}{axis}"] = np.where(np.abs(beyond) < OUTSIDE_TOLERANCE, 0.0, beyond)
             out[f"{OUTSIDE}{axis}"][~np.isfinite(values) | np.isnan(bounds).any(axis=1)] = np.nan
         table = pd.DataFrame(out)
@@ -173,12 +192,24 @@ class Predictor(ABC):
             return []
         frame = as_frame(configs)
         seen = set(self.coverage_["fields"])
-        sections = {field.partition(".")[0] for field in seen if "." in field} | {"model", "data", "optimizer", "schedule", "batch", "extra"}
-        return [c for c in frame.columns if c.partition(".")[0] in sections and "." in c and c not in seen and frame[c].notna().any()]
+        sections = {field.partition(".")[0] for field in seen if "." in field} | {
+            "model",
+            "data",
+            "optimizer",
+            "schedule",
+            "batch",
+            "extra",
+        }
+        return [
+            c
+            for c in frame.columns
+            if c.partition(".")[0] in sections and "." in c and c not in seen and frame[c].notna().any()
+        ]
 
     def predict_curve(self, configs: Configs, fractions: np.ndarray) -> np.ndarray:
         """Loss at each fraction of training: shape (configs, fractions). The point at fraction 1 is the final-loss
-        prediction (`predict`): a curve head asked at the end and the final-loss head can differ by a few thousandths."""
+        prediction (`predict`): a curve head asked at the end and the final-loss head can differ by a few
+        thousandths."""
         frame, fractions = as_frame(configs), np.asarray(fractions, float)
         curve = self._predict_curve(frame, fractions)
         end = np.isclose(fractions, 1.0)
@@ -217,7 +248,12 @@ class Predictor(ABC):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{META_FILE}.tmp"
-        meta = {"format_version": FORMAT_VERSION, "predictor": self.name, "state": self.get_state(), "coverage": self.coverage_}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "predictor": self.name,
+            "state": self.get_state(),
+            "coverage": self.coverage_,
+        }
         tmp.write_text(json.dumps(meta, indent=2))
         tmp.replace(directory / META_FILE)
         return directory
@@ -253,10 +289,14 @@ def load(directory: str | Path) -> Predictor:
 
     meta_path = Path(directory) / META_FILE
     if not Path(directory).is_dir():
-        raise ConfigError(f"{directory}: model directory not found; give the folder written by `ncpl fit` or `ncpl train`")
+        raise ConfigError(
+            f"{directory}: model directory not found; give the folder written by `ncpl fit` or `ncpl train`"
+        )
     if not meta_path.exists():
-        raise ConfigError(f"{directory}: not a predictor directory ({meta_path} not found); "
-                          "give the folder written by `ncpl fit` or `ncpl train`, or re-create it with them")
+        raise ConfigError(
+            f"{directory}: not a predictor directory ({meta_path} not found); "
+            "give the folder written by `ncpl fit` or `ncpl train`, or re-create it with them"
+        )
     corrupted = f"{meta_path}: corrupted predictor file"
     fix = "re-create it with `ncpl fit` or `ncpl train`"
     try:
@@ -275,12 +315,18 @@ def load(directory: str | Path) -> Predictor:
         except (KeyError, TypeError, ValidationError) as error:  # the state lacks a field or has the wrong shape
             key = _unknown_key(error)
             if key is None or _without(state, key) == state:
-                raise ConfigError(f"{corrupted} (its state does not fit {name}: {type(error).__name__}: {error}); {fix}") from None
+                raise ConfigError(
+                    f"{corrupted} (its state does not fit {name}: {type(error).__name__}: {error}); {fix}"
+                ) from None
             state = _without(state, key)
             dropped.append(key)
     if version > FORMAT_VERSION or dropped:
         message = f"{meta_path}: model format {version}, this ncpl reads formats up to {FORMAT_VERSION}; "
-        message += f"dropped the keys it does not know: {', '.join(dropped)}" if dropped else "what that format added is ignored"
+        message += (
+            f"dropped the keys it does not know: {', '.join(dropped)}"
+            if dropped
+            else "what that format added is ignored"
+        )
         warnings.warn(f"{message}; upgrade ncpl to use them", stacklevel=2)
     predictor.coverage_ = meta.get("coverage")  # absent in directories saved before: the range is unknown
     return predictor
