@@ -223,13 +223,15 @@ def test_two_cpu_processes_with_accelerate(runs, tmp_path):
     write_runs(runs, tmp_path / "runs.parquet")
     config = {**TINY, "stage1": {"epochs": 1, "lr": 3e-3}, "stage2": {"epochs": 1, "lr": 1e-3, "mode": "full"}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ncpl.cli", "train",
                "--train", str(tmp_path / "runs.parquet"), "--config", str(tmp_path / "tiny.yaml"), "-o", str(tmp_path / "model")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # `--cpu` alone starts one process in accelerate 1.15; the multi-GPU launcher with ACCELERATE_USE_CPU starts two on gloo
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    log = [json.loads(line) for line in (tmp_path / "model/work/train_log.jsonl").read_text().splitlines()]
+    assert result.stdout.count("training NCPL") == 2  # both processes ran
+    log = [json.loads(line) for line in (tmp_path / "model/train_log.jsonl").read_text().splitlines()]
     assert [entry["stage"] for entry in log] == [1, 2]  # one log line an epoch: only the main process writes
     assert (tmp_path / "model/training_curves.png").stat().st_size > 10_000
     assert np.isfinite(predictors.load(tmp_path / "model").predict(runs)).all()
