@@ -116,11 +116,11 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     model, work = trained
     log = [json.loads(line) for line in (work / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 4 and log[-1]["train_huber"] < log[0]["train_huber"]
-    details = model.predict_details(runs)
+    full = model.predict_details(runs)
     own = ["pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge"]
-    assert list(details.columns) == own + ["outside", "outside_n_params", "outside_tokens", "outside_lr", "outside_batch"]
-    assert (details["outside"].fillna(0) == 0).all()  # its own training runs lie inside (NaN: a run without lr or batch)
-    details = details[own]
+    assert list(full.columns) == own + ["outside", "outside_n_params", "outside_tokens", "outside_lr", "outside_batch"]
+    assert (full["outside"].fillna(0) == 0).all()  # its own training runs lie inside (NaN: a run without lr or batch)
+    details = full[own]
     assert np.isfinite(details.to_numpy()).all() and (details["pred_loss_lo"] <= details["pred_loss_hi"]).all()
     curve = model.predict_curve(runs.head(3), np.array([0.2, 0.6, 1.0]))
     assert curve.shape == (3, 3) and np.isfinite(curve).all()
@@ -132,7 +132,7 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     loaded = predictors.load(tmp_path / "model")
     assert type(loaded.targets.baseline).__name__ == "HparamLaw" and loaded.targets.baseline.bowls.keys() == {"steplaw", "gemstones"}
     assert np.array_equal(loaded.predict(runs), model.predict(runs))
-    pd.testing.assert_frame_equal(loaded.predict_details(runs), details)  # the conformal margin travels with the model
+    pd.testing.assert_frame_equal(loaded.predict_details(runs), full)  # the conformal margin and the range travel with it
     val = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).id
     val = val[usable(val)]
     train = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).train
