@@ -8,9 +8,9 @@ from typer.testing import CliRunner
 
 from ncpl.cli import app
 from ncpl.columns import compute, effective_params
+from ncpl.errors import ConfigError
 from ncpl.evaluate import regret
 from ncpl.laws.cpt import CPTLaws, fit_laws, read_grid
-from ncpl.schema import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,15 @@ import yaml
 from matplotlib.image import imread
 
 from ncpl import predictors
-from ncpl.regressor.backbones import load_backbone
 from ncpl.columns import usable
+from ncpl.regressor.backbones import load_backbone
 from ncpl.regressor.encoders import FourierEncoder, MLPEncoder
 from ncpl.regressor.predictor import NCPL
 from ncpl.regressor.serialize import NUM_TOKEN, Serializer, config_fields
-from ncpl.sources import import_runs
-from ncpl.store import to_frame, write_runs
-from ncpl.splits import split_runs
 from ncpl.regressor.trainer import TrainConfig
+from ncpl.sources import import_runs
+from ncpl.splits import split_runs
+from ncpl.store import to_frame, write_runs
 
 TINY = {"backbone": "tiny-decoder", "batch_size": 16, "eval_batch_size": 64, "max_curve_points": 2, "seed": 0,
         "stage1": {"epochs": 3, "lr": 3e-3}, "stage2": {"epochs": 1, "lr": 1e-3, "mode": "lora", "lora_r": 4}}
@@ -234,7 +234,8 @@ def test_two_cpu_processes_with_accelerate(runs, tmp_path):
 
 
 def test_tune_honours_the_divergence_cap(runs, trained):
-    from ncpl.schema import ConfigError, RunRecord
+    from ncpl.errors import ConfigError
+    from ncpl.schema import RunRecord
     from ncpl.tuning import Dimension, tune
 
     model, _ = trained

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ncpl import predictors, schema
 from ncpl.cli import app
-from ncpl.schema import ConfigError
+from ncpl.errors import ConfigError
 from ncpl.scoring import merge_parts, parts_folder, score_file
 from ncpl.sources import import_runs
 from ncpl.store import to_frame

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ncpl.schema import ConfigError
+from ncpl.errors import ConfigError
 
 # rich_markup_mode=None: click's plain help, where a flag shows as `--flag` (typer's rich panels add `<bool>`)
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -366,8 +366,18 @@ def tune(
 ) -> None:
     """Best hyperparameters under a constraint, by the model's predicted loss; with the StepLaw law's (and a transfer's) suggestion, scored."""
     from ncpl import predictors, schema
-    from ncpl.tuning import (ALIASES, BATCH, LR, ignored_fields, landscape, load_space, runs_at, score_suggestions,
-                             steplaw_suggestion, transfer_suggestion)
+    from ncpl.tuning import (
+        ALIASES,
+        BATCH,
+        LR,
+        ignored_fields,
+        landscape,
+        load_space,
+        runs_at,
+        score_suggestions,
+        steplaw_suggestion,
+        transfer_suggestion,
+    )
     from ncpl.tuning import tune as search
 
     try:

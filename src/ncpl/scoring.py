@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from ncpl.errors import ConfigError
 from ncpl.predictors import Predictor
-from ncpl.schema import ConfigError, RunConfig, config_to_flat, did_you_mean, known_fields, validate
+from ncpl.schema import RunConfig, config_to_flat, did_you_mean, known_fields, validate
 from ncpl.store import unreadable_parquet
 
 CONFIG_SECTIONS = ("model.", "data.", "optimizer.", "schedule.", "batch.", "extra.")

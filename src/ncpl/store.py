@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ncpl.schema import ConfigError, RunRecord
+from ncpl.errors import ConfigError
+from ncpl.schema import RunRecord
 
 FIRST_COLUMNS = ["run_id", "source", "loss_kind", "final_loss", "diverged", "curve_tokens", "curve_loss"]
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ncpl import predictors
 from ncpl.cli import app
-from ncpl.schema import ConfigError
+from ncpl.errors import ConfigError
 from ncpl.scoring import score_file
 from ncpl.store import read_runs
 

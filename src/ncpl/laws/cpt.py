@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict
 from scipy.optimize import least_squares, minimize_scalar
 
 from ncpl.columns import best_runs, compute, effective_params
-from ncpl.schema import ConfigError, load, save
+from ncpl.errors import ConfigError
+from ncpl.schema import load, save
 from ncpl.sources import ImportFailed, import_runs
 from ncpl.store import read_runs, to_frame
 

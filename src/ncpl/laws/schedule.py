@@ -35,8 +35,8 @@ import pandas as pd
 from scipy.optimize import nnls
 from scipy.signal import lfilter
 
+from ncpl.errors import ConfigError
 from ncpl.laws.fitting import robust_fit
-from ncpl.schema import ConfigError
 
 HUBER_DELTA = 1e-3  # on log loss, as the Multi-Power repository fits
 PREDICT_CHUNK = 256  # steps predicted at a time

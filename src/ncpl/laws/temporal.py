@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
+from ncpl.errors import ConfigError
 from ncpl.laws.fitting import robust_fit
-from ncpl.schema import ConfigError
 
 NOISE = 0.01  # nats: residuals beyond this weigh linearly (soft L1), so one noisy checkpoint cannot steer a fit
 STARTS = 3  # best grid points refined

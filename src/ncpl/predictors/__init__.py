@@ -15,15 +15,16 @@ import json
 import re
 import warnings
 from abc import ABC, abstractmethod
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Union
 
 import numpy as np
 import pandas as pd
 
 from ncpl.columns import tokens
-from ncpl.schema import ConfigError, RunConfig, RunRecord, config_to_flat, validate
+from ncpl.errors import ConfigError
+from ncpl.schema import RunConfig, RunRecord, config_to_flat, validate
 
 META_FILE = "predictor.json"
 # The layout of predictor.json; bump it when a saved key is added or changes meaning. Directories written before it

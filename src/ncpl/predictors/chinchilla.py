@@ -26,8 +26,8 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
 from ncpl.columns import best_runs, effective_params, tokens, usable
+from ncpl.errors import ConfigError
 from ncpl.predictors import TokenLaw
-from ncpl.schema import ConfigError
 
 # Hoffmann et al.'s grid of starting points: e, a, b, alpha, beta.
 _GRID = np.array(np.meshgrid(

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ncpl.errors import ConfigError
 from ncpl.predictors import Predictor, load
-from ncpl.schema import ConfigError
 
 
 class Ensemble(Predictor):

@@ -25,12 +25,12 @@ import pandas as pd
 import torch
 
 from ncpl.columns import effective_params, tokens, usable
+from ncpl.errors import ConfigError
+from ncpl.predictors import Predictor
+from ncpl.predictors.hparam_law import residual_law
 from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example, Targets, build_examples
 from ncpl.regressor.network import NCPLNetwork
-from ncpl.predictors import Predictor
 from ncpl.regressor.precision import DTYPES, for_inference, resolve
-from ncpl.predictors.hparam_law import residual_law
-from ncpl.schema import ConfigError
 from ncpl.regressor.serialize import Serializer
 from ncpl.regressor.trainer import TrainConfig, Trainer
 

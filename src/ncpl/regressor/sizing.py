@@ -50,7 +50,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ncpl.schema import ConfigError
+from ncpl.errors import ConfigError
 from ncpl.regressor.trainer import TrainConfig
 
 GIB = 2**30

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ncpl.schema import ConfigError, RunRecord
+from ncpl.errors import ConfigError
+from ncpl.schema import RunRecord
 
 SOURCES = {
     "steplaw": "steplaw",
