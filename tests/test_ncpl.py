@@ -14,6 +14,7 @@ from matplotlib.image import imread
 
 from ncpl import predictors
 from ncpl.columns import usable
+from ncpl.errors import ModelDirError
 from ncpl.regressor.backbones import load_backbone
 from ncpl.regressor.encoders import FourierEncoder, MLPEncoder
 from ncpl.regressor.predictor import NCPL
@@ -158,7 +159,7 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     model.interval_margins, model.interval_slopes = calibrated
     assert 0.8 - 0.04 <= np.mean(covered) <= 0.8 + 2 / 21 + 0.04, np.mean(covered)
     (tmp_path / "model/model.safetensors").write_bytes(b"not a weights file")
-    with pytest.raises(ValueError, match="corrupted"):
+    with pytest.raises(ModelDirError, match="corrupted"):
         predictors.load(tmp_path / "model")
 
 
@@ -245,7 +246,7 @@ def test_tune_honours_the_divergence_cap(runs, trained):
     cap = float(free["p_diverge"].median())
     capped = tune(model, base, space, n=32, rounds=1, top=5, max_p_diverge=cap)
     assert (capped["p_diverge"] <= cap).all() and {"pred_loss_lo", "pred_loss_hi"} <= set(capped.columns)
-    with pytest.raises(ConfigError, match="max-p-diverge"):
+    with pytest.raises(ConfigError, match="max_p_diverge"):
         tune(model, base, space, n=32, rounds=1, max_p_diverge=-1.0)
 
 
@@ -265,7 +266,7 @@ def test_members_average_and_member_zero_is_the_single_model(runs, tmp_path):
     loaded = predictors.load(tmp_path / "model")
     pd.testing.assert_frame_equal(loaded.predict_details(runs), model.predict_details(runs))
     (tmp_path / "model/model.member-1.safetensors").unlink()
-    with pytest.raises(ValueError, match="model.member-1.safetensors: weights file missing"):
+    with pytest.raises(ModelDirError, match="model.member-1.safetensors: weights file missing"):
         predictors.load(tmp_path / "model")
 
 

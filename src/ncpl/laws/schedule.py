@@ -322,10 +322,10 @@ def fit_law(name: str, curve: ScheduleCurve, fit_on: list[ScheduleCurve] = (), d
         law = SCHEDULE_LAWS[name]().fit([curve, *fit_on])
         return law, lambda steps: law.predict(curve, steps)
     if name not in LAWS:
-        raise ConfigError(f"--law: got {name!r}; use one of {', '.join([*SCHEDULE_LAWS, *LAWS])}")
+        raise ConfigError(f"name: got {name!r}; use one of {', '.join([*SCHEDULE_LAWS, *LAWS])}")
     if fit_on:
-        raise ConfigError(f"--fit-on: the {name} law fits one curve's own points; use --law multipower or annealing to "
-                          "fit other runs too")
+        raise ConfigError(f"fit_on: the {name} law fits one curve's own points; use the multipower or annealing "
+                          "law to fit other runs too")
     law = LAWS[name]().fit(curve.steps, curve.loss)
     return law, lambda steps: law.predict(np.asarray(steps, float))
 

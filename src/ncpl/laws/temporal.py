@@ -188,7 +188,7 @@ def forecast_tokens(observed: np.ndarray, until: float, max_points: int = 200) -
     """Token counts after the last observed one up to `until`, at the observed spacing (at most max_points)."""
     last = float(observed[-1])
     if not until > last:
-        raise ConfigError(f"--until: got {until:g}, must exceed the last observed tokens {last:g}")
+        raise ConfigError(f"until: got {until:g}, must exceed the last observed tokens {last:g}")
     step = float(np.median(np.diff(observed))) if len(observed) > 1 else until - last
     points = int(np.clip(np.ceil((until - last) / step), 1, max_points))
     return np.linspace(last, until, points + 1)[1:]

@@ -146,6 +146,9 @@ class Chinchilla(TokenLaw):
                                              n_term=EPOCH_N_TERM if sizes == 1 else None)
         return self
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return bool(self.laws)
+
     def law_for(self, source: str) -> ChinchillaLaw:
         if source not in self.laws:
             raise ConfigError(f"source: no Chinchilla law fitted for {source!r}; fitted sources: {sorted(self.laws)}. "

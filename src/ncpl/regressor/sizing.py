@@ -252,5 +252,5 @@ def accelerate_processes(path: str | Path) -> tuple[int, bool]:
     try:
         settings = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"--accelerate-config: cannot read {path} ({error})") from None
+        raise ConfigError(f"accelerate_config: cannot read {path} ({error})") from None
     return int(settings.get("num_processes", 1)), settings.get("distributed_type") == "FSDP"
