@@ -14,8 +14,10 @@ from ncpl.predictors.hparam_law import residual_law
 CANDIDATE = {"source": "made-up", "model": {"n_params": 1e8}, "data": {"tokens": 2e9}}  # a made-up config, not a run
 
 
-@pytest.mark.parametrize("kind, builtin", [(ConfigError, ValueError), (DataError, ValueError),
-                                            (ModelDirError, OSError), (NotFittedError, AttributeError)])
+@pytest.mark.parametrize(
+    "kind, builtin",
+    [(ConfigError, ValueError), (DataError, ValueError), (ModelDirError, OSError), (NotFittedError, AttributeError)],
+)
 def test_every_kind_is_an_ncpl_error_and_the_builtin_callers_expect(kind, builtin):
     error = kind("field: got x")
     assert isinstance(error, NcplError) and isinstance(error, builtin) and str(error) == "field: got x"

@@ -297,7 +297,8 @@ def tune_with_suggestions(model: Predictor, base: RunConfig, space: list[Dimensi
     fixed = {ALIASES.get(f, f) for f in fix}
     unknown = fixed - set(ALIASES.values())
     if unknown:
-        raise ConfigError(f"fix: {sorted(unknown)} not supported; fix n_params, tokens or give a compute budget (flops)")
+        raise ConfigError(f"fix: {sorted(unknown)} not supported; fix n_params, tokens or give a compute budget "
+                          "(flops)")
     clash = fixed & {d.field for d in space}
     if clash and flops is None:
         raise ConfigError(f"fix: {sorted(clash)} are also in the search space")

@@ -19,7 +19,8 @@ def transfer(
         Path,
         typer.Argument(
             help=(
-                "YAML: width, depth, batch (tokens), tokens, alpha and per-module lr / eps / weight_decay / init_variance, "
+                "YAML: width, depth, batch (tokens), tokens, alpha and per-module lr / eps / weight_decay / "
+                "init_variance, "
                 "beta1, beta2"
             )
         ),
@@ -124,7 +125,8 @@ def extrapolate(
         Path,
         typer.Argument(
             help=(
-                "CSV with columns step, lr (every step from 0 to the horizon), loss (empty where not measured); or a CSV / JSONL "
+                "CSV with columns step, lr (every step from 0 to the horizon), loss (empty where not measured); or a "
+                "CSV / JSONL "
                 "with columns tokens, loss: the observed prefix of a curve, forecast to --until"
             )
         ),
@@ -134,7 +136,8 @@ def extrapolate(
         typer.Option(
             "--fit-on",
             help=(
-                "step, lr, loss CSV of another run of the same model and data (another schedule), fitted too; repeatable"
+                "step, lr, loss CSV of another run of the same model and data (another schedule), fitted too; "
+                "repeatable"
             ),
         ),
     ] = None,
@@ -146,7 +149,8 @@ def extrapolate(
         typer.Option(
             "--json",
             help=(
-                'print one JSON object: {"step": [...], "loss": [...]} for the steps without a measured loss (from step 1; '
+                'print one JSON object: {"step": [...], "loss": [...]} for the steps without a measured loss (from '
+                "step 1; "
                 'tokens/loss curves: {"tokens": ..., "loss": ...})'
             ),
         ),
@@ -159,7 +163,8 @@ def extrapolate(
         typer.Option(
             "--law",
             help=(
-                "multipower (Luo et al. 2025; default with an lr column), annealing (Tissue et al. 2024), temporal (Xiong et al., "
+                "multipower (Luo et al. 2025; default with an lr column), annealing (Tissue et al. 2024), temporal "
+                "(Xiong et al., "
                 "position-averaged; default without) or power (E + A t^-a)"
             ),
         ),

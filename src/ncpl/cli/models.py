@@ -59,7 +59,8 @@ def train(
         typer.Option(
             "--dry-run",
             help=(
-                "print parameters, memory per GPU (FSDP, bf16) and optimizer steps per epoch; load no weights, train nothing"
+                "print parameters, memory per GPU (FSDP, bf16) and optimizer steps per epoch; load no weights, train "
+                "nothing"
             ),
         ),
     ] = False,
@@ -160,7 +161,8 @@ def eval_predictors(
         typer.Option(
             "--models",
             help=(
-                "comma list of predictor names (chinchilla, hparam-law, xgboost, xgboost-residual, xgboost-hparam-residual), "
+                "comma list of predictor names (chinchilla, hparam-law, xgboost, xgboost-residual, "
+                "xgboost-hparam-residual), "
                 "or LABEL:MODEL_DIR to load"
             ),
         ),

@@ -160,8 +160,10 @@ def tune(
         typer.Option(
             "--transfer-from",
             help=(
-                "RunConfig of a tuned smaller run: its optimizer settings moved by Complete^(d)P (alpha = 1) to the base's "
-                "model.d_model, model.n_layers, batch.tokens and data.tokens, scored as a candidate; the single global lr "
+                "RunConfig of a tuned smaller run: its optimizer settings moved by Complete^(d)P (alpha = 1) to the "
+                "base's "
+                "model.d_model, model.n_layers, batch.tokens and data.tokens, scored as a candidate; the single "
+                "global lr "
                 "(eps, weight decay) gets the hidden-weight rule"
             ),
         ),
@@ -171,7 +173,8 @@ def tune(
         typer.Option(
             "--plot",
             help=(
-                "PNG of the predicted loss over lr x batch tokens through the best pick (the space's ranges, else a decade "
+                "PNG of the predicted loss over lr x batch tokens through the best pick (the space's ranges, else a "
+                "decade "
                 "either side), the picks marked"
             ),
         ),
