@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from ncpl import predictors
+from ncpl.errors import ConfigError
 from ncpl.predictors.chinchilla import EPOCH_N_TERM, Chinchilla, ChinchillaLaw, fit_law
-from ncpl.schema import ConfigError
 
 HOFFMANN = ChinchillaLaw(E=1.69, A=406.4, alpha=0.34, B=410.7, beta=0.28)
 EPOCH = ChinchillaLaw(E=1.8172, A=482.01, alpha=0.3478, B=2085.43, beta=0.3658)

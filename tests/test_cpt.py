@@ -8,9 +8,9 @@ from typer.testing import CliRunner
 
 from ncpl.cli import app
 from ncpl.columns import compute, effective_params
+from ncpl.errors import ConfigError
 from ncpl.evaluate import regret
 from ncpl.laws.cpt import CPTLaws, fit_laws, read_grid
-from ncpl.schema import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_inversion_round_trips(laws):
         assert laws.loss(laws.loss.inverse(loss)) == pytest.approx(loss, rel=1e-12)
     out = laws.predict(2.45, 4.3e8, 0)
     assert out["C_total"] == out["C_eq"] and out["equivalent_tokens"] == pytest.approx(out["C_eq"] / (6 * 4.3e8))
-    with pytest.raises(ConfigError, match="--loss.*floor E"):
+    with pytest.raises(ConfigError, match="loss.*floor E"):
         laws.predict(laws.loss.E, 4.3e8, 1e10)
 
 

@@ -6,8 +6,8 @@ from typer.testing import CliRunner
 
 from ncpl import predictors
 from ncpl.cli import app
+from ncpl.errors import ConfigError
 from ncpl.predictors.ensemble import Ensemble
-from ncpl.schema import ConfigError
 from ncpl.sources import import_runs
 from ncpl.store import to_frame
 

@@ -5,9 +5,9 @@ from scipy.stats import spearmanr
 
 from ncpl import predictors
 from ncpl.columns import usable
+from ncpl.errors import ConfigError
 from ncpl.predictors.chinchilla import Chinchilla, ChinchillaLaw
 from ncpl.predictors.hparam_law import HparamLaw
-from ncpl.schema import ConfigError
 from ncpl.sources import import_runs
 from ncpl.store import to_frame
 

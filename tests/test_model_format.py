@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from ncpl import predictors
+from ncpl.errors import ModelDirError
 from ncpl.predictors import FORMAT_VERSION
 from ncpl.store import read_runs
 
@@ -78,7 +79,7 @@ def test_newer_format_with_nothing_to_drop_still_warns(saved, tmp_path):
 @pytest.mark.parametrize("version", ["2", -1, 1.5, None])
 def test_a_version_that_is_not_a_whole_number_is_corruption(saved, tmp_path, version):
     directory, _, _ = saved
-    with pytest.raises(ValueError, match="corrupted predictor file .*format_version"):
+    with pytest.raises(ModelDirError, match="corrupted predictor file .*format_version"):
         predictors.load(rewrite(directory, tmp_path, lambda meta: meta.update(format_version=version)))
 
 
@@ -90,7 +91,7 @@ def test_a_missing_field_is_still_corruption_not_an_unknown_key(saved, tmp_path)
         for law in meta["state"]["laws"].values():
             del law["alpha"]
 
-    with pytest.raises(ValueError, match="corrupted predictor file"):
+    with pytest.raises(ModelDirError, match="corrupted predictor file"):
         predictors.load(rewrite(directory, tmp_path, damaged))
 
 
@@ -133,5 +134,5 @@ def test_unknown_field_of_a_pydantic_settings_object_is_dropped(tmp_path, monkey
         assert predictors.load(directory).settings == Settings(width=3)
     meta["state"]["settings"]["width"] = "three"  # a wrong value is not an unknown key
     (directory / "predictor.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="corrupted predictor file"):
+    with pytest.raises(ModelDirError, match="corrupted predictor file"):
         predictors.load(directory)

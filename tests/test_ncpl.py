@@ -13,15 +13,16 @@ import yaml
 from matplotlib.image import imread
 
 from ncpl import predictors
-from ncpl.regressor.backbones import load_backbone
 from ncpl.columns import usable
+from ncpl.errors import ModelDirError
+from ncpl.regressor.backbones import load_backbone
 from ncpl.regressor.encoders import FourierEncoder, MLPEncoder
 from ncpl.regressor.predictor import NCPL
 from ncpl.regressor.serialize import NUM_TOKEN, Serializer, config_fields
-from ncpl.sources import import_runs
-from ncpl.store import to_frame, write_runs
-from ncpl.splits import split_runs
 from ncpl.regressor.trainer import TrainConfig
+from ncpl.sources import import_runs
+from ncpl.splits import split_runs
+from ncpl.store import to_frame, write_runs
 
 TINY = {"backbone": "tiny-decoder", "batch_size": 16, "eval_batch_size": 64, "max_curve_points": 2, "seed": 0,
         "stage1": {"epochs": 3, "lr": 3e-3}, "stage2": {"epochs": 1, "lr": 1e-3, "mode": "lora", "lora_r": 4}}
@@ -160,7 +161,7 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     model.interval_margins, model.interval_slopes = calibrated
     assert 0.8 - 0.04 <= np.mean(covered) <= 0.8 + 2 / 21 + 0.04, np.mean(covered)
     (tmp_path / "model/model.safetensors").write_bytes(b"not a weights file")
-    with pytest.raises(ValueError, match="corrupted"):
+    with pytest.raises(ModelDirError, match="corrupted"):
         predictors.load(tmp_path / "model")
 
 
@@ -238,7 +239,8 @@ def test_two_cpu_processes_with_accelerate(runs, tmp_path):
 
 
 def test_tune_honours_the_divergence_cap(runs, trained):
-    from ncpl.schema import ConfigError, RunRecord
+    from ncpl.errors import ConfigError
+    from ncpl.schema import RunRecord
     from ncpl.tuning import Dimension, tune
 
     model, _ = trained
@@ -248,7 +250,7 @@ def test_tune_honours_the_divergence_cap(runs, trained):
     cap = float(free["p_diverge"].median())
     capped = tune(model, base, space, n=32, rounds=1, top=5, max_p_diverge=cap)
     assert (capped["p_diverge"] <= cap).all() and {"pred_loss_lo", "pred_loss_hi"} <= set(capped.columns)
-    with pytest.raises(ConfigError, match="max-p-diverge"):
+    with pytest.raises(ConfigError, match="max_p_diverge"):
         tune(model, base, space, n=32, rounds=1, max_p_diverge=-1.0)
 
 
@@ -268,7 +270,7 @@ def test_members_average_and_member_zero_is_the_single_model(runs, tmp_path):
     loaded = predictors.load(tmp_path / "model")
     pd.testing.assert_frame_equal(loaded.predict_details(runs), model.predict_details(runs))
     (tmp_path / "model/model.member-1.safetensors").unlink()
-    with pytest.raises(ValueError, match="model.member-1.safetensors: weights file missing"):
+    with pytest.raises(ModelDirError, match="model.member-1.safetensors: weights file missing"):
         predictors.load(tmp_path / "model")
 
 

@@ -5,12 +5,19 @@ import pandas as pd
 import pytest
 import torch
 
-from ncpl.regressor.precision import CPUFeatures, _cpuinfo_flags, cpu_features, for_inference, resolve, set_inference_dtype
+from ncpl.errors import ConfigError
+from ncpl.regressor.precision import (
+    CPUFeatures,
+    _cpuinfo_flags,
+    cpu_features,
+    for_inference,
+    resolve,
+    set_inference_dtype,
+)
 from ncpl.regressor.predictor import NCPL
-from ncpl.schema import ConfigError
+from ncpl.regressor.trainer import TrainConfig
 from ncpl.sources import import_runs
 from ncpl.store import to_frame
-from ncpl.regressor.trainer import TrainConfig
 
 AVX2 = CPUFeatures("AVX2", avx512_bf16=False, amx=False, vnni=False)
 SAPPHIRE_RAPIDS = CPUFeatures("AVX512", avx512_bf16=True, amx=True, vnni=True)

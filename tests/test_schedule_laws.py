@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ncpl.cli import app
+from ncpl.errors import ConfigError
 from ncpl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScheduleCurve, read_schedule_curve
 from ncpl.schedules import config_lrs
-from ncpl.schema import ConfigError
 from ncpl.store import read_runs, to_records
 
 runner = CliRunner()

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ncpl.errors import ConfigError
 from ncpl.schedules import lr_at_steps, tokens_to_steps
-from ncpl.schema import ConfigError, RunConfig, RunRecord, ScheduleSpec, config_from_flat, config_to_flat, validate
+from ncpl.schema import RunConfig, RunRecord, ScheduleSpec, config_from_flat, config_to_flat, validate
 from ncpl.sources import import_runs
 from ncpl.store import read_runs, write_runs
 

@@ -3,7 +3,8 @@ import math
 import pytest
 
 from ncpl import schema
-from ncpl.schema import ConfigError, RunConfig, RunRecord, config_from_flat, config_to_flat, validate
+from ncpl.errors import ConfigError
+from ncpl.schema import RunConfig, RunRecord, config_from_flat, config_to_flat, validate
 
 BASE = {
     "source": "mine",

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ncpl import predictors, schema
 from ncpl.cli import app
-from ncpl.schema import ConfigError
+from ncpl.errors import DataError
 from ncpl.scoring import merge_parts, parts_folder, score_file
 from ncpl.sources import import_runs
 from ncpl.store import to_frame
@@ -76,7 +76,7 @@ def test_bad_row_is_named(sweep, model_dir, tmp_path):
     bad = sweep.copy()
     bad.loc[bad.index[7], "optimizer.lr"] = -3.0
     bad.to_parquet(tmp_path / "bad.parquet", index=False)
-    with pytest.raises(ConfigError, match=r"bad\.parquet:8: .*optimizer\.lr"):
+    with pytest.raises(DataError, match=r"bad\.parquet:8: .*optimizer\.lr"):
         score_file(predictors.load(model_dir), tmp_path / "bad.parquet", tmp_path / "out.parquet", batch_size=5)
 
 

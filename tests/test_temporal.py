@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ncpl.cli import app
+from ncpl.errors import ConfigError
 from ncpl.laws.temporal import PowerLaw, TemporalLaw
-from ncpl.schema import ConfigError
 from ncpl.store import read_runs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,13 +3,13 @@
 import json
 
 import pytest
-from pydantic import ValidationError
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from ncpl.cli import app
+from ncpl.errors import ConfigError
 from ncpl.laws.transfer import TransferConfig, transfer
-from ncpl.schema import ConfigError
 
 BASE = {"width": 256, "depth": 8, "batch": 262144, "tokens": 1e9, "alpha": 0.5,
         "lr": {"hidden": 1e-2, "bias_norm": 2e-2, "unembedding": 3e-3, "embedding": 5e-2},

@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 
 from ncpl import predictors
 from ncpl.cli import app
-from ncpl.schema import ConfigError, RunRecord, save
+from ncpl.errors import ConfigError
+from ncpl.schema import RunRecord, save
 from ncpl.sources import import_runs
 from ncpl.store import to_frame
 from ncpl.tuning import Dimension, parse_dimension, tune

@@ -37,9 +37,9 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from ncpl.columns import hparam_groups, usable
+from ncpl.errors import ConfigError
 from ncpl.laws import steplaw
 from ncpl.predictors import Predictor
-from ncpl.schema import ConfigError
 
 MIN_GROUP = 5
 NEAR_BEST = 0.005  # "reached the best": within this many nats of the group's best converged run

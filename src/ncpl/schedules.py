@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ncpl.schema import ConfigError, RunConfig, ScheduleSpec
+from ncpl.errors import ConfigError
+from ncpl.schema import RunConfig, ScheduleSpec
 
 
 def _decay(start: float, end: float, fraction: np.ndarray, shape: str) -> np.ndarray:

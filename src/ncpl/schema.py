@@ -19,10 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
-class ConfigError(ValueError):
-    """Invalid run configuration or record; the message names field, value and expectation."""
-
+from ncpl.errors import ConfigError
 
 # --- numbers with units -------------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from ncpl.errors import ConfigError, DataError, NcplError
 from ncpl.predictors import Predictor
-from ncpl.schema import ConfigError, RunConfig, config_to_flat, did_you_mean, known_fields, validate
+from ncpl.schema import RunConfig, config_to_flat, did_you_mean, known_fields, validate
 from ncpl.store import unreadable_parquet
 
 CONFIG_SECTIONS = ("model.", "data.", "optimizer.", "schedule.", "batch.", "extra.")
@@ -30,10 +31,10 @@ FORMATS = (".parquet", ".csv", ".jsonl", ".yaml", ".yml")
 def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
     """Frames of at most `batch_size` rows, their index the row number in the file (from 0; `where` names it)."""
     if not path.exists():
-        raise ConfigError(f"{path}: sweep file not found")
+        raise DataError(f"{path}: sweep file not found")
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise ConfigError(f"{path}: unsupported sweep format {suffix!r}; use {', '.join(FORMATS)}")
+        raise DataError(f"{path}: unsupported sweep format {suffix!r}; use {', '.join(FORMATS)}")
     start = 0
     try:  # a damaged file fails when opened or at the damaged chunk: either way the error names the file
         if suffix in (".yaml", ".yml"):
@@ -54,12 +55,12 @@ def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
             chunk.index = pd.RangeIndex(start, start + len(chunk))
             start += len(chunk)
             yield chunk
-    except ConfigError:
+    except NcplError:
         raise
     except Exception as error:  # pyarrow, pandas and the json / csv parsers raise many types
         if suffix == ".parquet":
             raise unreadable_parquet(path, error) from None
-        raise ConfigError(f"{where(path, start)}: cannot read the sweep from here on as {suffix[1:].upper()} "
+        raise DataError(f"{where(path, start)}: cannot read the sweep from here on as {suffix[1:].upper()} "
                           f"({type(error).__name__}: {error}); fix or re-export the file") from None
 
 
@@ -77,13 +78,13 @@ def _yaml_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
     data = yaml.safe_load(path.read_text())
     items = data.get("configs") if isinstance(data, dict) else data
     if not isinstance(items, list):
-        raise ConfigError(f"{path}: expected a list of configs (or a mapping with a 'configs' list)")
+        raise DataError(f"{path}: expected a list of configs (or a mapping with a 'configs' list)")
     rows = []
     for number, item in enumerate(items):
         try:
             rows.append(config_to_flat(validate(RunConfig, item)))
         except ConfigError as error:
-            raise ConfigError(f"{where(path, number)}: {error}") from None
+            raise DataError(f"{where(path, number)}: {error}") from None
     for start in range(0, len(rows), batch_size):
         yield pd.DataFrame(rows[start : start + batch_size])
 
@@ -109,7 +110,7 @@ def check_columns(columns: list[str], path: Path) -> None:
         if column in known or column in _RECORD or column.startswith(("extra.", "meta.", "other_loss.")):
             continue
         if "." in column:
-            raise ConfigError(f"{path}: column {column!r}: unknown config field{did_you_mean(column, known)}; "
+            raise DataError(f"{path}: column {column!r}: unknown config field{did_you_mean(column, known)}; "
                               "put a field of your own in an 'extra.' column (extra.NAME)")
 
 
@@ -124,7 +125,7 @@ def check_rows(chunk: pd.DataFrame, path: Path) -> pd.DataFrame:
         try:
             flat.append(config_to_flat(validate(RunConfig, _nest(row))))
         except ConfigError as error:
-            raise ConfigError(f"{where(path, number)}: {error}") from None
+            raise DataError(f"{where(path, number)}: {error}") from None
     return pd.DataFrame(flat, index=chunk.index)
 
 
@@ -197,7 +198,7 @@ def merge_parts(parts: Path, output: Path) -> int:
     """Concatenate the part files into `output` atomically, streaming one part at a time; returns the row count."""
     files = sorted(parts.glob("part-*.parquet"))
     if not files:
-        raise ConfigError(f"{parts}: nothing was scored (empty sweep?)")
+        raise DataError(f"{parts}: nothing was scored (empty sweep?)")
     schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     rows = 0

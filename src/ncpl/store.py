@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ncpl.schema import ConfigError, RunRecord
+from ncpl.errors import DataError
+from ncpl.schema import RunRecord
 
 FIRST_COLUMNS = ["run_id", "source", "loss_kind", "final_loss", "diverged", "curve_tokens", "curve_loss"]
 
@@ -66,22 +67,22 @@ def _read(paths: tuple[str | Path, ...], required: set[str], kind: str) -> pd.Da
     frames = []
     for path in map(Path, paths):
         if not path.exists():
-            raise ConfigError(f"{path}: {kind} file not found (make one with `ncpl data import`)")
+            raise DataError(f"{path}: {kind} file not found (make one with `ncpl data import`)")
         try:
             frame = pd.read_parquet(path)
         except Exception as error:  # pyarrow raises several types for a damaged file
             raise unreadable_parquet(path, error) from None
         missing = required - set(frame.columns)
         if missing:
-            raise ConfigError(f"{path}: not a {kind} file, columns {sorted(missing)} are missing")
+            raise DataError(f"{path}: not a {kind} file, columns {sorted(missing)} are missing")
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return frame.reindex(columns=_column_order(frame.columns))
 
 
-def unreadable_parquet(path: Path, error: Exception) -> ConfigError:
+def unreadable_parquet(path: Path, error: Exception) -> DataError:
     """The error for a file pyarrow cannot read (truncated, damaged, or not Parquet at all)."""
-    return ConfigError(f"{path}: not a readable Parquet file ({type(error).__name__}: {error}); "
+    return DataError(f"{path}: not a readable Parquet file ({type(error).__name__}: {error}); "
                        "it is truncated, damaged or in another format: re-export it (e.g. `ncpl data import`)")
 
 

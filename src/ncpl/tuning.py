@@ -23,11 +23,11 @@ import yaml
 from scipy.stats import qmc
 
 from ncpl.columns import effective_params, tokens
+from ncpl.errors import ConfigError
 from ncpl.laws import steplaw
 from ncpl.laws.transfer import TransferConfig, transfer
 from ncpl.predictors import Predictor
 from ncpl.schema import (
-    ConfigError,
     RunConfig,
     config_from_flat,
     config_to_flat,
@@ -129,7 +129,7 @@ def tune(model: Predictor, base: RunConfig, space: list[Dimension], *, flops: fl
     fields = [d.field for d in space]
     if flops is None and {SIZE, TOKENS} & set(fields):
         raise ConfigError(f"space: {sorted({SIZE, TOKENS} & set(fields))} are fixed by the constraint; "
-                          "search them with --flops instead of --fix")
+                          "search them under a compute budget (flops) instead")
     if flops is not None and TOKENS in fields:
         raise ConfigError(f"space: {TOKENS} follows from the compute budget (C / 6N); search {SIZE} instead")
     base_row = config_to_flat(base)
@@ -161,7 +161,7 @@ def tune(model: Predictor, base: RunConfig, space: list[Dimension], *, flops: fl
             scored = scored[scored["p_diverge"] <= max_p_diverge]
         pool = pd.concat([pool, scored], ignore_index=True).sort_values("pred_loss", kind="stable").head(max(top, 64))
         if pool.empty:
-            raise ConfigError(f"--max-p-diverge {max_p_diverge}: no candidate is that safe; raise it or narrow the space")
+            raise ConfigError(f"max_p_diverge {max_p_diverge}: no candidate is that safe; raise it or narrow the space")
         best = pool.head(max(4, top // 2))
     shown = list(dict.fromkeys([*fields, *([SIZE, TOKENS] if flops is not None else []), "schedule.total_steps"]))
     details = [c for c in ("pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge", "outside") if c in pool]
@@ -201,19 +201,19 @@ def transfer_suggestion(tuned: RunConfig, target: RunConfig) -> dict[str, float]
     hidden-weight rules, the matrices that hold nearly all the parameters; 1 - beta follows m_B / m_D.
     """
     shape = {"model.d_model": "width", "model.n_layers": "depth", BATCH: "batch", TOKENS: "tokens"}
-    rows = {"--transfer-from": config_to_flat(tuned), "--base": config_to_flat(target)}
+    rows = {"tuned": config_to_flat(tuned), "target": config_to_flat(target)}
     for option, row in rows.items():
-        missing = [field for field in [*shape, *([LR] if option == "--transfer-from" else [])] if row.get(field) is None]
+        missing = [field for field in [*shape, *([LR] if option == "tuned" else [])] if row.get(field) is None]
         if missing:
             raise ConfigError(f"{option}: {', '.join(missing)} missing; Complete^(d)P needs both runs' model.d_model, "
                               "model.n_layers and batch.tokens, and the tuned run's optimizer.lr")
     opt = tuned.optimizer
     base = validate(TransferConfig, {
-        **{name: rows["--transfer-from"][field] for field, name in shape.items()},
+        **{name: rows["tuned"][field] for field, name in shape.items()},
         "lr": {"hidden": opt.lr}, "eps": {"hidden": opt.eps} if opt.eps else {},
         "weight_decay": {"hidden": opt.weight_decay} if opt.weight_decay else {},
         **{beta: getattr(opt, beta) for beta in ("beta1", "beta2") if getattr(opt, beta) is not None}})
-    out = transfer(base, **{name: rows["--base"][field] for field, name in shape.items()})
+    out = transfer(base, **{name: rows["target"][field] for field, name in shape.items()})
     values = {LR: out["lr"]["hidden"]}
     for name in ("eps", "weight_decay"):
         if getattr(opt, name) is not None:
@@ -269,3 +269,56 @@ def runs_at(runs: pd.DataFrame, row: dict[str, Any]) -> pd.DataFrame:
     return runs[(runs["source"] == row["source"]).to_numpy()
                 & np.isclose(effective_params(runs), effective_params(point)[0], rtol=1e-6)
                 & np.isclose(tokens(runs), tokens(point)[0], rtol=1e-6)]
+
+
+@dataclass
+class TuneResult:
+    """What `tune_with_suggestions` found: the search's best configs, the suggestions scored at the base's N and D, the
+    searched fields the model ignores, and, when a landscape was plotted, its slice and the runs drawn on it."""
+
+    best: pd.DataFrame
+    suggestions: pd.DataFrame
+    ignored: list[str]
+    pick: pd.DataFrame  # the base with the best pick's values: one flat row
+    slice_at: dict[str, Any] | None = None
+    drawn: pd.DataFrame | None = None
+
+
+def tune_with_suggestions(model: Predictor, base: RunConfig, space: list[Dimension], *,
+                          fix: tuple[str, ...] = ("n_params", "tokens"), flops: float | None = None, n: int = 1024,
+                          top: int = 10, max_p_diverge: float | None = None, seed: int = 0,
+                          tuned: RunConfig | None = None, tuned_label: str = "tuned", plot: str | Path | None = None,
+                          runs: pd.DataFrame | None = None) -> TuneResult:
+    """`tune` under a constraint (`fix` held at the base's values, or a compute budget `flops`), the StepLaw law's and
+    (with `tuned`, a tuned smaller run) a Complete^(d)P transfer's suggestions scored beside it, and with `plot` a PNG
+    of the predicted loss over lr x batch through the best pick, `runs` of that slice drawn on it."""
+    if runs is not None and plot is None:
+        raise ConfigError("runs: only drawn on the landscape plot; give plot too")
+    fixed = {ALIASES.get(f, f) for f in fix}
+    unknown = fixed - set(ALIASES.values())
+    if unknown:
+        raise ConfigError(f"fix: {sorted(unknown)} not supported; fix n_params, tokens or give a compute budget "
+                          "(flops)")
+    clash = fixed & {d.field for d in space}
+    if clash and flops is None:
+        raise ConfigError(f"fix: {sorted(clash)} are also in the search space")
+    best = tune(model, base, space, flops=flops, n=n, top=top, max_p_diverge=max_p_diverge, seed=seed)
+    suggestions = {"StepLaw law": steplaw_suggestion(base)}
+    if tuned is not None:
+        suggestions[f"Complete^(d)P from {tuned_label}"] = transfer_suggestion(tuned, base)
+    result = TuneResult(best, score_suggestions(model, base, suggestions),
+                        ignored_fields(model, base, space, best.iloc[0], flops),
+                        pd.DataFrame([{**config_to_flat(base), **best.iloc[0].to_dict()}]))
+    if plot is not None:
+        from ncpl.plots import loss_landscape
+
+        lr_axis, batch_axis, loss, at = landscape(model, base, space, best.iloc[0], flops=flops)
+        result.slice_at, result.drawn = at, runs_at(runs, at) if runs is not None else None
+        on_slice = {**suggestions, "StepLaw law": steplaw_suggestion(at)}  # scored on the plotted slice, as the map is
+        picks = pd.concat([pd.DataFrame({LR: at[LR], BATCH: at[BATCH], "pred_loss": best["pred_loss"].iloc[0]},
+                                        index=["tuner best"]), score_suggestions(model, at, on_slice)])
+        loss_landscape(lr_axis, batch_axis, loss, plot, picks=picks,
+                       runs=result.drawn if result.drawn is not None and len(result.drawn) else None,
+                       title=f"{at['source']}: {model.name} loss at N = {at['model.n_params']:.3g}, "
+                             f"D = {at['data.tokens']:.3g}")
+    return result

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ncpl import predictors
 from ncpl.cli import app
-from ncpl.schema import ConfigError
+from ncpl.errors import DataError
 from ncpl.scoring import score_file
 from ncpl.store import read_runs
 
@@ -35,7 +35,7 @@ def truncated(tmp_path_factory, write_sweep):
 
 
 def test_truncated_runs_file_read_runs_and_data_show(truncated):
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(DataError) as error:
         read_runs(truncated / "runs.parquet")
     assert str(truncated / "runs.parquet") in str(error.value) and UNREADABLE in str(error.value) and REEXPORT in str(error.value)
     result = CliRunner().invoke(app, ["data", "show", str(truncated / "runs.parquet")])
@@ -45,7 +45,7 @@ def test_truncated_runs_file_read_runs_and_data_show(truncated):
 
 
 def test_truncated_sweep_score_file(truncated, tiny_model, tmp_path):
-    with pytest.raises(ConfigError, match=f"sweep.parquet: {UNREADABLE}.*{REEXPORT}"):
+    with pytest.raises(DataError, match=f"sweep.parquet: {UNREADABLE}.*{REEXPORT}"):
         score_file(predictors.load(tiny_model), truncated / "sweep.parquet", tmp_path / "out.parquet", batch_size=100)
     assert not (tmp_path / "out.parquet").exists()
 
@@ -70,7 +70,7 @@ def test_sweep_damaged_in_the_middle_names_the_file_and_writes_no_output(tiny_mo
     data[start : start + column.total_compressed_size] = b"\xff" * column.total_compressed_size
     sweep.write_bytes(bytes(data))
     output = tmp_path / "out.parquet"
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(DataError) as error:
         score_file(predictors.load(tiny_model), sweep, output, batch_size=500)
     assert str(sweep) in str(error.value) and (UNREADABLE in str(error.value)) and REEXPORT in str(error.value)
     assert not output.exists()

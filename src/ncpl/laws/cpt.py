@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict
 from scipy.optimize import least_squares, minimize_scalar
 
 from ncpl.columns import best_runs, compute, effective_params
-from ncpl.schema import ConfigError, load, save
+from ncpl.errors import ConfigError, DataError
+from ncpl.schema import load, save
 from ncpl.sources import ImportFailed, import_runs
 from ncpl.store import read_runs, to_frame
 
@@ -48,7 +49,7 @@ class LossLaw(_Law):
     def inverse(self, loss: float) -> float:
         """The compute at which the law reaches `loss`."""
         if not math.isfinite(loss) or loss <= self.E:
-            raise ConfigError(f"--loss: got {loss}, at or below the fitted loss floor E = {self.E:.4f} that L(C) = E + A C^-alpha "
+            raise ConfigError(f"loss: got {loss}, at or below the fitted loss floor E = {self.E:.4f} that L(C) = E + A C^-alpha "
                               "never reaches; give a loss above it, measured on the same data and tokenizer as the fitted runs")
         return float((self.A / (loss - self.E)) ** (1 / self.alpha))
 
@@ -90,9 +91,9 @@ class CPTLaws(_Law):
     def predict(self, loss: float, n_params: float, planned_tokens: float) -> dict[str, float]:
         """Equivalent compute of a checkpoint with this loss, and the lr and batch for its continuation."""
         if not n_params > 0:
-            raise ConfigError(f"--params: got {n_params}, expected a positive parameter count (non-embedding)")
+            raise ConfigError(f"n_params: got {n_params}, expected a positive parameter count (non-embedding)")
         if not planned_tokens >= 0:
-            raise ConfigError(f"--planned-tokens: got {planned_tokens}, expected a token count >= 0")
+            raise ConfigError(f"planned_tokens: got {planned_tokens}, expected a token count >= 0")
         c_eq = self.loss.inverse(loss)
         c_total = c_eq + 6 * n_params * planned_tokens
         return {"C_eq": c_eq, "equivalent_tokens": c_eq / (6 * n_params), "C_total": c_total, **self.at(c_total, n_params)}
@@ -105,7 +106,7 @@ def read_grid(path: str | Path) -> pd.DataFrame:
     try:
         return to_frame(import_runs("steplaw", [path]).records)
     except ImportFailed as error:
-        raise ConfigError(f"--laws: {error}; a .csv must be StepLaw's dense_lr_bs_loss.csv, other runs a Parquet file "
+        raise DataError(f"path: {error}; a .csv must be StepLaw's dense_lr_bs_loss.csv, other runs a Parquet file "
                           "from `ncpl data import`") from None
 
 

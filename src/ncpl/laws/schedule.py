@@ -35,8 +35,8 @@ import pandas as pd
 from scipy.optimize import nnls
 from scipy.signal import lfilter
 
+from ncpl.errors import ConfigError
 from ncpl.laws.fitting import robust_fit
-from ncpl.schema import ConfigError
 
 HUBER_DELTA = 1e-3  # on log loss, as the Multi-Power repository fits
 PREDICT_CHUNK = 256  # steps predicted at a time
@@ -322,10 +322,10 @@ def fit_law(name: str, curve: ScheduleCurve, fit_on: list[ScheduleCurve] = (), d
         law = SCHEDULE_LAWS[name]().fit([curve, *fit_on])
         return law, lambda steps: law.predict(curve, steps)
     if name not in LAWS:
-        raise ConfigError(f"--law: got {name!r}; use one of {', '.join([*SCHEDULE_LAWS, *LAWS])}")
+        raise ConfigError(f"name: got {name!r}; use one of {', '.join([*SCHEDULE_LAWS, *LAWS])}")
     if fit_on:
-        raise ConfigError(f"--fit-on: the {name} law fits one curve's own points; use --law multipower or annealing to "
-                          "fit other runs too")
+        raise ConfigError(f"fit_on: the {name} law fits one curve's own points; use the multipower or annealing "
+                          "law to fit other runs too")
     law = LAWS[name]().fit(curve.steps, curve.loss)
     return law, lambda steps: law.predict(np.asarray(steps, float))
 

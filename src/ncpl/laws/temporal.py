@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
+from ncpl.errors import ConfigError
 from ncpl.laws.fitting import robust_fit
-from ncpl.schema import ConfigError
 
 NOISE = 0.01  # nats: residuals beyond this weigh linearly (soft L1), so one noisy checkpoint cannot steer a fit
 STARTS = 3  # best grid points refined
@@ -188,7 +188,7 @@ def forecast_tokens(observed: np.ndarray, until: float, max_points: int = 200) -
     """Token counts after the last observed one up to `until`, at the observed spacing (at most max_points)."""
     last = float(observed[-1])
     if not until > last:
-        raise ConfigError(f"--until: got {until:g}, must exceed the last observed tokens {last:g}")
+        raise ConfigError(f"until: got {until:g}, must exceed the last observed tokens {last:g}")
     step = float(np.median(np.diff(observed))) if len(observed) > 1 else until - last
     points = int(np.clip(np.ceil((until - last) / step), 1, max_points))
     return np.linspace(last, until, points + 1)[1:]

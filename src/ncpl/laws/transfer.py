@@ -28,7 +28,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ncpl.schema import ConfigError, load
+from ncpl.errors import ConfigError
+from ncpl.schema import load
 
 
 class ModuleValues(BaseModel):

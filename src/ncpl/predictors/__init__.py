@@ -15,15 +15,16 @@ import json
 import re
 import warnings
 from abc import ABC, abstractmethod
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Union
 
 import numpy as np
 import pandas as pd
 
 from ncpl.columns import tokens
-from ncpl.schema import ConfigError, RunConfig, RunRecord, config_to_flat, validate
+from ncpl.errors import ConfigError, ModelDirError, NotFittedError
+from ncpl.schema import RunConfig, RunRecord, config_to_flat, validate
 
 META_FILE = "predictor.json"
 # The layout of predictor.json; bump it when a saved key is added or changes meaning. Directories written before it
@@ -150,13 +151,25 @@ class Predictor(ABC):
     @abstractmethod
     def fit(self, runs: pd.DataFrame) -> Predictor: ...
 
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether `fit` (or loading a model directory) gave the predictor what it predicts with (as scikit-learn's
+        `check_is_fitted` asks); every predictor with fitted state overrides it."""
+        return True
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(f"this {self.name} predictor is not fitted: call fit() first, or load a fitted one "
+                                 "with ncpl.predictors.load")
+
     def predict(self, configs: Configs) -> np.ndarray:
         """Final loss of each config."""
+        self._check_fitted()
         return self._predict(as_frame(configs))
 
     def predict_details(self, configs: Configs) -> pd.DataFrame:
-        """``pred_loss``, and where the predictor has them ``pred_loss_lo`` / ``pred_loss_hi`` (10-90%) and
-        ``p_diverge``; then the columns of `outside_of_training`."""
+        """``pred_loss``, and where the predictor has them ``pred_loss_lo`` / ``pred_loss_hi`` (10-90%) and ``p_diverge``;
+        then `outside_of_training` 's columns."""
+        self._check_fitted()
         frame = as_frame(configs)
         details = self._predict_details(frame)
         return pd.concat([details, self.outside_of_training(frame).set_axis(details.index)], axis=1)
@@ -208,8 +221,8 @@ class Predictor(ABC):
 
     def predict_curve(self, configs: Configs, fractions: np.ndarray) -> np.ndarray:
         """Loss at each fraction of training: shape (configs, fractions). The point at fraction 1 is the final-loss
-        prediction (`predict`): a curve head asked at the end and the final-loss head can differ by a few
-        thousandths."""
+        prediction (`predict`): a curve head asked at the end and the final-loss head can differ by a few thousandths."""
+        self._check_fitted()
         frame, fractions = as_frame(configs), np.asarray(fractions, float)
         curve = self._predict_curve(frame, fractions)
         end = np.isclose(fractions, 1.0)
@@ -289,14 +302,10 @@ def load(directory: str | Path) -> Predictor:
 
     meta_path = Path(directory) / META_FILE
     if not Path(directory).is_dir():
-        raise ConfigError(
-            f"{directory}: model directory not found; give the folder written by `ncpl fit` or `ncpl train`"
-        )
+        raise ModelDirError(f"{directory}: model directory not found; give the folder written by `ncpl fit` or `ncpl train`")
     if not meta_path.exists():
-        raise ConfigError(
-            f"{directory}: not a predictor directory ({meta_path} not found); "
-            "give the folder written by `ncpl fit` or `ncpl train`, or re-create it with them"
-        )
+        raise ModelDirError(f"{directory}: not a predictor directory ({meta_path} not found); "
+                          "give the folder written by `ncpl fit` or `ncpl train`, or re-create it with them")
     corrupted = f"{meta_path}: corrupted predictor file"
     fix = "re-create it with `ncpl fit` or `ncpl train`"
     try:
@@ -305,8 +314,11 @@ def load(directory: str | Path) -> Predictor:
         if not isinstance(version, int) or version < 0:
             raise TypeError(f"format_version {version!r} is not a whole number >= 0")
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-        raise ConfigError(f"{corrupted} ({type(error).__name__}: {error}); {fix}") from None
-    cls = predictor_class(name)
+        raise ModelDirError(f"{corrupted} ({type(error).__name__}: {error}); {fix}") from None
+    try:
+        cls = predictor_class(name)
+    except ConfigError as error:
+        raise ModelDirError(f"{meta_path}: {error}; this ncpl cannot load it") from None
     dropped = [key for key in meta if key not in ("format_version", "predictor", "state", "coverage")]
     while True:
         try:
@@ -315,9 +327,7 @@ def load(directory: str | Path) -> Predictor:
         except (KeyError, TypeError, ValidationError) as error:  # the state lacks a field or has the wrong shape
             key = _unknown_key(error)
             if key is None or _without(state, key) == state:
-                raise ConfigError(
-                    f"{corrupted} (its state does not fit {name}: {type(error).__name__}: {error}); {fix}"
-                ) from None
+                raise ModelDirError(f"{corrupted} (its state does not fit {name}: {type(error).__name__}: {error}); {fix}") from None
             state = _without(state, key)
             dropped.append(key)
     if version > FORMAT_VERSION or dropped:

@@ -26,8 +26,8 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
 from ncpl.columns import best_runs, effective_params, tokens, usable
+from ncpl.errors import ConfigError
 from ncpl.predictors import TokenLaw
-from ncpl.schema import ConfigError
 
 # Hoffmann et al.'s grid of starting points: e, a, b, alpha, beta.
 _GRID = np.array(np.meshgrid(
@@ -145,6 +145,9 @@ class Chinchilla(TokenLaw):
                                              delta=self.delta, exponent_bounds=self.exponent_bounds, prior_weight=weight,
                                              n_term=EPOCH_N_TERM if sizes == 1 else None)
         return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return bool(self.laws)
 
     def law_for(self, source: str) -> ChinchillaLaw:
         if source not in self.laws:

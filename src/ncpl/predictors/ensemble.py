@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ncpl.errors import ConfigError
 from ncpl.predictors import Predictor, load
-from ncpl.schema import ConfigError
 
 
 class Ensemble(Predictor):
@@ -36,6 +36,9 @@ class Ensemble(Predictor):
 
     def _mean(self, values: list[np.ndarray]) -> np.ndarray:
         return np.tensordot(np.asarray(self.weights) / sum(self.weights), np.stack(values), axes=1)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return bool(self.members) and all(member.__sklearn_is_fitted__() for member in self.members)
 
     def _predict(self, configs: pd.DataFrame) -> np.ndarray:
         return self._mean([member.predict(configs) for member in self.members])

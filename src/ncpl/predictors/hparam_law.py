@@ -32,6 +32,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from ncpl.columns import effective_params, tokens, usable
+from ncpl.errors import ConfigError
 from ncpl.predictors import TokenLaw
 from ncpl.predictors.chinchilla import Chinchilla
 
@@ -115,6 +116,9 @@ class HparamLaw(TokenLaw):
         self.lr_n, self.bs_n = float(self.lr_n), float(self.bs_n)
         return self
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.frontier.__sklearn_is_fitted__()
+
     def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
         out = self.frontier.predict_at(configs, n_tokens)  # raises for a source it was not fitted on
         sources = configs["source"].astype(str).to_numpy()
@@ -189,4 +193,8 @@ class _Layout:
 
 def residual_law(name: str, fit_on: str = "best") -> TokenLaw:
     """An unfitted law that a learned model takes the residual over: "chinchilla" or "hparam-law"."""
-    return Chinchilla(fit_on=fit_on) if name == "chinchilla" else HparamLaw()
+    if name == "chinchilla":
+        return Chinchilla(fit_on=fit_on)
+    if name == "hparam-law":
+        return HparamLaw()
+    raise ConfigError(f"baseline: got {name!r}, expected 'chinchilla' or 'hparam-law'")

@@ -121,6 +121,9 @@ class XGBoost(Predictor):
         best = min(self.tuning, key=lambda row: row["val_mae"])
         return {key: best[key] for key in (*self.grid, "n_estimators")}
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.model is not None
+
     def _predict(self, configs: pd.DataFrame) -> np.ndarray:
         prediction = self.model.predict(self.features.transform(configs)).astype(float)
         return prediction + self.baseline.predict(configs) if self.baseline else prediction

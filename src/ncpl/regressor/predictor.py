@@ -25,12 +25,12 @@ import pandas as pd
 import torch
 
 from ncpl.columns import effective_params, tokens, usable
+from ncpl.errors import ConfigError, ModelDirError, NotFittedError
+from ncpl.predictors import Predictor
+from ncpl.predictors.hparam_law import residual_law
 from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example, Targets, build_examples
 from ncpl.regressor.network import NCPLNetwork
-from ncpl.predictors import Predictor
 from ncpl.regressor.precision import DTYPES, for_inference, resolve
-from ncpl.predictors.hparam_law import residual_law
-from ncpl.schema import ConfigError
 from ncpl.regressor.serialize import Serializer
 from ncpl.regressor.trainer import TrainConfig, Trainer
 
@@ -208,7 +208,7 @@ class NCPL(Predictor):
         """Raw head outputs of every member, shape (members, examples, 4), batched in order of sequence length
         (fewer pad tokens)."""
         if not self.networks:
-            raise ConfigError("this NCPL model is not trained: call fit() or load a model directory")
+            raise NotFittedError("this NCPL model is not trained: call fit() or load a model directory")
         batch_size = batch_size or self.config.eval_batch_size
         order = np.argsort([len(e.encoded.input_ids) for e in examples], kind="stable")
         collate = self._collator()
@@ -232,6 +232,9 @@ class NCPL(Predictor):
         if dtype not in self._low_precision:
             self._low_precision[dtype] = [for_inference(network, dtype) for network in self.networks]
         return self._low_precision[dtype]
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return bool(self.networks)
 
     def _predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
         """pred_loss, its 10-90% interval pred_loss_lo / pred_loss_hi, and p_diverge, one row per config."""
@@ -336,16 +339,16 @@ class NCPL(Predictor):
         weights = [directory / _member_file(WEIGHTS, k) for k in range(model.config.members)]
         for path in weights:
             if not path.exists():
-                raise ConfigError(f"{path}: weights file missing; the model directory is incomplete (re-run `ncpl train`)")
+                raise ModelDirError(f"{path}: weights file missing; the model directory is incomplete (re-run `ncpl train`)")
         backbone_dir = directory / BACKBONE_DIR
         if not (backbone_dir / "config.json").exists():
-            raise ConfigError(f"{backbone_dir / 'config.json'}: backbone config missing; the model directory is incomplete "
+            raise ModelDirError(f"{backbone_dir / 'config.json'}: backbone config missing; the model directory is incomplete "
                               "(re-run `ncpl train`)")
         try:  # local files only: a damaged folder must not turn into a download attempt
             tokenizer = AutoTokenizer.from_pretrained(backbone_dir, local_files_only=True)
             backbone_config = AutoConfig.from_pretrained(backbone_dir, local_files_only=True)
         except (OSError, ValueError) as error:
-            raise ConfigError(f"{backbone_dir}: cannot read the backbone's config or tokenizer ({type(error).__name__}: {error}); "
+            raise ModelDirError(f"{backbone_dir}: cannot read the backbone's config or tokenizer ({type(error).__name__}: {error}); "
                               "the model directory is incomplete or damaged, re-run `ncpl train`") from None
         model.serializer = model._serializer(tokenizer)
         for path in weights:
@@ -354,6 +357,6 @@ class NCPL(Predictor):
             try:
                 network.load_state_dict(load_file(str(path)), strict=True)
             except (SafetensorError, RuntimeError, OSError) as error:
-                raise ConfigError(f"{path}: cannot read the weights ({error}); the file is corrupted, re-run `ncpl train`") from None
+                raise ModelDirError(f"{path}: cannot read the weights ({error}); the file is corrupted, re-run `ncpl train`") from None
             model.networks.append(network.eval())
         return model

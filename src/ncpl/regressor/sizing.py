@@ -50,7 +50,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ncpl.schema import ConfigError
+from ncpl.errors import ConfigError
 from ncpl.regressor.trainer import TrainConfig
 
 GIB = 2**30
@@ -252,5 +252,5 @@ def accelerate_processes(path: str | Path) -> tuple[int, bool]:
     try:
         settings = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"--accelerate-config: cannot read {path} ({error})") from None
+        raise ConfigError(f"accelerate_config: cannot read {path} ({error})") from None
     return int(settings.get("num_processes", 1)), settings.get("distributed_type") == "FSDP"

@@ -26,10 +26,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
+from ncpl.errors import ConfigError
 from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example
 from ncpl.regressor.network import NCPLNetwork, loss_terms
 from ncpl.regressor.precision import cpu_features
-from ncpl.schema import ConfigError, load
+from ncpl.schema import load
 
 
 class StageConfig(BaseModel):

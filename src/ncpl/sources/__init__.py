@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ncpl.schema import ConfigError, RunRecord
+from ncpl.errors import ConfigError, DataError
+from ncpl.schema import RunRecord
 
 SOURCES = {
     "steplaw": "steplaw",
@@ -37,7 +38,7 @@ class Skip(Exception):
     """A well-formed row without a usable result; the message is the reason shown in the summary."""
 
 
-class ImportFailed(ValueError):
+class ImportFailed(DataError):
     """A malformed row: the message names the file, the row and the field."""
 
 
@@ -92,7 +93,7 @@ def import_runs(source: str, paths: list[str | Path], skip_bad: bool = False) ->
                 continue
             except (ConfigError, ValueError, KeyError, TypeError) as error:
                 if not skip_bad:
-                    raise ImportFailed(f"{row.where}: {error} (pass --skip-bad to skip and count such rows)") from None
+                    raise ImportFailed(f"{row.where}: {error} (skip_bad=True skips and counts such rows)") from None
                 result.skipped[f"malformed: {_first_line(error)}"] += row.n_raw
                 continue
             result.records.append(record)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ncpl.schema import ConfigError
+from ncpl.errors import ConfigError
 
 
 def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -1,0 +1,48 @@
+"""The error hierarchy: what each kind is (so callers can catch it), and where the library raises which kind.
+
+Unit tests: no ../shared/data; the configs are small made-up rows written here, not real runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ncpl import predictors
+from ncpl.errors import ConfigError, DataError, ModelDirError, NcplError, NotFittedError
+from ncpl.predictors.hparam_law import residual_law
+
+CANDIDATE = {"source": "made-up", "model": {"n_params": 1e8}, "data": {"tokens": 2e9}}  # a made-up config, not a run
+
+
+@pytest.mark.parametrize(
+    "kind, builtin",
+    [(ConfigError, ValueError), (DataError, ValueError), (ModelDirError, OSError), (NotFittedError, AttributeError)],
+)
+def test_every_kind_is_an_ncpl_error_and_the_builtin_callers_expect(kind, builtin):
+    error = kind("field: got x")
+    assert isinstance(error, NcplError) and isinstance(error, builtin) and str(error) == "field: got x"
+
+
+@pytest.mark.parametrize("name", sorted(predictors.REGISTRY))
+def test_every_registered_predictor_refuses_to_predict_unfitted(name):
+    model = predictors.create(name)
+    for call in (lambda: model.predict([CANDIDATE]), lambda: model.predict_details([CANDIDATE])):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            call()
+
+
+def test_residual_law_refuses_an_unknown_name():
+    assert type(residual_law("chinchilla")).__name__ == "Chinchilla"
+    assert type(residual_law("hparam-law")).__name__ == "HparamLaw"
+    with pytest.raises(ConfigError, match="baseline: got 'chinchila'"):
+        residual_law("chinchila")
+
+
+def test_loading_a_missing_or_foreign_model_directory_is_a_model_dir_error(tmp_path):
+    with pytest.raises(ModelDirError, match="model directory not found"):
+        predictors.load(tmp_path / "absent")
+    with pytest.raises(ModelDirError, match="not a predictor directory"):
+        predictors.load(tmp_path)
+    (tmp_path / predictors.META_FILE).write_text('{"predictor": "gpt-oracle", "state": {}}')
+    with pytest.raises(ModelDirError, match="unknown predictor 'gpt-oracle'"):
+        predictors.load(tmp_path)
