@@ -1,10 +1,20 @@
-"""Scoring throughput of NCPL per backbone: configs/s, tokens per config, achieved GFLOP/s against a
-plain matmul on the same machine, and peak memory.
+"""Scoring throughput of NCPL per backbone and inference dtype, what reduced precision does to the predictions, and
+the training time per epoch of the CPU default with each serialization.
 
-    python benchmarks/throughput.py [--backbones all-minilm-l6-v2,smollm2-135m] [--n 300]
+    python benchmarks/throughput.py [--backbones all-minilm-l6-v2,smollm2-135m] [--dtypes fp32,int8,bf16] [--n 600]
+                                    [--model runs/bench/cpu-compact/model] [--train-fraction 0.1] [--skip scoring,...]
 
-The sweep is real StepLaw and Marin configs. Throughput does not depend on the weights, so each
-model is built with a zero-epoch schedule (initialised, untrained) instead of trained.
+- scoring: each (backbone, dtype) runs in its own process (a clean peak RSS). configs/s of `predict` on a sweep of
+  real StepLaw + Marin configs with an untrained model (a zero-epoch schedule: throughput does not depend on the
+  weights); tokens per config as serialized, and as run through the backbone (padding in, a decoder's shared prefix
+  once a batch); achieved GFLOP/s = 2 x the backbone's non-embedding parameters x tokens run / s; a matmul's GFLOP/s
+  in the same dtype, measured in the same process just before (int8: a dynamically quantized Linear); their ratio.
+  bf16 is measured only where the CPU has bf16 units (elsewhere torch emulates it: not a setting anyone should run).
+- precision (--model, the CPU default trained by benchmarks/ncpl_accuracy.py): MAE of each dtype's predicted final
+  loss against fp32's, on the validation runs carved from the training runs (which decides `auto`) and on the dev
+  splits.
+- training: seconds per epoch of configs/cpu.yaml with each serialization, timed on one epoch of each stage over a
+  seeded fraction of the StepLaw + Marin training runs and divided by that fraction (validation on 16 runs).
 """
 
 from __future__ import annotations
@@ -12,63 +22,200 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import ROOT, load, machine, update_readme  # noqa: E402
+from accuracy import ROOT, benchmarks, load, machine, update_readme  # noqa: E402
 
+from ncpl import predictors  # noqa: E402
+from ncpl.columns import usable  # noqa: E402
+from ncpl.regressor.precision import cpu_features  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
+from ncpl.splits import split_runs  # noqa: E402
 from ncpl.regressor.trainer import TrainConfig  # noqa: E402
 
+CPU_DEFAULT = ROOT / "configs" / "cpu.yaml"
+MAX_SHIFT = 0.0005  # nats: the most a reduced precision may move the MAE and still be on by default
 
-def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
+
+def matmul_gflops(dtype: str, size: int = 1024, seconds: float = 2.0) -> float:
+    """GFLOP/s of a size x size x size product in `dtype` on this process's threads."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(size, size, generator=generator), torch.randn(size, size, generator=generator)
+    if dtype == "int8":
+        linear = torch.ao.nn.quantized.dynamic.Linear(size, size)
+        linear.set_weight_bias(torch.quantize_per_tensor(b, 0.05, 0, torch.qint8), None)
+        product = lambda: linear(a)  # noqa: E731
+    else:
+        if dtype == "bf16":
+            a, b = a.bfloat16(), b.bfloat16()
+        product = lambda: a @ b  # noqa: E731
+    product()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        product()
+        count += 1
+    return 2 * size**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def sweep_runs(shared: Path) -> pd.DataFrame:
+    return pd.concat([load("steplaw", shared / "steplaw/dense_lr_bs_loss.csv"),
+                      load("marin", shared / "marin/marin_sweep_runs.jsonl")], ignore_index=True)
+
+
+def score_one(backbone: str, dtype: str, n: int, shared: Path) -> dict:
+    """One (backbone, dtype) row of the scoring table; runs in a process of its own."""
+    runs = sweep_runs(shared)
+    sweep = runs.sample(n, replace=len(runs) < n, random_state=0).reset_index(drop=True)
+    config = TrainConfig.model_validate({**TrainConfig.from_yaml(CPU_DEFAULT).model_dump(), "backbone": backbone,
+                                         "eval_batch_size": 256, "stage1": {"epochs": 0, "lr": 1e-3},
+                                         "stage2": {"epochs": 0, "lr": 1e-5}})
+    model = NCPL(config, inference_dtype=dtype).fit(runs)
+    tokens_run = []
+    hook = lambda module, args, kwargs: tokens_run.append(kwargs["inputs_embeds"].shape[:2].numel())  # noqa: E731
+    model._inference_networks()[0].backbone.register_forward_pre_hook(hook, with_kwargs=True)  # int8 / bf16: a copy
+    model.predict(sweep.head(64))  # warm-up (and the reduced-precision copy made)
+    peak_matmul = matmul_gflops(dtype)
+    tokens_run.clear()
     start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+    model.predict(sweep)
+    seconds = time.perf_counter() - start
+    tokens = np.mean([len(model._example(row).encoded.input_ids) for row in sweep.to_dict("records")])
+    body = sum(p.numel() for name, p in model.networks[0].backbone.named_parameters() if "embed" not in name)
+    achieved = 2 * body * sum(tokens_run) / seconds / 1e9
+    return {"backbone": backbone, "dtype": dtype, "configs_per_s": round(n / seconds, 1),
+            "tokens_per_config": round(float(tokens), 1), "tokens_run_per_config": round(sum(tokens_run) / n, 1),
+            "gflops": round(achieved, 1), "matmul_gflops": round(peak_matmul, 1),
+            "roofline_frac": round(achieved / peak_matmul, 2),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+            "threads": torch.get_num_threads(), "cpu_flags": cpu_features().flags()}
+
+
+def precision_shift(model_dir: Path, dtypes: list[str], shared: Path) -> list[dict]:
+    """MAE of the predicted final loss per dtype, and its shift from fp32's, on the validation runs and dev splits."""
+    model = predictors.load(model_dir)
+    splits = benchmarks(shared)
+    train = pd.concat([splits["steplaw"][0], splits["marin"][0]], ignore_index=True)
+    sets = {"validation": split_runs(train, id_frac=model.config.val_frac, seed=model.config.seed).id,
+            **splits["steplaw"][1], **splits["marin"][1]}
+    rows = []
+    for name, runs in sets.items():
+        runs = runs[usable(runs)]
+        loss = runs["final_loss"].to_numpy(float)
+        predicted = {}
+        for dtype in ["fp32", *[d for d in dtypes if d != "fp32"]]:
+            model.inference_dtype = dtype
+            start = time.perf_counter()
+            predicted[dtype] = model.predict(runs)
+            seconds = time.perf_counter() - start
+            mae = float(np.abs(predicted[dtype] - loss).mean())
+            fp32_mae = float(np.abs(predicted["fp32"] - loss).mean())
+            rows.append({"split": name, "dtype": dtype, "n": len(runs), "mae": round(mae, 5),
+                         "mae_shift": round(mae - fp32_mae, 5),
+                         "mean_abs_change": round(float(np.abs(predicted[dtype] - predicted["fp32"]).mean()), 5),
+                         "seconds": round(seconds, 1)})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def epoch_seconds(serialization: str, fraction: float, shared: Path) -> dict:
+    """Seconds per epoch of each stage of configs/cpu.yaml, from one epoch on `fraction` of the training runs."""
+    splits = benchmarks(shared)
+    train = pd.concat([splits["steplaw"][0], splits["marin"][0]], ignore_index=True)
+    subset = train.sample(frac=fraction, random_state=0)
+    val = train.drop(subset.index).sample(16, random_state=0)
+    config = TrainConfig.from_yaml(CPU_DEFAULT)
+    config = TrainConfig.model_validate({**config.model_dump(), "serialization": serialization,
+                                         "stage1": {**config.stage1.model_dump(), "epochs": 1},
+                                         "stage2": {**config.stage2.model_dump(), "epochs": 1}})
+    with tempfile.TemporaryDirectory() as work:
+        NCPL(config, work_dir=work).fit(subset, val=val)
+        log = [json.loads(line) for line in (Path(work) / "train_log.jsonl").read_text().splitlines()]
+    seconds = {entry["stage"]: entry["seconds"] for entry in log}
+    return {"serialization": serialization, "train_runs": len(subset), "fraction": fraction,
+            "stage1_epoch_s": round(seconds[1] / fraction, 1), "stage2_epoch_s": round(seconds[2] / fraction, 1)}
+
+
+def table(rows: list[dict], columns: list[str] | None = None) -> str:
+    columns = columns or list(rows[0])
+    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+                     + ["| " + " | ".join(str(row[k]) for k in columns) + " |" for row in rows])
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", default="all-minilm-l6-v2,smollm2-135m")
-    parser.add_argument("--n", type=int, default=300, help="configs scored per backbone")
+    parser.add_argument("--dtypes", default="fp32,int8,bf16", help="bf16 only where the CPU has bf16 units")
+    parser.add_argument("--n", type=int, default=600, help="configs scored per backbone and dtype")
+    parser.add_argument("--model", type=Path, default=None, help="a trained CPU-default model: measure the MAE shift")
+    parser.add_argument("--train-fraction", type=float, default=0.1, help="share of the training runs timed per epoch")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: scoring, precision, training")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--no-readme", action="store_true", help="leave README.md as it is (results files only)")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # backbone:dtype, in a child process
     args = parser.parse_args()
-    runs = pd.concat([load("steplaw", args.shared / "steplaw/dense_lr_bs_loss.csv"),
-                      load("marin", args.shared / "marin/marin_sweep_runs.jsonl")], ignore_index=True)
-    sweep = runs.sample(args.n, replace=len(runs) < args.n, random_state=0).reset_index(drop=True)
-    peak_matmul = matmul_gflops()
-    rows = []
-    for backbone in args.backbones.split(","):
-        config = TrainConfig(backbone=backbone, stage1={"epochs": 0, "lr": 1e-3}, stage2={"epochs": 0, "lr": 1e-5}, eval_batch_size=256)
-        model = NCPL(config).fit(runs)
-        model.predict(sweep.head(64))  # warm-up
-        start = time.perf_counter()
-        model.predict(sweep)
-        seconds = time.perf_counter() - start
-        tokens = sum(len(model._example(row).encoded.input_ids) for row in sweep.to_dict("records")) / len(sweep)
-        body = sum(p.numel() for name, p in model.networks[0].backbone.named_parameters() if "embed" not in name)
-        rate = len(sweep) / seconds
-        rows.append({"backbone": backbone, "configs_per_s": round(rate, 1), "tokens_per_config": round(tokens, 1),
-                     "gflops": round(2 * body * tokens * rate / 1e9, 1), "matmul_gflops": round(peak_matmul, 1),
-                     "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)})
-        print(rows[-1], flush=True)
-    header = list(rows[0])
-    table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                      + ["| " + " | ".join(str(row[k]) for k in header) + " |" for row in rows])
-    body = f"Measured {datetime.date.today()} on {machine()} by `python benchmarks/throughput.py` (fp32, {args.n} configs):\n\n{table}\n"
+    if args.one:
+        backbone, dtype = args.one.split(":")
+        print("RESULT " + json.dumps(score_one(backbone, dtype, args.n, args.shared)), flush=True)
+        return
+    skip = set(filter(None, args.skip.split(",")))
+    features = cpu_features()
+    dtypes = [d for d in args.dtypes.split(",") if d != "bf16" or features.bf16_units]
+    sections = [f"Measured {datetime.date.today()} on {machine()} ({features.flags()}) by "
+                f"`python benchmarks/throughput.py {' '.join(sys.argv[1:])}`."]
     out = ROOT / "benchmarks" / "results"
+    results = {}
+    if "scoring" not in skip:
+        rows = []
+        for backbone in args.backbones.split(","):
+            for dtype in dtypes:
+                command = [sys.executable, __file__, "--one", f"{backbone}:{dtype}", "--n", str(args.n),
+                           "--shared", str(args.shared)]
+                before = load_average()
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+                if done.returncode or not lines:
+                    raise SystemExit(f"{backbone} {dtype} failed:\n{done.stderr[-3000:]}")
+                rows.append({**json.loads(lines[-1][7:]), "load_avg": f"{before} / {load_average()}"})
+                print(rows[-1], flush=True)
+        results["scoring"] = rows
+        sections.append(f"Scoring {args.n} StepLaw + Marin configs (`predict`, batch 256, compact serialization; load "
+                        f"average 1/5/15 min before / after each row):\n\n{table(rows)}")
+    if args.model and "precision" not in skip:
+        rows = precision_shift(args.model, args.dtypes.split(","), args.shared)
+        results["precision"] = rows
+        sections.append(f"Predicted final loss of {args.model} per inference dtype (bf16 in software where the CPU has "
+                        f"no bf16 units: the numbers, not the speed); `auto` may pick a dtype only if its |MAE shift| "
+                        f"stays under {MAX_SHIFT} on the validation runs:\n\n{table(rows)}")
+    if "training" not in skip:
+        before = load_average()
+        rows = [epoch_seconds(s, args.train_fraction, args.shared) for s in ("verbose", "compact")]
+        for row in rows:
+            row["speedup"] = round((rows[0]["stage1_epoch_s"] + rows[0]["stage2_epoch_s"])
+                                   / (row["stage1_epoch_s"] + row["stage2_epoch_s"]), 2)
+        results["training"] = rows
+        sections.append(f"Training configs/cpu.yaml: seconds per epoch, timed on one epoch of each stage over "
+                        f"{args.train_fraction:.0%} of the training runs and divided by it (load average {before} / "
+                        f"{load_average()}):\n\n{table(rows)}")
+    body = "\n\n".join(sections) + "\n"
     (out / "throughput.md").write_text(body)
-    update_readme("throughput", body)
-    (out / "throughput.json").write_text(json.dumps(rows, indent=1))
+    (out / "throughput.json").write_text(json.dumps(results, indent=1))
+    if "scoring" not in skip and not args.no_readme:
+        update_readme("throughput", body)
     print(body)
 
 

@@ -45,7 +45,8 @@ def test_auto_picks_bf16_only_where_the_cpu_has_bf16_units():
 @pytest.fixture(scope="module")
 def model(shared):
     """An untrained tiny NCPL with a random head (a trained one's zero-initialised head would predict the law alone)."""
-    runs = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records).sample(40, random_state=0)
+    runs = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
+    runs = runs.sample(40, random_state=0)
     config = TrainConfig(backbone="tiny-encoder", stage1={"epochs": 0, "lr": 1e-3}, stage2={"epochs": 0, "lr": 1e-3})
     model = NCPL(config).fit(runs)
     torch.nn.init.normal_(model.networks[0].head.weight, std=0.5, generator=torch.Generator().manual_seed(0))

@@ -205,17 +205,22 @@ class NCPL(Predictor):
 
     @torch.inference_mode()
     def _outputs(self, examples: list[Example], batch_size: int | None = None) -> np.ndarray:
-        """Raw head outputs of every member, shape (members, examples, 4), batched in order of sequence length
-        (fewer pad tokens)."""
+        """Raw head outputs of every member, shape (members, examples, 4). Batched by sequence length, no batch mixing
+        two lengths (no pad tokens), equal token ids side by side (a batch of one layout: a decoder computes the shared
+        prefix once)."""
         if not self.networks:
             raise NotFittedError("this NCPL model is not trained: call fit() or load a model directory")
         batch_size = batch_size or self.config.eval_batch_size
-        order = np.argsort([len(e.encoded.input_ids) for e in examples], kind="stable")
+        ids = [e.encoded.input_ids for e in examples]
+        order = sorted(range(len(examples)), key=lambda i: (len(ids[i]), ids[i]))
+        lengths = np.array([len(ids[i]) for i in order])
+        starts = np.flatnonzero(np.diff(lengths, prepend=-1))  # where each length begins
+        batches = [order[s:min(s + batch_size, end)] for begin, end in zip(starts, [*starts[1:], len(order)])
+                   for s in range(begin, end, batch_size)]
         collate = self._collator()
         networks = self._inference_networks()
         out = np.empty((len(networks), len(examples), 4), dtype=np.float64)
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for rows in batches:
             batch = collate([examples[i] for i in rows])
             for k, network in enumerate(networks):
                 network.eval()
