@@ -1,12 +1,12 @@
 # The two commands of the README: `make run` (set up, then the main job on the bundled data) and
-# `make test` (set up with the dev tools, then the test suite). `make data` rebuilds data/ from ../shared/data.
+# `make test` (set up with the dev tools, ruff, then the test suite). `make data` rebuilds data/ from ../shared/data.
 PYTHON ?= python3
 VENV ?= .venv
 SHARED ?= ../shared/data
 BIN := $(VENV)/bin
 OUT ?= runs/default
 
-.PHONY: setup setup-dev run test data clean
+.PHONY: setup setup-dev run lint test data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ setup-dev: $(VENV)/.setup-dev
 run: setup
 	bash scripts/main_job.sh $(BIN) $(OUT)
 
-test: setup-dev
+lint: setup-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 data: setup

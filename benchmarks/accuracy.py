@@ -33,8 +33,8 @@ import pandas as pd
 
 from ncpl import predictors
 from ncpl.evaluate import evaluate, markdown, write_report
-from ncpl.splits import largest_sizes, split_runs
 from ncpl.sources import import_runs
+from ncpl.splits import largest_sizes, split_runs
 from ncpl.store import to_frame
 from ncpl.unstable import mark_unstable
 
@@ -65,7 +65,9 @@ def benchmarks(shared: Path) -> dict[str, tuple[pd.DataFrame, dict[str, pd.DataF
     }
 
 
-def development(splits: dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame]]]) -> dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame]]]:
+def development(
+    splits: dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame]]],
+) -> dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame]]]:
     """The development splits inside each source's training runs: (dev train, {SOURCE-dev-id, SOURCE-dev-ood})."""
     out = {}
     for source, (train, _) in splits.items():
@@ -81,7 +83,9 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def update_readme(block: str, body: str) -> None:
@@ -106,27 +110,43 @@ def main() -> None:
     fit_seconds: dict[str, dict[str, float]] = {}
     test_splits = benchmarks(args.shared)
     stages = {"dev": development(test_splits), "test": test_splits}
-    for name, (train, tests) in ((f"{source} {stage}", split) for stage in args.stages.split(",") for source, split in stages[stage].items()):
+    for name, (train, tests) in (
+        (f"{source} {stage}", split) for stage in args.stages.split(",") for source, split in stages[stage].items()
+    ):
         fitted = {}
         for model in args.models.split(","):
             start = time.perf_counter()
-            fitted[model] = predictors.create(model, **({"tune": True} if model.startswith("xgboost") else {})).fit(train)
+            fitted[model] = predictors.create(model, **({"tune": True} if model.startswith("xgboost") else {})).fit(
+                train
+            )
             fit_seconds.setdefault(name, {})[model] = round(time.perf_counter() - start, 2)
         report = evaluate(fitted, tests)
         for key in merged:
             merged[key] = merged[key] + report[key] if isinstance(merged[key], list) else {**merged[key], **report[key]}
-        print(f"{name}: trained on {len(train)} runs; tests {', '.join(f'{k} {len(v)}' for k, v in tests.items())}", flush=True)
+        print(
+            f"{name}: trained on {len(train)} runs; tests {', '.join(f'{k} {len(v)}' for k, v in tests.items())}",
+            flush=True,
+        )
 
     stamp = f"{datetime.date.today().isoformat()} on {machine()}"
-    merged["meta"] = {"date": datetime.date.today().isoformat(), "machine": machine(), "fit_seconds": fit_seconds, "seed": SEED}
+    merged["meta"] = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "fit_seconds": fit_seconds,
+        "seed": SEED,
+    }
     write_report(merged, args.out / "accuracy")
     table = markdown(merged)
     fits = ", ".join(f"{b}: " + ", ".join(f"{m} {s:.1f}s" for m, s in t.items()) for b, t in fit_seconds.items())
-    body = (f"Measured {stamp} by `python benchmarks/accuracy.py --stages {args.stages}` (fit times, XGBoost tuning included: "
-            f"{fits}). Metrics on the converged runs; `(all)` also counts the failed (diverged or unstable) runs, at the "
-            f"source's worst converged loss in that test set.\n\n{table}")
+    body = (
+        f"Measured {stamp} by `python benchmarks/accuracy.py --stages {args.stages}` (fit times, XGBoost tuning included: "
+        f"{fits}). Metrics on the converged runs; `(all)` also counts the failed (diverged or unstable) runs, at the "
+        f"source's worst converged loss in that test set.\n\n{table}"
+    )
     (args.out / "accuracy.md").write_text(body)
-    (args.out / "accuracy.json").write_text(json.dumps({k: merged[k] for k in ("accuracy", "regret", "meta")}, indent=1))
+    (args.out / "accuracy.json").write_text(
+        json.dumps({k: merged[k] for k in ("accuracy", "regret", "meta")}, indent=1)
+    )
     update_readme("accuracy", body)
     print(body)
 

@@ -41,7 +41,9 @@ SENSITIVITY = "C and N, train+ID"  # the same law through the best of all small-
 
 
 def log_distance(runs: pd.DataFrame, lr: np.ndarray, batch: np.ndarray) -> np.ndarray:
-    return np.hypot(np.log(runs["optimizer.lr"].to_numpy(float) / lr), np.log(runs["batch.tokens"].to_numpy(float) / batch))
+    return np.hypot(
+        np.log(runs["optimizer.lr"].to_numpy(float) / lr), np.log(runs["batch.tokens"].to_numpy(float) / batch)
+    )
 
 
 def law_scores(laws: cpt.CPTLaws, runs: pd.DataFrame, flops: np.ndarray | None = None) -> np.ndarray:
@@ -56,8 +58,14 @@ def group_rows(runs: pd.DataFrame, laws: dict[str, cpt.CPTLaws]) -> list[dict]:
         best = best_runs(group, 5)
         if best.empty:
             continue
-        row = {"N": n, "D": d, "runs": len(group), "best_loss": float(best["final_loss"].iloc[0]),
-               "best_lr": float(best["optimizer.lr"].iloc[0]), "best_batch": float(best["batch.tokens"].iloc[0])}
+        row = {
+            "N": n,
+            "D": d,
+            "runs": len(group),
+            "best_loss": float(best["final_loss"].iloc[0]),
+            "best_lr": float(best["optimizer.lr"].iloc[0]),
+            "best_batch": float(best["batch.tokens"].iloc[0]),
+        }
         for name, law in laws.items():
             predicted = law.at(6 * n * d, n)
             row[f"{name}: lr"], row[f"{name}: batch"] = predicted["lr"], predicted["batch_tokens"]
@@ -78,27 +86,37 @@ def continuation_rows(runs: pd.DataFrame, laws: cpt.CPTLaws) -> list[dict]:
             best = best_runs(target, 5).iloc[0]
             predicted = laws.predict(checkpoint, n, large - small)
             scratch = laws.at(6 * n * large, n)
-            out.append({
-                "N": n, "D_checkpoint": small, "D_target": large, "checkpoint_loss": checkpoint,
-                "C_eq / 6ND_checkpoint": predicted["C_eq"] / (6 * n * small),
-                "C_total / 6ND_target": predicted["C_total"] / (6 * n * large),
-                "lr": predicted["lr"], "batch": predicted["batch_tokens"],
-                "best_lr": float(best["optimizer.lr"]), "best_batch": float(best["batch.tokens"]),
-                "log lr / best": float(np.log(predicted["lr"] / best["optimizer.lr"])),
-                "log batch / best": float(np.log(predicted["batch_tokens"] / best["batch.tokens"])),
-                "regret (C_eq)": regret(target, law_scores(laws, target, predicted["C_total"]))["regret"],
-                "regret (true C)": regret(target, law_scores(laws, target))["regret"],
-                "regret (steplaw-law)": regret(target, steplaw.distance(target))["regret"],
-                "lr (true C)": scratch["lr"], "batch (true C)": scratch["batch_tokens"],
-            })
+            out.append(
+                {
+                    "N": n,
+                    "D_checkpoint": small,
+                    "D_target": large,
+                    "checkpoint_loss": checkpoint,
+                    "C_eq / 6ND_checkpoint": predicted["C_eq"] / (6 * n * small),
+                    "C_total / 6ND_target": predicted["C_total"] / (6 * n * large),
+                    "lr": predicted["lr"],
+                    "batch": predicted["batch_tokens"],
+                    "best_lr": float(best["optimizer.lr"]),
+                    "best_batch": float(best["batch.tokens"]),
+                    "log lr / best": float(np.log(predicted["lr"] / best["optimizer.lr"])),
+                    "log batch / best": float(np.log(predicted["batch_tokens"] / best["batch.tokens"])),
+                    "regret (C_eq)": regret(target, law_scores(laws, target, predicted["C_total"]))["regret"],
+                    "regret (true C)": regret(target, law_scores(laws, target))["regret"],
+                    "regret (steplaw-law)": regret(target, steplaw.distance(target))["regret"],
+                    "lr (true C)": scratch["lr"],
+                    "batch (true C)": scratch["batch_tokens"],
+                }
+            )
     return out
 
 
 def table(rows: list[dict]) -> str:
     columns = list(rows[0])
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
-    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-                     + ["| " + " | ".join(fmt(row[c]) for c in columns) + " |" for row in rows])
+    return "\n".join(
+        ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        + ["| " + " | ".join(fmt(row[c]) for c in columns) + " |" for row in rows]
+    )
 
 
 def main() -> None:
@@ -118,31 +136,71 @@ def main() -> None:
     ood = tests["steplaw-ood"]
     groups = group_rows(ood, laws)
     continuation = continuation_rows(ood, laws["C and N"])
-    meta = {"date": datetime.date.today().isoformat(), "machine": machine(), "train_runs": len(train),
-            "fitted_groups": laws["C and N"].groups}
+    meta = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "train_runs": len(train),
+        "fitted_groups": laws["C and N"].groups,
+    }
     constants = {name: law.model_dump() for name, law in laws.items()}
-    (args.out / "cpt_laws.json").write_text(json.dumps({"meta": meta, "laws": constants, "regret": summary, "ood_groups": groups,
-                                                        "continuation": continuation}, indent=1))
-    law_lines = [f"- {name}: L(C) = {law.loss.E:.4f} + {law.loss.A:.4g} C^-{law.loss.alpha:.4f}; "
-                 f"lr = {law.lr.k:.4g} C^{law.lr.c:.3f} N^{law.lr.n:.3f}; batch (tokens) = {law.batch.k:.4g} C^{law.batch.c:.3f} N^{law.batch.n:.3f}"
-                 for name, law in laws.items()]
-    mean = {k: float(np.mean([row[k] for row in continuation])) for k in ("regret (C_eq)", "regret (true C)", "regret (steplaw-law)")}
-    body = "\n\n".join([
-        f"Measured {meta['date']} on {meta['machine']} by `python benchmarks/cpt_laws.py`. Laws fitted on the best run of each "
-        f"of the {meta['fitted_groups']} (N, D) groups of the StepLaw training split ({len(train)} runs, h960 and h1024); "
-        "tested on the ID runs and the held-out h1280/L10 shape. The StepLaw law's constants were fitted on all StepLaw runs "
-        "(held-out shape included): a leaky reference. "
-        f"`{SENSITIVITY}` is fitted on the ID runs too (its ID rows are in-sample): it shows how much the noisy "
-        "grid argmin moves the laws.",
-        "\n".join(law_lines),
-        "Regret of the run nearest each picker's (lr, batch), per (N, D) group of >= 5 runs:\n\n"
-        + table([{k: row[k] for k in ("test", "picker", "groups", "regret", "median_regret", "diverged_picks", "runs_to_near_best")} for row in summary]),
-        "Held-out groups:\n\n" + table(groups),
-        "Simulated continuation on the held-out shape (laws: C and N): checkpoint = best run at D_checkpoint, "
-        "continued for D_target - D_checkpoint tokens; mean regret "
-        + ", ".join(f"{k.removeprefix('regret ')} {v:.4f}" for k, v in mean.items()) + ".\n\n"
-        + table([{k: v for k, v in row.items() if not k.endswith("(true C)") or k.startswith("regret")} for row in continuation]),
-    ]) + "\n"
+    (args.out / "cpt_laws.json").write_text(
+        json.dumps(
+            {"meta": meta, "laws": constants, "regret": summary, "ood_groups": groups, "continuation": continuation},
+            indent=1,
+        )
+    )
+    law_lines = [
+        f"- {name}: L(C) = {law.loss.E:.4f} + {law.loss.A:.4g} C^-{law.loss.alpha:.4f}; "
+        f"lr = {law.lr.k:.4g} C^{law.lr.c:.3f} N^{law.lr.n:.3f}; batch (tokens) = {law.batch.k:.4g} C^{law.batch.c:.3f} N^{law.batch.n:.3f}"
+        for name, law in laws.items()
+    ]
+    mean = {
+        k: float(np.mean([row[k] for row in continuation]))
+        for k in ("regret (C_eq)", "regret (true C)", "regret (steplaw-law)")
+    }
+    body = (
+        "\n\n".join(
+            [
+                f"Measured {meta['date']} on {meta['machine']} by `python benchmarks/cpt_laws.py`. Laws fitted on the best run of each "
+                f"of the {meta['fitted_groups']} (N, D) groups of the StepLaw training split ({len(train)} runs, h960 and h1024); "
+                "tested on the ID runs and the held-out h1280/L10 shape. The StepLaw law's constants were fitted on all StepLaw runs "
+                "(held-out shape included): a leaky reference. "
+                f"`{SENSITIVITY}` is fitted on the ID runs too (its ID rows are in-sample): it shows how much the noisy "
+                "grid argmin moves the laws.",
+                "\n".join(law_lines),
+                "Regret of the run nearest each picker's (lr, batch), per (N, D) group of >= 5 runs:\n\n"
+                + table(
+                    [
+                        {
+                            k: row[k]
+                            for k in (
+                                "test",
+                                "picker",
+                                "groups",
+                                "regret",
+                                "median_regret",
+                                "diverged_picks",
+                                "runs_to_near_best",
+                            )
+                        }
+                        for row in summary
+                    ]
+                ),
+                "Held-out groups:\n\n" + table(groups),
+                "Simulated continuation on the held-out shape (laws: C and N): checkpoint = best run at D_checkpoint, "
+                "continued for D_target - D_checkpoint tokens; mean regret "
+                + ", ".join(f"{k.removeprefix('regret ')} {v:.4f}" for k, v in mean.items())
+                + ".\n\n"
+                + table(
+                    [
+                        {k: v for k, v in row.items() if not k.endswith("(true C)") or k.startswith("regret")}
+                        for row in continuation
+                    ]
+                ),
+            ]
+        )
+        + "\n"
+    )
     (args.out / "cpt_laws.md").write_text(body)
     print(body)
 

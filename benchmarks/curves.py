@@ -33,8 +33,10 @@ OOD_PARAMS = {"gemstones": 4e8, "misfitting": 2e8}
 
 
 def splits(shared: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    sources = {"gemstones": read_runs(ROOT / "data" / "gemstones.parquet"),
-               "misfitting": load("misfitting", shared / "misfitting" / "scaling_results.csv")}
+    sources = {
+        "gemstones": read_runs(ROOT / "data" / "gemstones.parquet"),
+        "misfitting": load("misfitting", shared / "misfitting" / "scaling_results.csv"),
+    }
     train, tests = [], {}
     for name, runs in sources.items():
         split = split_runs(runs, id_frac=0.15, seed=SEED, ood_min_params=OOD_PARAMS[name])
@@ -46,14 +48,19 @@ def splits(shared: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
 def table(rows: list[dict]) -> str:
     frame = pd.DataFrame(rows)
     frame["prefix"] = (frame["prefix"] * 100).round().astype(int).astype(str) + "%"
-    wide = frame.pivot_table(index=["test", "prefix", "runs", "points"], columns="method", values="mae", sort=False).reset_index()
+    wide = frame.pivot_table(
+        index=["test", "prefix", "runs", "points"], columns="method", values="mae", sort=False
+    ).reset_index()
     methods = [c for c in wide.columns if c not in ("test", "prefix", "runs", "points")]
     lines = ["| test | prefix | runs | points | " + " | ".join(methods) + " |", "|---" * (4 + len(methods)) + "|"]
     for row in wide.itertuples(index=False):
         values = row[4:]
         best = min(values)
-        lines.append(f"| {row[0]} | {row[1]} | {row[2]} | {row[3]} | "
-                     + " | ".join(f"**{v:.4f}**" if v == best else f"{v:.4f}" for v in values) + " |")
+        lines.append(
+            f"| {row[0]} | {row[1]} | {row[2]} | {row[3]} | "
+            + " | ".join(f"**{v:.4f}**" if v == best else f"{v:.4f}" for v in values)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -62,7 +69,9 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "cpu-curves.yaml")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench" / "curves")
-    parser.add_argument("--model", type=Path, default=None, help="evaluate this NCPL model directory instead of training one")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="evaluate this NCPL model directory instead of training one"
+    )
     args = parser.parse_args()
 
     train, tests = splits(args.shared)
@@ -78,16 +87,34 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results"
     write_report(report, out / "curves")
     command = f"python benchmarks/curves.py --config {args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config}"
-    trained = f"NCPL trained on {len(train)} Gemstones + (Mis)Fitting runs in {minutes:.1f} min" if not args.model else f"NCPL from {args.model}"
-    body = (f"Measured {datetime.date.today().isoformat()} on {machine()} by `{command}` ({trained}). MAE (nats) of the "
-            "absolute loss on the checkpoints after the first 10/20/40% of each curve (at most 32 per curve); `chinchilla` "
-            "and `ncpl` see only the config, `+prefix` shifts their curve to the last 3 checkpoints seen, the prefix laws are "
-            "fitted to the observed prefix; a run counts at a prefix "
-            "where both prefix laws can be fitted (6 checkpoints). Best per row in bold.\n\n" + table(report["curves"]))
+    trained = (
+        f"NCPL trained on {len(train)} Gemstones + (Mis)Fitting runs in {minutes:.1f} min"
+        if not args.model
+        else f"NCPL from {args.model}"
+    )
+    body = (
+        f"Measured {datetime.date.today().isoformat()} on {machine()} by `{command}` ({trained}). MAE (nats) of the "
+        "absolute loss on the checkpoints after the first 10/20/40% of each curve (at most 32 per curve); `chinchilla` "
+        "and `ncpl` see only the config, `+prefix` shifts their curve to the last 3 checkpoints seen, the prefix laws are "
+        "fitted to the observed prefix; a run counts at a prefix "
+        "where both prefix laws can be fitted (6 checkpoints). Best per row in bold.\n\n" + table(report["curves"])
+    )
     (out / "curves.md").write_text(body)
-    (out / "curves.json").write_text(json.dumps({"curves": report["curves"], "accuracy": report["accuracy"],
-                                                 "meta": {"date": datetime.date.today().isoformat(), "machine": machine(),
-                                                          "config": str(args.config), "train_minutes": round(minutes, 2)}}, indent=1))
+    (out / "curves.json").write_text(
+        json.dumps(
+            {
+                "curves": report["curves"],
+                "accuracy": report["accuracy"],
+                "meta": {
+                    "date": datetime.date.today().isoformat(),
+                    "machine": machine(),
+                    "config": str(args.config),
+                    "train_minutes": round(minutes, 2),
+                },
+            },
+            indent=1,
+        )
+    )
     update_readme("curves", body)
     print(body)
 

@@ -41,8 +41,16 @@ SETS = {
 
 def load(shared: Path, source: str, path: str) -> list[dict]:
     records = import_runs(source, [shared / path]).records
-    return [{"run_id": r.run_id, "n_params": r.config.model.n_params, "tokens": np.array(r.curve.tokens),
-             "loss": np.array(r.curve.loss)} for r in records if r.curve is not None]
+    return [
+        {
+            "run_id": r.run_id,
+            "n_params": r.config.model.n_params,
+            "tokens": np.array(r.curve.tokens),
+            "loss": np.array(r.curve.loss),
+        }
+        for r in records
+        if r.curve is not None
+    ]
 
 
 def score(curves: list[dict]) -> list[dict]:
@@ -57,9 +65,19 @@ def score(curves: list[dict]) -> list[dict]:
             for name, law in LAWS.items():
                 forecast = law().fit(t[seen], y[seen]).predict(t[~seen])
                 error = forecast - y[~seen]
-                rows.append({"run_id": curve["run_id"], "n_params": curve["n_params"], "size": "large" if curve["n_params"] > median else "small",
-                             "prefix": prefix, "law": name, "points_seen": int(seen.sum()), "end_error": float(error[-1]),
-                             "end_abs": float(abs(error[-1])), "later_abs": float(np.abs(error).mean())})
+                rows.append(
+                    {
+                        "run_id": curve["run_id"],
+                        "n_params": curve["n_params"],
+                        "size": "large" if curve["n_params"] > median else "small",
+                        "prefix": prefix,
+                        "law": name,
+                        "points_seen": int(seen.sum()),
+                        "end_error": float(error[-1]),
+                        "end_abs": float(abs(error[-1])),
+                        "later_abs": float(np.abs(error).mean()),
+                    }
+                )
     return rows
 
 
@@ -70,17 +88,29 @@ def summarize(rows: list[dict]) -> list[dict]:
             for law in LAWS:
                 chosen = [r for r in rows if r["prefix"] == prefix and r["law"] == law and size in ("all", r["size"])]
                 if chosen:
-                    out.append({"prefix": prefix, "size": size, "law": law, "curves": len(chosen),
-                                "end_mae": float(np.mean([r["end_abs"] for r in chosen])),
-                                "later_mae": float(np.mean([r["later_abs"] for r in chosen])),
-                                "end_bias": float(np.mean([r["end_error"] for r in chosen]))})
+                    out.append(
+                        {
+                            "prefix": prefix,
+                            "size": size,
+                            "law": law,
+                            "curves": len(chosen),
+                            "end_mae": float(np.mean([r["end_abs"] for r in chosen])),
+                            "later_mae": float(np.mean([r["later_abs"] for r in chosen])),
+                            "end_bias": float(np.mean([r["end_error"] for r in chosen])),
+                        }
+                    )
     return out
 
 
 def examples(sets: dict[str, list[dict]], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    picks = [("gemstones-350B", -1, 0.2), ("gemstones-350B", 3, 0.1), ("gemstones-100B", 0, 0.2), ("misfitting", None, 0.4)]
+    picks = [
+        ("gemstones-350B", -1, 0.2),
+        ("gemstones-350B", 3, 0.1),
+        ("gemstones-100B", 0, 0.2),
+        ("misfitting", None, 0.4),
+    ]
     fig = Figure(figsize=(11, 8))
     for ax, (name, index, prefix) in zip(fig.subplots(2, 2).ravel(), picks):
         curves = sorted(sets[name], key=lambda c: c["n_params"])
@@ -91,24 +121,32 @@ def examples(sets: dict[str, list[dict]], path: Path) -> None:
         ax.scatter(t[~seen], y[~seen], s=6, color="0.6", label="held out")
         for color, (law_name, law) in zip(("C1", "C2"), LAWS.items()):
             draw_forecast(ax, t[seen], law().fit(t[seen], y[seen]), t[-1], label=f"{law_name} law", color=color)
-        ax.set(xlabel="tokens", ylabel="loss", title=f"{name}: {curve['run_id'].split('/', 2)[-1]}",
-               ylim=(y.min() - 0.05, y[seen][min(2, seen.sum() - 1)] + 0.1))
+        ax.set(
+            xlabel="tokens",
+            ylabel="loss",
+            title=f"{name}: {curve['run_id'].split('/', 2)[-1]}",
+            ylim=(y.min() - 0.05, y[seen][min(2, seen.sum() - 1)] + 0.1),
+        )
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
 def markdown(summary: dict[str, list[dict]]) -> str:
-    lines = ["| curves | prefix | size | n | temporal end MAE | power end MAE | temporal later MAE | power later MAE |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| curves | prefix | size | n | temporal end MAE | power end MAE | temporal later MAE | power later MAE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, rows in summary.items():
         for prefix in PREFIXES:
             for size in ("all", "large", "small"):
                 cell = {r["law"]: r for r in rows if r["prefix"] == prefix and r["size"] == size}
                 if len(cell) == 2:
                     tl, pl = cell["temporal"], cell["power"]
-                    lines.append(f"| {name} | {prefix:.0%} | {size} | {tl['curves']} | {tl['end_mae']:.4f} | {pl['end_mae']:.4f} "
-                                 f"| {tl['later_mae']:.4f} | {pl['later_mae']:.4f} |")
+                    lines.append(
+                        f"| {name} | {prefix:.0%} | {size} | {tl['curves']} | {tl['end_mae']:.4f} | {pl['end_mae']:.4f} "
+                        f"| {tl['later_mae']:.4f} | {pl['later_mae']:.4f} |"
+                    )
     return "\n".join(lines)
 
 
@@ -124,15 +162,24 @@ def main() -> None:
     summary = {name: summarize(r) for name, r in rows.items()}
     seconds = time.perf_counter() - start
     today = datetime.date.today().isoformat()
-    meta = {"date": today, "machine": machine(), "seconds": round(seconds, 1), "prefixes": PREFIXES,
-            "files": {name: path for name, (_, path) in SETS.items()}}
+    meta = {
+        "date": today,
+        "machine": machine(),
+        "seconds": round(seconds, 1),
+        "prefixes": PREFIXES,
+        "files": {name: path for name, (_, path) in SETS.items()},
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     examples(sets, args.out / "curves_extrapolation.png")
-    body = (f"Measured {today} on {meta['machine']} by `python benchmarks/curves_extrapolation.py` ({seconds:.0f} s). "
-            "Mean absolute error (nats) of the forecast at the final checkpoint (end) and over all checkpoints after "
-            "the prefix (later); large = N above the set's median.\n\n" + markdown(summary) + "\n")
+    body = (
+        f"Measured {today} on {meta['machine']} by `python benchmarks/curves_extrapolation.py` ({seconds:.0f} s). "
+        "Mean absolute error (nats) of the forecast at the final checkpoint (end) and over all checkpoints after "
+        "the prefix (later); large = N above the set's median.\n\n" + markdown(summary) + "\n"
+    )
     (args.out / "curves_extrapolation.md").write_text(body)
-    (args.out / "curves_extrapolation.json").write_text(json.dumps({"meta": meta, "summary": summary, "curves": rows}, indent=1))
+    (args.out / "curves_extrapolation.json").write_text(
+        json.dumps({"meta": meta, "summary": summary, "curves": rows}, indent=1)
+    )
     print(body)
 
 

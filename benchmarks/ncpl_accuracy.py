@@ -52,8 +52,17 @@ TREES = ("xgboost", "xgboost-residual", "xgboost-hparam-residual")
 BASELINES = LAWS + TREES
 ENSEMBLE = "ncpl+xgboost-hparam-residual"  # the equal-weight mean, as `ncpl ensemble` builds it
 METRICS = {  # table -> (column in the report row, header, digits)
-    "accuracy": [("ok.mae", "MAE", 4), ("ok.spearman", "Spearman", 3), ("all.mae", "MAE (all)", 4), ("all.spearman", "Spearman (all)", 3)],
-    "interval": [("coverage_80", "coverage", 2), ("median_width", "median width", 4), ("auc_diverge", "divergence ROC-AUC", 3)],
+    "accuracy": [
+        ("ok.mae", "MAE", 4),
+        ("ok.spearman", "Spearman", 3),
+        ("all.mae", "MAE (all)", 4),
+        ("all.spearman", "Spearman (all)", 3),
+    ],
+    "interval": [
+        ("coverage_80", "coverage", 2),
+        ("median_width", "median width", 4),
+        ("auc_diverge", "divergence ROC-AUC", 3),
+    ],
     "regret": [("regret", "mean regret", 4), ("diverged_picks", "diverged picks", 2)],
 }
 KEYS = {"accuracy": "predictor", "interval": "predictor", "regret": "picker"}
@@ -87,8 +96,15 @@ def tree_grid(overrides: list[str]) -> dict[str, tuple[float, ...]] | None:
     return grid
 
 
-def run_once(stage: str, seed: int, train: pd.DataFrame, tests: dict[str, pd.DataFrame], config: TrainConfig, work: Path,
-             grid: dict[str, tuple[float, ...]] | None = None) -> dict[str, Any]:
+def run_once(
+    stage: str,
+    seed: int,
+    train: pd.DataFrame,
+    tests: dict[str, pd.DataFrame],
+    config: TrainConfig,
+    work: Path,
+    grid: dict[str, tuple[float, ...]] | None = None,
+) -> dict[str, Any]:
     """Fit every predictor on `train` with this seed and evaluate it on `tests`; cached in work/STAGE-seedSEED."""
     here = work / f"{stage}-seed{seed}"
     cache = here / "report.json"
@@ -97,8 +113,9 @@ def run_once(stage: str, seed: int, train: pd.DataFrame, tests: dict[str, pd.Dat
         return json.loads(cache.read_text())
     models: dict[str, Any] = {name: predictors.create(name).fit(train) for name in LAWS}
     for name in TREES:
-        models[name] = predictors.create(name, seed=seed, tune=True, val_split=config.val_split, val_frac=config.val_frac,
-                                         grid=grid).fit(train)
+        models[name] = predictors.create(
+            name, seed=seed, tune=True, val_split=config.val_split, val_frac=config.val_frac, grid=grid
+        ).fit(train)
         print(f"{stage} seed {seed}: {name} tuned, {models[name].params}", flush=True)
     model_dir = here / "model"
     start = time.perf_counter()
@@ -113,10 +130,15 @@ def run_once(stage: str, seed: int, train: pd.DataFrame, tests: dict[str, pd.Dat
     models[ENSEMBLE] = Ensemble([models["ncpl"], models["xgboost-hparam-residual"]])
     report = evaluate_models(models, tests)
     report.pop("curve_plots", None)
-    report["meta"] = {"stage": stage, "seed": seed, "train_runs": len(train), "train_minutes": round(minutes, 2),
-                      "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
-                      "xgboost_params": {name: models[name].params for name in TREES},
-                      "interval": {"margins": models["ncpl"].interval_margins, "slopes": models["ncpl"].interval_slopes}}
+    report["meta"] = {
+        "stage": stage,
+        "seed": seed,
+        "train_runs": len(train),
+        "train_minutes": round(minutes, 2),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+        "xgboost_params": {name: models[name].params for name in TREES},
+        "interval": {"margins": models["ncpl"].interval_margins, "slopes": models["ncpl"].interval_slopes},
+    }
     here.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, allow_nan=True))
@@ -143,10 +165,22 @@ def aggregate(reports: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         for (test, source, name), rows in groups.items():
             values = {column: np.array([_value(row, column) for row in rows]) for column, _, _ in metrics}
             n = int(rows[0]["ok"]["n"] if table == "accuracy" else rows[0].get("n", rows[0].get("groups", 0)))
-            out[table].append({"test": test, "source": source, "predictor": name, "seeds": len(rows), "n": n,
-                               **{column: {"mean": float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
-                                           "sd": float(np.nanstd(v)) if np.isfinite(v).any() else float("nan")}
-                                  for column, v in values.items()}})
+            out[table].append(
+                {
+                    "test": test,
+                    "source": source,
+                    "predictor": name,
+                    "seeds": len(rows),
+                    "n": n,
+                    **{
+                        column: {
+                            "mean": float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
+                            "sd": float(np.nanstd(v)) if np.isfinite(v).any() else float("nan"),
+                        }
+                        for column, v in values.items()
+                    },
+                }
+            )
     return out
 
 
@@ -159,15 +193,28 @@ def versus_best_baseline(reports: list[dict[str, Any]], accuracy_rows: list[dict
         ok = np.array(predictions[0]["usable"], bool)
         for source in dict.fromkeys(sources):
             here = ok & (sources == source)
-            candidates = {row["predictor"]: row["ok.mae"]["mean"] for row in accuracy_rows
-                          if row["test"] == test and row["source"] == source and row["predictor"] in BASELINES}
+            candidates = {
+                row["predictor"]: row["ok.mae"]["mean"]
+                for row in accuracy_rows
+                if row["test"] == test and row["source"] == source and row["predictor"] in BASELINES
+            }
             if "ncpl" not in predictions[0] or not candidates:
                 continue
             best = min(candidates, key=candidates.get)
-            errors = {name: np.mean([np.abs(np.array(p[name], float)[here] - true[here]) for p in predictions], axis=0)
-                      for name in ("ncpl", best)}
-            out.append({"test": test, "source": source, "baseline": best, "ncpl_mae": float(errors["ncpl"].mean()),
-                        "baseline_mae": float(errors[best].mean()), **paired_bootstrap(errors["ncpl"], errors[best])})
+            errors = {
+                name: np.mean([np.abs(np.array(p[name], float)[here] - true[here]) for p in predictions], axis=0)
+                for name in ("ncpl", best)
+            }
+            out.append(
+                {
+                    "test": test,
+                    "source": source,
+                    "baseline": best,
+                    "ncpl_mae": float(errors["ncpl"].mean()),
+                    "baseline_mae": float(errors[best].mean()),
+                    **paired_bootstrap(errors["ncpl"], errors[best]),
+                }
+            )
     return out
 
 
@@ -181,26 +228,38 @@ def _cell(stat: dict[str, float], digits: int, seeds: int) -> str:
 def markdown(tables: dict[str, list[dict[str, Any]]], versus: list[dict[str, Any]]) -> str:
     captions = {
         "accuracy": "Accuracy (MAE in nats, on the converged runs; `(all)` also counts the failed runs, at the source's worst "
-                    "converged loss in that test set):",
+        "converged loss in that test set):",
         "interval": "NCPL's 10-90% interval on the converged runs (nominal coverage 0.80) and its divergence probability "
-                    "against the failed (diverged or unstable) runs:",
+        "against the failed (diverged or unstable) runs:",
         "regret": f"Hyperparameter-selection regret (groups of >= 5 runs sharing source, N, D and optimizer; "
-                  f"`{STEPLAW_PICKER}` is the StepLaw law, whose constants were fitted on every StepLaw shape):",
+        f"`{STEPLAW_PICKER}` is the StepLaw law, whose constants were fitted on every StepLaw shape):",
     }
     lines = []
     for table, metrics in METRICS.items():
-        lines += ["", captions[table], "", "| test | source | predictor | n | " + " | ".join(h for _, h, _ in metrics) + " |",
-                  "|---|---|---|---|" + "---|" * len(metrics)]
+        lines += [
+            "",
+            captions[table],
+            "",
+            "| test | source | predictor | n | " + " | ".join(h for _, h, _ in metrics) + " |",
+            "|---|---|---|---|" + "---|" * len(metrics),
+        ]
         for row in tables[table]:
             cells = " | ".join(_cell(row[column], digits, row["seeds"]) for column, _, digits in metrics)
             lines.append(f"| {row['test']} | {row['source']} | {row['predictor']} | {row['n']} | {cells} |")
-    lines += ["", "NCPL against the best baseline of each test set (lowest mean MAE among "
-              f"{', '.join(BASELINES)}): MAE difference (negative: NCPL better), paired bootstrap 95% interval over the test runs, "
-              "each run's error averaged over the seeds:", "",
-              "| test | source | best baseline | n | NCPL MAE | baseline MAE | difference | 95% interval |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "NCPL against the best baseline of each test set (lowest mean MAE among "
+        f"{', '.join(BASELINES)}): MAE difference (negative: NCPL better), paired bootstrap 95% interval over the test runs, "
+        "each run's error averaged over the seeds:",
+        "",
+        "| test | source | best baseline | n | NCPL MAE | baseline MAE | difference | 95% interval |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in versus:
-        lines.append(f"| {row['test']} | {row['source']} | {row['baseline']} | {row['n']} | {row['ncpl_mae']:.4f} | "
-                     f"{row['baseline_mae']:.4f} | {row['diff']:+.4f} | [{row['lo']:+.4f}, {row['hi']:+.4f}] |")
+        lines.append(
+            f"| {row['test']} | {row['source']} | {row['baseline']} | {row['n']} | {row['ncpl_mae']:.4f} | "
+            f"{row['baseline_mae']:.4f} | {row['diff']:+.4f} | [{row['lo']:+.4f}, {row['hi']:+.4f}] |"
+        )
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
@@ -208,15 +267,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "cpu.yaml")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--seeds", default="42", help="comma list; every seed retrains NCPL and the trees (the issue asks for 5: 42,43,44,45,46)")
+    parser.add_argument(
+        "--seeds",
+        default="42",
+        help="comma list; every seed retrains NCPL and the trees (the issue asks for 5: 42,43,44,45,46)",
+    )
     parser.add_argument("--stages", default="dev,test", help="dev (choose defaults here), test (report), or both")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a field of the config, e.g. --set val_split=largest --set stage1.epochs=1")
-    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                        help="replace one axis of the trees' tuning grid (a smoke run: --grid max_depth=3 --grid learning_rate=0.3)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of the config, e.g. --set val_split=largest --set stage1.epochs=1",
+    )
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="replace one axis of the trees' tuning grid (a smoke run: --grid max_depth=3 --grid learning_rate=0.3)",
+    )
     parser.add_argument("--tag", default=None, help="results name (default: the config's name)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
-    parser.add_argument("--no-readme", action="store_true", help="leave README.md as it is (ablations: results files only)")
+    parser.add_argument(
+        "--no-readme", action="store_true", help="leave README.md as it is (ablations: results files only)"
+    )
     args = parser.parse_args()
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -242,24 +318,42 @@ def main() -> None:
     tables["interval"] = [row for row in tables["interval"] if row["predictor"] == "ncpl"]
     versus = versus_best_baseline(reports, tables["accuracy"])
     minutes = {f"{r['meta']['stage']}-seed{r['meta']['seed']}": r["meta"]["train_minutes"] for r in reports}
-    meta = {"date": datetime.date.today().isoformat(), "machine": machine(), "load_average_1min_at_start": round(load_average, 2),
-            "config": str(args.config), "overrides": args.overrides, "tree_grid": tree_grid(args.grid) or GRID, "seeds": seeds, "stages": stages,
-            "val_split": configs[seeds[0]].val_split, "train_minutes": minutes,
-            "train_runs": {r["meta"]["stage"]: r["meta"]["train_runs"] for r in reports},
-            "xgboost_params": {f"{r['meta']['stage']}-seed{r['meta']['seed']}": r["meta"]["xgboost_params"] for r in reports}}
+    meta = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "load_average_1min_at_start": round(load_average, 2),
+        "config": str(args.config),
+        "overrides": args.overrides,
+        "tree_grid": tree_grid(args.grid) or GRID,
+        "seeds": seeds,
+        "stages": stages,
+        "val_split": configs[seeds[0]].val_split,
+        "train_minutes": minutes,
+        "train_runs": {r["meta"]["stage"]: r["meta"]["train_runs"] for r in reports},
+        "xgboost_params": {
+            f"{r['meta']['stage']}-seed{r['meta']['seed']}": r["meta"]["xgboost_params"] for r in reports
+        },
+    }
     config_name = args.config.resolve().relative_to(ROOT) if args.config.resolve().is_relative_to(ROOT) else args.config
-    command = (f"python benchmarks/ncpl_accuracy.py --config {config_name}"
-               f" --seeds {args.seeds} --stages {args.stages}" + "".join(f" --set {o}" for o in args.overrides)
-               + "".join(f" --grid {g}" for g in args.grid))
+    command = (
+        f"python benchmarks/ncpl_accuracy.py --config {config_name}"
+        f" --seeds {args.seeds} --stages {args.stages}"
+        + "".join(f" --set {o}" for o in args.overrides)
+        + "".join(f" --grid {g}" for g in args.grid)
+    )
     spent = ", ".join(f"{k} {v:.1f}" for k, v in minutes.items())
-    body = (f"Measured {meta['date']} on {meta['machine']} (load average {load_average:.1f} at the start) by `{command}`: "
-            f"NCPL trained jointly on StepLaw + Marin ({', '.join(f'{k}: {v} runs' for k, v in meta['train_runs'].items())}), "
-            f"validation split `{meta['val_split']}`, minutes per training: {spent}. "
-            f"Mean ± sd over seeds {', '.join(map(str, seeds))}.\n\n{markdown(tables, versus)}")
+    body = (
+        f"Measured {meta['date']} on {meta['machine']} (load average {load_average:.1f} at the start) by `{command}`: "
+        f"NCPL trained jointly on StepLaw + Marin ({', '.join(f'{k}: {v} runs' for k, v in meta['train_runs'].items())}), "
+        f"validation split `{meta['val_split']}`, minutes per training: {spent}. "
+        f"Mean ± sd over seeds {', '.join(map(str, seeds))}.\n\n{markdown(tables, versus)}"
+    )
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"ncpl-{tag}.md").write_text(body)
-    (out / f"ncpl-{tag}.json").write_text(json.dumps({**tables, "versus_best_baseline": versus, "meta": meta}, indent=1, allow_nan=True))
+    (out / f"ncpl-{tag}.json").write_text(
+        json.dumps({**tables, "versus_best_baseline": versus, "meta": meta}, indent=1, allow_nan=True)
+    )
     if not args.no_readme:
         update_readme("ncpl", body)
     print(body)

@@ -80,8 +80,9 @@ def published_law(size: str) -> MultiPowerLaw:
     law = MultiPowerLaw()
     law.lr_scale, law.step_scale = 3e-4, 1.0
     l0, a, alpha, b, c, beta, gamma = PUBLISHED[size]
-    law.params_ = np.array([l0, np.log(a * 3e-4 ** -alpha), alpha, np.log(b * 3e-4), np.log(c * 3e-4 ** (1 - gamma)),
-                            beta, gamma])
+    law.params_ = np.array(
+        [l0, np.log(a * 3e-4**-alpha), alpha, np.log(b * 3e-4), np.log(c * 3e-4 ** (1 - gamma)), beta, gamma]
+    )
     return law
 
 
@@ -95,23 +96,32 @@ def protocol(curves: list[ScheduleCurve], select: bool) -> tuple[dict, dict, dic
     for size in ("25M", "100M"):
         fit = [by_name[f"multipower/{size}/{n}"] for n in FIT]
         test = [by_name[f"multipower/{size}/{n}"] for n in TEST]
-        candidates = {"multipower": MultiPowerLaw(), "multipower (unpulled)": MultiPowerLaw(prior=0.0),
-                      "annealing": AnnealingLaw()}
+        candidates = {
+            "multipower": MultiPowerLaw(),
+            "multipower (unpulled)": MultiPowerLaw(prior=0.0),
+            "annealing": AnnealingLaw(),
+        }
         for label, law in candidates.items():
             started = time.perf_counter()
             law.fit(fit)
-            rows[(size, label)] = {"per_curve": {c.name.split("/")[-1]: mae(law, c) for c in test},
-                                   "fit_seconds": round(time.perf_counter() - started, 1), "params": law.params}
+            rows[(size, label)] = {
+                "per_curve": {c.name.split("/")[-1]: mae(law, c) for c in test},
+                "fit_seconds": round(time.perf_counter() - started, 1),
+                "params": law.params,
+            }
             mean = np.mean(list(rows[(size, label)]["per_curve"].values()))
             print(f"protocol {size} {label}: {mean:.5f}", flush=True)
         fitted_laws[size] = candidates["multipower"]
         published = published_law(size)
         rows[(size, "multipower (published constants)")] = {
-            "per_curve": {c.name.split("/")[-1]: mae(published, c) for c in test}}
+            "per_curve": {c.name.split("/")[-1]: mae(published, c) for c in test}
+        }
         if select:
             for prior, centre in PRIORS:
-                held = [mae(MultiPowerLaw(prior=prior, shape_prior=centre).fit([c for c in fit if c is not out]), out)
-                        for out in fit]
+                held = [
+                    mae(MultiPowerLaw(prior=prior, shape_prior=centre).fit([c for c in fit if c is not out]), out)
+                    for out in fit
+                ]
                 selection[(size, prior, centre)] = held
                 print(f"selection {size} prior {prior} towards {centre}: {np.round(held, 4)}", flush=True)
     return rows, selection, fitted_laws
@@ -154,12 +164,23 @@ def prefix_scores(sets: dict[str, list[ScheduleCurve]], donor) -> list[dict]:
                 for name in LAW_NAMES:
                     if name == TRANSFER and drop_from is None:
                         continue
-                    _, predict = fit_law(TRANSFER_BASE if name == TRANSFER else name, observed,
-                                         drop_from=drop_from if name == TRANSFER else None)
+                    _, predict = fit_law(
+                        TRANSFER_BASE if name == TRANSFER else name,
+                        observed,
+                        drop_from=drop_from if name == TRANSFER else None,
+                    )
                     error = predict(curve.steps[~seen]) - curve.loss[~seen]
-                    rows.append({"source": source, "curve": curve.name, "prefix": prefix, "law": name,
-                                 "points_seen": int(seen.sum()), "end_error": float(error[-1]),
-                                 "later_abs": float(np.abs(error).mean())})
+                    rows.append(
+                        {
+                            "source": source,
+                            "curve": curve.name,
+                            "prefix": prefix,
+                            "law": name,
+                            "points_seen": int(seen.sum()),
+                            "end_error": float(error[-1]),
+                            "later_abs": float(np.abs(error).mean()),
+                        }
+                    )
             print(f"prefix {source}: {curve.name} done", flush=True)
     return rows
 
@@ -172,9 +193,17 @@ def prefix_summary(rows: list[dict]) -> list[dict]:
                 chosen = [r for r in rows if (r["source"], r["prefix"], r["law"]) == (source, prefix, law)]
                 if chosen:
                     ends = np.abs([r["end_error"] for r in chosen])
-                    out.append({"source": source, "prefix": prefix, "law": law, "curves": len(chosen),
-                                "end_mae": float(ends.mean()), "end_max": float(ends.max()),
-                                "later_mae": float(np.mean([r["later_abs"] for r in chosen]))})
+                    out.append(
+                        {
+                            "source": source,
+                            "prefix": prefix,
+                            "law": law,
+                            "curves": len(chosen),
+                            "end_mae": float(ends.mean()),
+                            "end_max": float(ends.max()),
+                            "later_mae": float(np.mean([r["later_abs"] for r in chosen])),
+                        }
+                    )
     return out
 
 
@@ -189,10 +218,20 @@ def plot_protocol(curves: list[ScheduleCurve], laws: dict[str, MultiPowerLaw], p
             color = f"C{i % 10}"
             ax.scatter(curve.steps, curve.loss, s=3, color=color, alpha=0.5)
             steps = np.arange(curve.steps[0], len(curve.lrs), 32)
-            ax.plot(steps, law.predict(curve, steps), color=color, lw=1, ls="-" if name in TEST else "--",
-                    label=f"{name} ({'predicted' if name in TEST else 'fitted'})")
-        ax.set(xlabel="step", ylabel="loss", title=f"Multi-Power {size}: fitted on 3 schedules (dashed), predicting 6",
-               ylim=(min(c.loss.min() for c in curves if size in c.name) - 0.03, 3.9 if size == "25M" else 3.6))
+            ax.plot(
+                steps,
+                law.predict(curve, steps),
+                color=color,
+                lw=1,
+                ls="-" if name in TEST else "--",
+                label=f"{name} ({'predicted' if name in TEST else 'fitted'})",
+            )
+        ax.set(
+            xlabel="step",
+            ylabel="loss",
+            title=f"Multi-Power {size}: fitted on 3 schedules (dashed), predicting 6",
+            ylim=(min(c.loss.min() for c in curves if size in c.name) - 0.03, 3.9 if size == "25M" else 3.6),
+        )
         ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -201,9 +240,12 @@ def plot_protocol(curves: list[ScheduleCurve], laws: dict[str, MultiPowerLaw], p
 def plot_prefix(sets: dict[str, list[ScheduleCurve]], donor, path: Path, prefix: float = 0.2) -> None:
     from matplotlib.figure import Figure
 
-    picks = [("multipower", "multipower/100M/wsd_20000_24000"), ("multipower", "multipower/25M/cosine_72000"),
-             ("gemstones", max(sets["gemstones"], key=lambda c: c.steps[-1]).name),
-             ("misfitting", max(sets["misfitting"], key=lambda c: c.steps.size).name)]
+    picks = [
+        ("multipower", "multipower/100M/wsd_20000_24000"),
+        ("multipower", "multipower/25M/cosine_72000"),
+        ("gemstones", max(sets["gemstones"], key=lambda c: c.steps[-1]).name),
+        ("misfitting", max(sets["misfitting"], key=lambda c: c.steps.size).name),
+    ]
     fig = Figure(figsize=(12, 8))
     for ax, (source, name) in zip(fig.subplots(2, 2).ravel(), picks):
         curve = next(c for c in sets[source] if c.name == name)
@@ -226,39 +268,63 @@ def plot_prefix(sets: dict[str, list[ScheduleCurve]], donor, path: Path, prefix:
 
 
 def markdown(meta: dict, protocol_rows: dict, selection: dict, summary: list[dict]) -> str:
-    lines = [f"Measured {meta['date']} on {meta['machine']} by `python benchmarks/schedule_laws.py` "
-             f"({meta['seconds']:.0f} s, load average {meta['load']}).", "",
-             "### Multi-Power protocol: fit on cosine_24000, constant_24000, wsdcon_9; MAE (nats) on the other six", "",
-             "| size | law | mean per-curve MAE | published | " + " | ".join(TEST) + " |",
-             "|---|---|---|---|" + "---|" * len(TEST)]
+    lines = [
+        f"Measured {meta['date']} on {meta['machine']} by `python benchmarks/schedule_laws.py` "
+        f"({meta['seconds']:.0f} s, load average {meta['load']}).",
+        "",
+        "### Multi-Power protocol: fit on cosine_24000, constant_24000, wsdcon_9; MAE (nats) on the other six",
+        "",
+        "| size | law | mean per-curve MAE | published | " + " | ".join(TEST) + " |",
+        "|---|---|---|---|" + "---|" * len(TEST),
+    ]
     for (size, label), row in protocol_rows.items():
         per = row["per_curve"]
-        lines.append(f"| {size} | {label} | {np.mean(list(per.values())):.5f} | {PUBLISHED_MAE[size]} | "
-                     + " | ".join(f"{per[n]:.4f}" for n in TEST) + " |")
+        lines.append(
+            f"| {size} | {label} | {np.mean(list(per.values())):.5f} | {PUBLISHED_MAE[size]} | "
+            + " | ".join(f"{per[n]:.4f}" for n in TEST)
+            + " |"
+        )
     if selection:
-        lines += ["", "Choice of the pull on beta, gamma: MAE on each fit curve left out (fit on the other two)", "",
-                  "| pull (weight, towards beta, gamma) | 25M (cosine, constant, wsdcon_9 left out) | 100M "
-                  "| pooled mean |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            "Choice of the pull on beta, gamma: MAE on each fit curve left out (fit on the other two)",
+            "",
+            "| pull (weight, towards beta, gamma) | 25M (cosine, constant, wsdcon_9 left out) | 100M | pooled mean |",
+            "|---|---|---|---|",
+        ]
         for prior, centre in PRIORS:
             a, b = selection[("25M", prior, centre)], selection[("100M", prior, centre)]
-            lines.append(f"| {prior}, {centre} | {' / '.join(f'{v:.4f}' for v in a)} | "
-                         f"{' / '.join(f'{v:.4f}' for v in b)} | {np.mean(a + b):.4f} |")
-    lines += ["", "### Prefix extrapolation: the prefix's losses plus the whole lr schedule", "",
-              "end = |error| at the last measured step (mean, max over curves); later = mean |error| after the "
-              "prefix.", "",
-              "| source | prefix | curves | " + " | ".join(f"{law} end (max)" for law in LAW_NAMES) + " | "
-              + " | ".join(f"{law} later" for law in LAW_NAMES) + " |",
-              "|---|---|---|" + "---|" * (2 * len(LAW_NAMES))]
+            lines.append(
+                f"| {prior}, {centre} | {' / '.join(f'{v:.4f}' for v in a)} | "
+                f"{' / '.join(f'{v:.4f}' for v in b)} | {np.mean(a + b):.4f} |"
+            )
+    lines += [
+        "",
+        "### Prefix extrapolation: the prefix's losses plus the whole lr schedule",
+        "",
+        "end = |error| at the last measured step (mean, max over curves); later = mean |error| after the prefix.",
+        "",
+        "| source | prefix | curves | "
+        + " | ".join(f"{law} end (max)" for law in LAW_NAMES)
+        + " | "
+        + " | ".join(f"{law} later" for law in LAW_NAMES)
+        + " |",
+        "|---|---|---|" + "---|" * (2 * len(LAW_NAMES)),
+    ]
     for source in dict.fromkeys(r["source"] for r in summary):
         for prefix in PREFIXES:
             cell = {r["law"]: r for r in summary if r["source"] == source and r["prefix"] == prefix}
             if cell:
-                lines.append(f"| {source} | {prefix:.0%} | {cell['multipower']['curves']} | "
-                             + " | ".join(f"{cell[law]['end_mae']:.4f} ({cell[law]['end_max']:.3f})" if law in cell
-                                          else "n/a" for law in LAW_NAMES)
-                             + " | " + " | ".join(f"{cell[law]['later_mae']:.4f}" if law in cell else "n/a"
-                                                  for law in LAW_NAMES) + " |")
+                lines.append(
+                    f"| {source} | {prefix:.0%} | {cell['multipower']['curves']} | "
+                    + " | ".join(
+                        f"{cell[law]['end_mae']:.4f} ({cell[law]['end_max']:.3f})" if law in cell else "n/a"
+                        for law in LAW_NAMES
+                    )
+                    + " | "
+                    + " | ".join(f"{cell[law]['later_mae']:.4f}" if law in cell else "n/a" for law in LAW_NAMES)
+                    + " |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -266,8 +332,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--skip-selection", action="store_true",
-                        help="do not re-run the choice of the beta, gamma pull")
+    parser.add_argument(
+        "--skip-selection", action="store_true", help="do not re-run the choice of the beta, gamma pull"
+    )
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -276,17 +343,32 @@ def main() -> None:
     donor, donor_params = drop_donors(sets, laws)
     rows = prefix_scores(sets, donor)
     summary = prefix_summary(rows)
-    meta = {"date": datetime.date.today().isoformat(), "machine": machine(),
-            "seconds": round(time.perf_counter() - start, 1), "load": " ".join(f"{v:.1f}" for v in os.getloadavg())}
+    meta = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - start, 1),
+        "load": " ".join(f"{v:.1f}" for v in os.getloadavg()),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     plot_protocol(sets["multipower"], laws, args.out / "schedule_laws_protocol.png")
     plot_prefix(sets, donor, args.out / "schedule_laws_prefix.png")
     body = markdown(meta, protocol_rows, selection, summary)
     (args.out / "schedule_laws.md").write_text(body)
-    (args.out / "schedule_laws.json").write_text(json.dumps({
-        "meta": meta, "protocol": [{"size": s, "law": label, **row} for (s, label), row in protocol_rows.items()],
-        "selection": [{"size": s, "prior": p, "towards": c, "held_out_mae": v} for (s, p, c), v in selection.items()],
-        "misfitting_drop_donors": donor_params, "prefix_summary": summary, "prefix_curves": rows}, indent=1))
+    (args.out / "schedule_laws.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "protocol": [{"size": s, "law": label, **row} for (s, label), row in protocol_rows.items()],
+                "selection": [
+                    {"size": s, "prior": p, "towards": c, "held_out_mae": v} for (s, p, c), v in selection.items()
+                ],
+                "misfitting_drop_donors": donor_params,
+                "prefix_summary": summary,
+                "prefix_curves": rows,
+            },
+            indent=1,
+        )
+    )
     print(body)
 
 

@@ -34,8 +34,11 @@ CONFIG_PREFIXES = ("model.", "data.", "optimizer.", "schedule.", "batch.")
 def base_config(path: Path = ROOT / "data" / "marin.parquet") -> dict:
     """The first run's config fields (no outcomes, no empty fields), as plain Python values."""
     row = pq.read_table(path).slice(0, 1).to_pylist()[0]
-    return {k: v for k, v in row.items()
-            if (k == "source" or k.startswith(CONFIG_PREFIXES)) and v is not None and not (isinstance(v, float) and v != v)}
+    return {
+        k: v
+        for k, v in row.items()
+        if (k == "source" or k.startswith(CONFIG_PREFIXES)) and v is not None and not (isinstance(v, float) and v != v)
+    }
 
 
 def write_sweep(path: Path, n: int, *, chunk: int = 100_000, seed: int = 0, pad_bytes: int = 0) -> Path:
@@ -74,25 +77,49 @@ def write_sweep(path: Path, n: int, *, chunk: int = 100_000, seed: int = 0, pad_
 def train_tiny_model(directory: Path, work: Path | None = None) -> Path:
     """NCPL on tiny-decoder, one epoch on 200 Marin runs (about 15 s)."""
     from ncpl.regressor.predictor import NCPL
-    from ncpl.store import read_runs
     from ncpl.regressor.trainer import TrainConfig
+    from ncpl.store import read_runs
 
     runs = read_runs(ROOT / "data" / "marin.parquet").sample(200, random_state=0)
-    config = TrainConfig(backbone="tiny-decoder", batch_size=16, eval_batch_size=256, max_curve_points=0, seed=0,
-                         stage1={"epochs": 1, "lr": 3e-3}, stage2={"epochs": 0, "lr": 1e-3})
+    config = TrainConfig(
+        backbone="tiny-decoder",
+        batch_size=16,
+        eval_batch_size=256,
+        max_curve_points=0,
+        seed=0,
+        stage1={"epochs": 1, "lr": 3e-3},
+        stage2={"epochs": 0, "lr": 1e-3},
+    )
     NCPL(config, work_dir=work or Path(tempfile.mkdtemp(prefix="ncpl-tiny-"))).fit(runs).save(directory)
     return directory
 
 
-def score_peak(model: Path, sweep: Path, output: Path, batch_size: int = 4096, extra: list[str] | None = None,
-               timeout: float | None = None) -> dict:
+def score_peak(
+    model: Path,
+    sweep: Path,
+    output: Path,
+    batch_size: int = 4096,
+    extra: list[str] | None = None,
+    timeout: float | None = None,
+) -> dict:
     """`ncpl score MODEL SWEEP -o OUTPUT` in a fresh process: exit code, output, seconds, peak RSS (MB)."""
-    command = [str(Path(sys.executable).with_name("ncpl")), "score", str(model), str(sweep), "-o", str(output),
-               "--batch-size", str(batch_size), *(extra or [])]
+    command = [
+        str(Path(sys.executable).with_name("ncpl")),
+        "score",
+        str(model),
+        str(sweep),
+        "-o",
+        str(output),
+        "--batch-size",
+        str(batch_size),
+        *(extra or []),
+    ]
     started = time.perf_counter()
     deadline = None if timeout is None else started + timeout
     with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
         while True:  # reaped by os.wait4, which alone reports the child's own peak RSS
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
@@ -120,7 +147,9 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000", help="comma list of sweep sizes; empty: only rewrite the report")
+    parser.add_argument(
+        "--sizes", default="10000,100000,1000000", help="comma list of sweep sizes; empty: only rewrite the report"
+    )
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench" / "score-memory")
     args = parser.parse_args()
@@ -139,20 +168,31 @@ def main() -> None:
             raise SystemExit(f"ncpl score failed on {n} rows:\n{run['output'][-3000:]}")
         rows = pq.ParquetFile(output).metadata.num_rows
         assert rows == n, (rows, n)
-        results[str(n)] = {"rows": n, "seconds": round(run["seconds"], 1), "configs_per_s": round(n / run["seconds"], 1),
-                           "peak_rss_mb": round(run["peak_rss_mb"], 1), "batch_size": args.batch_size,
-                           "sweep_mb": round(sweep.stat().st_size / 2**20, 1), "date": str(datetime.date.today()), "machine": machine()}
+        results[str(n)] = {
+            "rows": n,
+            "seconds": round(run["seconds"], 1),
+            "configs_per_s": round(n / run["seconds"], 1),
+            "peak_rss_mb": round(run["peak_rss_mb"], 1),
+            "batch_size": args.batch_size,
+            "sweep_mb": round(sweep.stat().st_size / 2**20, 1),
+            "date": str(datetime.date.today()),
+            "machine": machine(),
+        }
         print(results[str(n)], flush=True)
         sweep.unlink()
         output.unlink()
         results_path.write_text(json.dumps(results, indent=1))
     header = ["rows", "seconds", "configs_per_s", "peak_rss_mb", "sweep_mb", "batch_size", "date"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(r[k]) for k in header) + " |" for r in sorted(results.values(), key=lambda r: r["rows"])]
+    lines += [
+        "| " + " | ".join(str(r[k]) for k in header) + " |" for r in sorted(results.values(), key=lambda r: r["rows"])
+    ]
     machines = sorted({r["machine"] for r in results.values()})
-    body = (f"`ncpl score` with NCPL on the tiny-decoder backbone, one torch thread, measured on {'; '.join(machines)} "
-            f"by `python benchmarks/score_memory.py`. Peak RSS is the scoring process's own maximum resident set; "
-            f"the sweep is one real Marin config with lr and batch varied.\n\n" + "\n".join(lines) + "\n")
+    body = (
+        f"`ncpl score` with NCPL on the tiny-decoder backbone, one torch thread, measured on {'; '.join(machines)} "
+        f"by `python benchmarks/score_memory.py`. Peak RSS is the scoring process's own maximum resident set; "
+        f"the sweep is one real Marin config with lr and batch varied.\n\n" + "\n".join(lines) + "\n"
+    )
     (ROOT / "benchmarks" / "results" / "score_memory.md").write_text(body)
     print(body)
 

@@ -41,8 +41,8 @@ from ncpl import predictors  # noqa: E402
 from ncpl.columns import usable  # noqa: E402
 from ncpl.regressor.precision import cpu_features  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
-from ncpl.splits import split_runs  # noqa: E402
 from ncpl.regressor.trainer import TrainConfig  # noqa: E402
+from ncpl.splits import split_runs  # noqa: E402
 
 CPU_DEFAULT = ROOT / "configs" / "cpu.yaml"
 MAX_SHIFT = 0.0005  # nats: the most a reduced precision may move the MAE and still be on by default
@@ -69,17 +69,28 @@ def matmul_gflops(dtype: str, size: int = 1024, seconds: float = 2.0) -> float:
 
 
 def sweep_runs(shared: Path) -> pd.DataFrame:
-    return pd.concat([load("steplaw", shared / "steplaw/dense_lr_bs_loss.csv"),
-                      load("marin", shared / "marin/marin_sweep_runs.jsonl")], ignore_index=True)
+    return pd.concat(
+        [
+            load("steplaw", shared / "steplaw/dense_lr_bs_loss.csv"),
+            load("marin", shared / "marin/marin_sweep_runs.jsonl"),
+        ],
+        ignore_index=True,
+    )
 
 
 def score_one(backbone: str, dtype: str, n: int, shared: Path) -> dict:
     """One (backbone, dtype) row of the scoring table; runs in a process of its own."""
     runs = sweep_runs(shared)
     sweep = runs.sample(n, replace=len(runs) < n, random_state=0).reset_index(drop=True)
-    config = TrainConfig.model_validate({**TrainConfig.from_yaml(CPU_DEFAULT).model_dump(), "backbone": backbone,
-                                         "eval_batch_size": 256, "stage1": {"epochs": 0, "lr": 1e-3},
-                                         "stage2": {"epochs": 0, "lr": 1e-5}})
+    config = TrainConfig.model_validate(
+        {
+            **TrainConfig.from_yaml(CPU_DEFAULT).model_dump(),
+            "backbone": backbone,
+            "eval_batch_size": 256,
+            "stage1": {"epochs": 0, "lr": 1e-3},
+            "stage2": {"epochs": 0, "lr": 1e-5},
+        }
+    )
     model = NCPL(config, inference_dtype=dtype).fit(runs)
     tokens_run = []
     hook = lambda module, args, kwargs: tokens_run.append(kwargs["inputs_embeds"].shape[:2].numel())  # noqa: E731
@@ -93,12 +104,19 @@ def score_one(backbone: str, dtype: str, n: int, shared: Path) -> dict:
     tokens = np.mean([len(model._example(row).encoded.input_ids) for row in sweep.to_dict("records")])
     body = sum(p.numel() for name, p in model.networks[0].backbone.named_parameters() if "embed" not in name)
     achieved = 2 * body * sum(tokens_run) / seconds / 1e9
-    return {"backbone": backbone, "dtype": dtype, "configs_per_s": round(n / seconds, 1),
-            "tokens_per_config": round(float(tokens), 1), "tokens_run_per_config": round(sum(tokens_run) / n, 1),
-            "gflops": round(achieved, 1), "matmul_gflops": round(peak_matmul, 1),
-            "roofline_frac": round(achieved / peak_matmul, 2),
-            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
-            "threads": torch.get_num_threads(), "cpu_flags": cpu_features().flags()}
+    return {
+        "backbone": backbone,
+        "dtype": dtype,
+        "configs_per_s": round(n / seconds, 1),
+        "tokens_per_config": round(float(tokens), 1),
+        "tokens_run_per_config": round(sum(tokens_run) / n, 1),
+        "gflops": round(achieved, 1),
+        "matmul_gflops": round(peak_matmul, 1),
+        "roofline_frac": round(achieved / peak_matmul, 2),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+        "threads": torch.get_num_threads(),
+        "cpu_flags": cpu_features().flags(),
+    }
 
 
 def precision_shift(model_dir: Path, dtypes: list[str], shared: Path) -> list[dict]:
@@ -106,8 +124,11 @@ def precision_shift(model_dir: Path, dtypes: list[str], shared: Path) -> list[di
     model = predictors.load(model_dir)
     splits = benchmarks(shared)
     train = pd.concat([splits["steplaw"][0], splits["marin"][0]], ignore_index=True)
-    sets = {"validation": split_runs(train, id_frac=model.config.val_frac, seed=model.config.seed).id,
-            **splits["steplaw"][1], **splits["marin"][1]}
+    sets = {
+        "validation": split_runs(train, id_frac=model.config.val_frac, seed=model.config.seed).id,
+        **splits["steplaw"][1],
+        **splits["marin"][1],
+    }
     rows = []
     for name, runs in sets.items():
         runs = runs[usable(runs)]
@@ -120,10 +141,17 @@ def precision_shift(model_dir: Path, dtypes: list[str], shared: Path) -> list[di
             seconds = time.perf_counter() - start
             mae = float(np.abs(predicted[dtype] - loss).mean())
             fp32_mae = float(np.abs(predicted["fp32"] - loss).mean())
-            rows.append({"split": name, "dtype": dtype, "n": len(runs), "mae": round(mae, 5),
-                         "mae_shift": round(mae - fp32_mae, 5),
-                         "mean_abs_change": round(float(np.abs(predicted[dtype] - predicted["fp32"]).mean()), 5),
-                         "seconds": round(seconds, 1)})
+            rows.append(
+                {
+                    "split": name,
+                    "dtype": dtype,
+                    "n": len(runs),
+                    "mae": round(mae, 5),
+                    "mae_shift": round(mae - fp32_mae, 5),
+                    "mean_abs_change": round(float(np.abs(predicted[dtype] - predicted["fp32"]).mean()), 5),
+                    "seconds": round(seconds, 1),
+                }
+            )
             print(rows[-1], flush=True)
     return rows
 
@@ -135,21 +163,33 @@ def epoch_seconds(serialization: str, fraction: float, shared: Path) -> dict:
     subset = train.sample(frac=fraction, random_state=0)
     val = train.drop(subset.index).sample(16, random_state=0)
     config = TrainConfig.from_yaml(CPU_DEFAULT)
-    config = TrainConfig.model_validate({**config.model_dump(), "serialization": serialization,
-                                         "stage1": {**config.stage1.model_dump(), "epochs": 1},
-                                         "stage2": {**config.stage2.model_dump(), "epochs": 1}})
+    config = TrainConfig.model_validate(
+        {
+            **config.model_dump(),
+            "serialization": serialization,
+            "stage1": {**config.stage1.model_dump(), "epochs": 1},
+            "stage2": {**config.stage2.model_dump(), "epochs": 1},
+        }
+    )
     with tempfile.TemporaryDirectory() as work:
         NCPL(config, work_dir=work).fit(subset, val=val)
         log = [json.loads(line) for line in (Path(work) / "train_log.jsonl").read_text().splitlines()]
     seconds = {entry["stage"]: entry["seconds"] for entry in log}
-    return {"serialization": serialization, "train_runs": len(subset), "fraction": fraction,
-            "stage1_epoch_s": round(seconds[1] / fraction, 1), "stage2_epoch_s": round(seconds[2] / fraction, 1)}
+    return {
+        "serialization": serialization,
+        "train_runs": len(subset),
+        "fraction": fraction,
+        "stage1_epoch_s": round(seconds[1] / fraction, 1),
+        "stage2_epoch_s": round(seconds[2] / fraction, 1),
+    }
 
 
 def table(rows: list[dict], columns: list[str] | None = None) -> str:
     columns = columns or list(rows[0])
-    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-                     + ["| " + " | ".join(str(row[k]) for k in columns) + " |" for row in rows])
+    return "\n".join(
+        ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        + ["| " + " | ".join(str(row[k]) for k in columns) + " |" for row in rows]
+    )
 
 
 def load_average() -> str:
@@ -175,16 +215,26 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     features = cpu_features()
     dtypes = [d for d in args.dtypes.split(",") if d != "bf16" or features.bf16_units]
-    sections = [f"Measured {datetime.date.today()} on {machine()} ({features.flags()}) by "
-                f"`python benchmarks/throughput.py {' '.join(sys.argv[1:])}`."]
+    sections = [
+        f"Measured {datetime.date.today()} on {machine()} ({features.flags()}) by "
+        f"`python benchmarks/throughput.py {' '.join(sys.argv[1:])}`."
+    ]
     out = ROOT / "benchmarks" / "results"
     results = {}
     if "scoring" not in skip:
         rows = []
         for backbone in args.backbones.split(","):
             for dtype in dtypes:
-                command = [sys.executable, __file__, "--one", f"{backbone}:{dtype}", "--n", str(args.n),
-                           "--shared", str(args.shared)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    f"{backbone}:{dtype}",
+                    "--n",
+                    str(args.n),
+                    "--shared",
+                    str(args.shared),
+                ]
                 before = load_average()
                 done = subprocess.run(command, capture_output=True, text=True, check=False)
                 lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -193,24 +243,33 @@ def main() -> None:
                 rows.append({**json.loads(lines[-1][7:]), "load_avg": f"{before} / {load_average()}"})
                 print(rows[-1], flush=True)
         results["scoring"] = rows
-        sections.append(f"Scoring {args.n} StepLaw + Marin configs (`predict`, batch 256, compact serialization; load "
-                        f"average 1/5/15 min before / after each row):\n\n{table(rows)}")
+        sections.append(
+            f"Scoring {args.n} StepLaw + Marin configs (`predict`, batch 256, compact serialization; load "
+            f"average 1/5/15 min before / after each row):\n\n{table(rows)}"
+        )
     if args.model and "precision" not in skip:
         rows = precision_shift(args.model, args.dtypes.split(","), args.shared)
         results["precision"] = rows
-        sections.append(f"Predicted final loss of {args.model} per inference dtype (bf16 in software where the CPU has "
-                        f"no bf16 units: the numbers, not the speed); `auto` may pick a dtype only if its |MAE shift| "
-                        f"stays under {MAX_SHIFT} on the validation runs:\n\n{table(rows)}")
+        sections.append(
+            f"Predicted final loss of {args.model} per inference dtype (bf16 in software where the CPU has "
+            f"no bf16 units: the numbers, not the speed); `auto` may pick a dtype only if its |MAE shift| "
+            f"stays under {MAX_SHIFT} on the validation runs:\n\n{table(rows)}"
+        )
     if "training" not in skip:
         before = load_average()
         rows = [epoch_seconds(s, args.train_fraction, args.shared) for s in ("verbose", "compact")]
         for row in rows:
-            row["speedup"] = round((rows[0]["stage1_epoch_s"] + rows[0]["stage2_epoch_s"])
-                                   / (row["stage1_epoch_s"] + row["stage2_epoch_s"]), 2)
+            row["speedup"] = round(
+                (rows[0]["stage1_epoch_s"] + rows[0]["stage2_epoch_s"])
+                / (row["stage1_epoch_s"] + row["stage2_epoch_s"]),
+                2,
+            )
         results["training"] = rows
-        sections.append(f"Training configs/cpu.yaml: seconds per epoch, timed on one epoch of each stage over "
-                        f"{args.train_fraction:.0%} of the training runs and divided by it (load average {before} / "
-                        f"{load_average()}):\n\n{table(rows)}")
+        sections.append(
+            f"Training configs/cpu.yaml: seconds per epoch, timed on one epoch of each stage over "
+            f"{args.train_fraction:.0%} of the training runs and divided by it (load average {before} / "
+            f"{load_average()}):\n\n{table(rows)}"
+        )
     body = "\n\n".join(sections) + "\n"
     (out / "throughput.md").write_text(body)
     (out / "throughput.json").write_text(json.dumps(results, indent=1))

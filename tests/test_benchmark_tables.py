@@ -31,8 +31,14 @@ class Noisy(predictors.Predictor):
 
     def _predict_details(self, configs):
         pred = self._predict(configs)
-        return pd.DataFrame({"pred_loss": pred, "pred_loss_lo": pred - 0.05, "pred_loss_hi": pred + 0.05,
-                             "p_diverge": configs["diverged"].to_numpy(float) * 0.8 + 0.1})
+        return pd.DataFrame(
+            {
+                "pred_loss": pred,
+                "pred_loss_lo": pred - 0.05,
+                "pred_loss_hi": pred + 0.05,
+                "p_diverge": configs["diverged"].to_numpy(float) * 0.8 + 0.1,
+            }
+        )
 
     def get_state(self):
         return {}
@@ -43,10 +49,18 @@ class Noisy(predictors.Predictor):
 
 def test_tables_over_seeds_and_bootstrap_against_the_best_baseline():
     rng = np.random.default_rng(0)
-    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(60)], "source": "steplaw", "model.n_params": 1e8,
-                         "data.tokens": np.repeat([1e9, 2e9, 4e9], 20), "final_loss": rng.uniform(3, 3.5, 60),
-                         "diverged": np.arange(60) % 10 == 0, "optimizer.lr": rng.uniform(1e-4, 1e-2, 60),
-                         "batch.tokens": rng.choice([2**19, 2**20], 60)})
+    runs = pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(60)],
+            "source": "steplaw",
+            "model.n_params": 1e8,
+            "data.tokens": np.repeat([1e9, 2e9, 4e9], 20),
+            "final_loss": rng.uniform(3, 3.5, 60),
+            "diverged": np.arange(60) % 10 == 0,
+            "optimizer.lr": rng.uniform(1e-4, 1e-2, 60),
+            "batch.tokens": rng.choice([2**19, 2**20], 60),
+        }
+    )
     reports = []
     for seed in (1, 2):
         models = {"chinchilla": Noisy(0.05, seed), "xgboost": Noisy(0.02, seed + 10), "ncpl": Noisy(0.01, seed + 20)}
@@ -55,7 +69,10 @@ def test_tables_over_seeds_and_bootstrap_against_the_best_baseline():
         reports.append(report)
     tables = ncpl_accuracy.aggregate(reports)
     mae = {row["predictor"]: row["ok.mae"] for row in tables["accuracy"]}
-    assert all(row["seeds"] == 2 for row in tables["accuracy"]) and mae["ncpl"]["mean"] < mae["xgboost"]["mean"] < mae["chinchilla"]["mean"]
+    assert (
+        all(row["seeds"] == 2 for row in tables["accuracy"])
+        and mae["ncpl"]["mean"] < mae["xgboost"]["mean"] < mae["chinchilla"]["mean"]
+    )
     expected = np.mean([r["accuracy"][2]["ok"]["mae"] for r in reports])
     assert mae["ncpl"]["mean"] == pytest.approx(expected) and mae["ncpl"]["sd"] > 0
     interval = {row["predictor"]: row for row in tables["interval"]}
@@ -64,4 +81,8 @@ def test_tables_over_seeds_and_bootstrap_against_the_best_baseline():
     assert len(versus) == 1 and versus[0]["baseline"] == "xgboost" and versus[0]["n"] == 54
     assert versus[0]["lo"] <= versus[0]["diff"] <= versus[0]["hi"] < 0  # NCPL's errors are half the trees'
     text = ncpl_accuracy.markdown(tables, versus)
-    assert "| steplaw-ood | steplaw | ncpl | 54 |" in text and " ± " in text and "| steplaw-ood | steplaw | xgboost | 54 |" in text
+    assert (
+        "| steplaw-ood | steplaw | ncpl | 54 |" in text
+        and " ± " in text
+        and "| steplaw-ood | steplaw | xgboost | 54 |" in text
+    )

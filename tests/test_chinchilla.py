@@ -23,8 +23,16 @@ def test_recovers_known_constants(law):
 
 def frame_from_law(law, source, rng, n=120):
     params, tokens = 10 ** rng.uniform(7, 9.5, n), 10 ** rng.uniform(9, 11.5, n)
-    return pd.DataFrame({"run_id": [f"{source}{i}" for i in range(n)], "source": source, "model.n_params": params,
-                         "data.tokens": tokens, "final_loss": law(params, tokens), "diverged": False})
+    return pd.DataFrame(
+        {
+            "run_id": [f"{source}{i}" for i in range(n)],
+            "source": source,
+            "model.n_params": params,
+            "data.tokens": tokens,
+            "final_loss": law(params, tokens),
+            "diverged": False,
+        }
+    )
 
 
 def test_per_source_fit_predict_save_load(tmp_path):
@@ -32,7 +40,9 @@ def test_per_source_fit_predict_save_load(tmp_path):
     runs = pd.concat([frame_from_law(HOFFMANN, "a", rng), frame_from_law(EPOCH, "b", rng)], ignore_index=True)
     runs.loc[0, ["final_loss", "diverged"]] = [11.0, True]  # a diverged run must not bend the fit
     model = Chinchilla().fit(runs)
-    assert model.laws["a"].alpha == pytest.approx(0.34, rel=1e-3) and model.laws["b"].beta == pytest.approx(0.3658, rel=1e-3)
+    assert model.laws["a"].alpha == pytest.approx(0.34, rel=1e-3) and model.laws["b"].beta == pytest.approx(
+        0.3658, rel=1e-3
+    )
     ok = runs[~runs["diverged"]]
     assert np.abs(model.predict(ok) - ok["final_loss"]).max() < 1e-3
     curve = model.predict_curve(ok.head(3), np.array([0.5, 1.0]))
@@ -65,10 +75,22 @@ def test_prior_settles_what_one_model_size_cannot():
     assert abs(free.alpha - EPOCH.alpha) > 0.1  # left free, the exponent lands anywhere
     for law in (free, anchored):  # both fit the data they saw
         assert np.abs(law(n, d) - EPOCH(n, d)).max() < 2e-3
-    runs = pd.DataFrame({"run_id": np.arange(len(d)).astype(str), "source": "one-size", "model.n_params": n,
-                         "data.tokens": d, "final_loss": EPOCH(n, d), "diverged": False})
+    runs = pd.DataFrame(
+        {
+            "run_id": np.arange(len(d)).astype(str),
+            "source": "one-size",
+            "model.n_params": n,
+            "data.tokens": d,
+            "final_loss": EPOCH(n, d),
+            "diverged": False,
+        }
+    )
     default = Chinchilla().fit(runs).laws["one-size"]  # one size: the N term is Epoch's; E, B and beta are fitted
-    assert (default.A, default.alpha) == pytest.approx(EPOCH_N_TERM) and np.abs(default(n, d) - EPOCH(n, d)).max() < 2e-3
+    assert (default.A, default.alpha) == pytest.approx(EPOCH_N_TERM) and np.abs(
+        default(n, d) - EPOCH(n, d)
+    ).max() < 2e-3
     two = np.where(np.arange(len(d)) % 2, 1.3e8, 1.6e8)  # two sizes: the weak prior picks the split
     runs = runs.assign(**{"model.n_params": two, "final_loss": EPOCH(two, d)})
-    assert Chinchilla().fit(runs).laws["one-size"].alpha == pytest.approx(fit_law(two, d, EPOCH(two, d), prior_weight=1e-4).alpha)
+    assert Chinchilla().fit(runs).laws["one-size"].alpha == pytest.approx(
+        fit_law(two, d, EPOCH(two, d), prior_weight=1e-4).alpha
+    )

@@ -19,23 +19,45 @@ def invoke(*args):
 
 
 def test_import_show_split_fit(shared, tmp_path):
-    code, out = invoke("data", "import", "marin", shared / "marin/marin_sweep_runs.jsonl", "-o", tmp_path / "marin.parquet")
+    code, out = invoke(
+        "data", "import", "marin", shared / "marin/marin_sweep_runs.jsonl", "-o", tmp_path / "marin.parquet"
+    )
     assert code == 0 and "1490 rows read" in out and "skipped" in out
-    assert len(read_runs(tmp_path / "marin.parquet")) == 1359 and f"wrote 1359 runs to {tmp_path / 'marin.parquet'}" in out
-    code, out = invoke("data", "import", "gadre", shared / "mlfoundations_scaling/exp_data/models", "-o", tmp_path / "gadre.parquet")
+    assert (
+        len(read_runs(tmp_path / "marin.parquet")) == 1359 and f"wrote 1359 runs to {tmp_path / 'marin.parquet'}" in out
+    )
+    code, out = invoke(
+        "data", "import", "gadre", shared / "mlfoundations_scaling/exp_data/models", "-o", tmp_path / "gadre.parquet"
+    )
     assert code == 0 and "104 rows read, 104 kept" in out and len(read_runs(tmp_path / "gadre.parquet")) == 104, out
     code, out = invoke("data", "show", tmp_path / "marin.parquet", tmp_path / "gadre.parquet")
     assert code == 0 and "1463 runs" in out and "marin" in out and "gadre" in out
     header = next(line for line in out.splitlines() if "unstable" in line)
     marin_row = next(line for line in out.splitlines() if "│ marin" in line)
     column = [cell.strip() for cell in header.split("┃")].index("unstable")
-    assert [cell.strip() for cell in marin_row.split("│")][column] == "17"  # ncpl.unstable: Marin runs >= 1.08 nats above their group's best
-    code, out = invoke("data", "split", tmp_path / "marin.parquet", tmp_path / "gadre.parquet",
-                       "--ood-min-params", "3e8", "--id-frac", "0.15", "--seed", "0", "-o", tmp_path / "split")
+    assert [cell.strip() for cell in marin_row.split("│")][
+        column
+    ] == "17"  # ncpl.unstable: Marin runs >= 1.08 nats above their group's best
+    code, out = invoke(
+        "data",
+        "split",
+        tmp_path / "marin.parquet",
+        tmp_path / "gadre.parquet",
+        "--ood-min-params",
+        "3e8",
+        "--id-frac",
+        "0.15",
+        "--seed",
+        "0",
+        "-o",
+        tmp_path / "split",
+    )
     assert code == 0, out
     parts = {name: read_runs(tmp_path / "split" / f"{name}.parquet") for name in ("train", "id", "ood")}
     assert sum(len(p) for p in parts.values()) == 1463
-    assert all(f"{name}: {len(part)} runs" in out for name, part in parts.items()), out  # what it prints is what it wrote
+    assert all(f"{name}: {len(part)} runs" in out for name, part in parts.items()), (
+        out
+    )  # what it prints is what it wrote
     assert parts["ood"]["model.n_params"].min() >= 3e8 > parts["train"]["model.n_params"].max()
     code, out = invoke("fit", "chinchilla", "--train", tmp_path / "split/train.parquet", "-o", tmp_path / "law")
     assert code == 0 and "alpha" in out and f"chinchilla fitted on {len(parts['train'])} runs" in out, out
@@ -51,14 +73,25 @@ def test_errors_are_reported_not_raised(tmp_path):
 
 
 def test_eval_command(shared, tmp_path):
-    code, out = invoke("data", "import", "gadre", shared / "mlfoundations_scaling/exp_data/models", "-o", tmp_path / "gadre.parquet")
+    code, out = invoke(
+        "data", "import", "gadre", shared / "mlfoundations_scaling/exp_data/models", "-o", tmp_path / "gadre.parquet"
+    )
     assert code == 0, out
     code, out = invoke("data", "split", tmp_path / "gadre.parquet", "--ood-min-params", "3e8", "-o", tmp_path / "split")
     assert code == 0, out
     code, out = invoke("fit", "chinchilla", "--train", tmp_path / "split/train.parquet", "-o", tmp_path / "law")
     assert code == 0 and (tmp_path / "law/predictor.json").exists(), out
-    code, out = invoke("eval", "--train", tmp_path / "split/train.parquet", "--test", f"ood={tmp_path / 'split/ood.parquet'}",
-                       "--models", f"xgboost,saved:{tmp_path / 'law'}", "-o", tmp_path / "report")
+    code, out = invoke(
+        "eval",
+        "--train",
+        tmp_path / "split/train.parquet",
+        "--test",
+        f"ood={tmp_path / 'split/ood.parquet'}",
+        "--models",
+        f"xgboost,saved:{tmp_path / 'law'}",
+        "-o",
+        tmp_path / "report",
+    )
     assert code == 0, out
     assert "| ood | gadre | saved |" in out and (tmp_path / "report/parity_xgboost_ood.png").exists()
     # the saved law is evaluated as saved (not refitted): its printed and written MAE are the loaded model's

@@ -48,10 +48,14 @@ def test_inversion_round_trips(laws):
 def test_held_out_shape_regret(laws, runs):
     held = runs[runs["model.d_model"] == 1280].reset_index(drop=True)
     flops, n = compute(held), effective_params(held)
-    score = np.hypot(np.log(held["optimizer.lr"] / laws.lr(flops, n)), np.log(held["batch.tokens"] / laws.batch(flops, n)))
+    score = np.hypot(
+        np.log(held["optimizer.lr"] / laws.lr(flops, n)), np.log(held["batch.tokens"] / laws.batch(flops, n))
+    )
     picked = regret(held, score.to_numpy())
     assert picked["groups"] == 4
-    assert picked["regret"] < 0.015  # measured 0.0013 (0.008 on the benchmark's 85% split, C alone 0.021); a random converged run: 0.06
+    assert (
+        picked["regret"] < 0.015
+    )  # measured 0.0013 (0.008 on the benchmark's 85% split, C alone 0.021); a random converged run: 0.06
 
 
 def test_save_load(laws, tmp_path):
@@ -69,7 +73,20 @@ def test_cli(csv, tmp_path):
     assert out["batch_sequences"] == pytest.approx(out["batch_tokens"] / 2048)
     again = runner.invoke(app, [*args, "--laws-json", str(tmp_path / "laws.json"), "--json"])
     assert json.loads(again.output)["lr"] == pytest.approx(out["lr"])
-    floor = runner.invoke(app, ["cpt", "--loss", "1.5", "--params", "430M", "--planned-tokens", "20B", "--laws-json", str(tmp_path / "laws.json")])
+    floor = runner.invoke(
+        app,
+        [
+            "cpt",
+            "--loss",
+            "1.5",
+            "--params",
+            "430M",
+            "--planned-tokens",
+            "20B",
+            "--laws-json",
+            str(tmp_path / "laws.json"),
+        ],
+    )
     assert floor.exit_code == 2 and "--loss" in floor.output and f"E = {out['laws']['loss']['E']:.4f}" in floor.output
     missing = runner.invoke(app, args)
     assert missing.exit_code == 2 and "--laws" in missing.output

@@ -25,14 +25,19 @@ def test_weighted_mean_save_load_and_cli(runs, tmp_path):
     expected = 0.25 * law.predict(runs) + 0.75 * trees.predict(runs)
     np.testing.assert_allclose(model.predict(runs), expected)
     assert not model.predicts_curves and Ensemble([law, law]).predicts_curves
-    np.testing.assert_allclose(Ensemble([law, law]).predict_curve(runs, [0.5, 1.0]), law.predict_curve(runs, [0.5, 1.0]))
+    np.testing.assert_allclose(
+        Ensemble([law, law]).predict_curve(runs, [0.5, 1.0]), law.predict_curve(runs, [0.5, 1.0])
+    )
     with pytest.raises(ConfigError, match="do not predict curves"):
         model.predict_curve(runs, [0.5])
     np.testing.assert_array_equal(predictors.load(model.save(tmp_path / "ens")).predict(runs), model.predict(runs))
 
     law.save(tmp_path / "law")
     trees.save(tmp_path / "trees")
-    result = CliRunner().invoke(app, ["ensemble", str(tmp_path / "law"), str(tmp_path / "trees"), "--weights", "1,3", "-o", str(tmp_path / "cli")])
+    result = CliRunner().invoke(
+        app,
+        ["ensemble", str(tmp_path / "law"), str(tmp_path / "trees"), "--weights", "1,3", "-o", str(tmp_path / "cli")],
+    )
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(predictors.load(tmp_path / "cli").predict(runs), expected)
     bad = CliRunner().invoke(app, ["ensemble", str(tmp_path / "law"), "--weights", "1,x", "-o", str(tmp_path / "bad")])

@@ -45,19 +45,39 @@ class Lookup(predictors.Predictor):
 
 def group(losses, diverged=None, n=1e8, d=1e9):
     k = len(losses)
-    return pd.DataFrame({"run_id": [f"r{i}" for i in range(k)], "source": "s", "model.n_params": n, "data.tokens": d,
-                         "final_loss": losses, "diverged": diverged or [False] * k})
+    return pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(k)],
+            "source": "s",
+            "model.n_params": n,
+            "data.tokens": d,
+            "final_loss": losses,
+            "diverged": diverged or [False] * k,
+        }
+    )
 
 
 def test_regret_on_hand_made_groups():
-    runs = pd.concat([group([3.0, 2.9, 3.2, 3.1, 3.05]), group([2.5, 2.6, 2.7, 2.8, 11.0], [False] * 4 + [True], d=2e9),
-                      group([9.0, 9.0], d=3e9)], ignore_index=True)  # too small a group: ignored
+    runs = pd.concat(
+        [
+            group([3.0, 2.9, 3.2, 3.1, 3.05]),
+            group([2.5, 2.6, 2.7, 2.8, 11.0], [False] * 4 + [True], d=2e9),
+            group([9.0, 9.0], d=3e9),
+        ],
+        ignore_index=True,
+    )  # too small a group: ignored
     # picks 3.0 (regret 0.1) and the diverged run, which costs the worst converged loss 2.8 (regret 0.3)
     scores = np.array([1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 0, 0], float)
     got = regret(runs, scores)
-    assert got["groups"] == 2 and got["regret"] == pytest.approx((0.1 + 0.3) / 2) and got["diverged_picks"] == pytest.approx(0.5)
+    assert (
+        got["groups"] == 2
+        and got["regret"] == pytest.approx((0.1 + 0.3) / 2)
+        and got["diverged_picks"] == pytest.approx(0.5)
+    )
     # order 3.0, 2.9 (best, reached at try 2) | 11.0(d), 2.8, 2.7, 2.6, 2.5 (best, try 5); random: (5+1)/(1+1) = 3 each
-    assert got["runs_to_near_best"] == pytest.approx((2 + 5) / 2) and got["random_runs_to_near_best"] == pytest.approx(3.0)
+    assert got["runs_to_near_best"] == pytest.approx((2 + 5) / 2) and got["random_runs_to_near_best"] == pytest.approx(
+        3.0
+    )
     flat = regret(runs, np.zeros(len(runs)))  # a score blind to hyperparameters: expected cost of a random pick
     assert flat["regret"] == pytest.approx(((3.05 - 2.9) + (np.mean([2.5, 2.6, 2.7, 2.8, 2.8]) - 2.5)) / 2)
     assert flat["diverged_picks"] == pytest.approx(0.1)
@@ -66,8 +86,14 @@ def test_regret_on_hand_made_groups():
 def test_steplaw_law_picks_the_config_nearest_its_optimum(shared):
     n, d = 2.1e8, 2e10
     lr, batch = steplaw.optimal_lr(n, d), steplaw.optimal_batch_tokens(d)
-    candidates = pd.DataFrame({"model.n_params": n, "data.tokens": d, "optimizer.lr": [lr * 4, lr * 1.1, lr / 3],
-                               "batch.tokens": [batch, batch * 1.2, batch]})
+    candidates = pd.DataFrame(
+        {
+            "model.n_params": n,
+            "data.tokens": d,
+            "optimizer.lr": [lr * 4, lr * 1.1, lr / 3],
+            "batch.tokens": [batch, batch * 1.2, batch],
+        }
+    )
     assert steplaw.pick(candidates) == 1
     # the published law was fitted on StepLaw's own grid: there it must pick near-best configs (measured: 0.0027 nats,
     # 1.25 tries to a near-best run; an lr 4x off gives 0.027-0.058, a blind pick 0.096)
@@ -100,12 +126,20 @@ def test_trees_fit_save_load(name, steplaw_split, tmp_path, monkeypatch):
 
 def test_evaluate_end_to_end_on_real_subset(steplaw_split, tmp_path):
     train, test = steplaw_split
-    models = {"chinchilla": predictors.create("chinchilla").fit(train),
-              "xgboost-residual": predictors.create("xgboost-residual", n_estimators=50).fit(train),
-              "oracle": Lookup(test, sign=1.0), "anti-oracle": Lookup(test, sign=-1.0)}
+    models = {
+        "chinchilla": predictors.create("chinchilla").fit(train),
+        "xgboost-residual": predictors.create("xgboost-residual", n_estimators=50).fit(train),
+        "oracle": Lookup(test, sign=1.0),
+        "anti-oracle": Lookup(test, sign=-1.0),
+    }
     report = evaluate(models, {"held": test})
     files = write_report(report, tmp_path)
-    assert {f.name for f in files} >= {"report.md", "report.json", "parity_chinchilla_held.png", "parity_xgboost-residual_held.png"}
+    assert {f.name for f in files} >= {
+        "report.md",
+        "report.json",
+        "parity_chinchilla_held.png",
+        "parity_xgboost-residual_held.png",
+    }
     data = json.loads((tmp_path / "report.json").read_text())
     for row in data["accuracy"]:
         assert row["ok"]["n"] > 0 and all(np.isfinite(row["ok"][k]) for k in ("mae", "rmse", "spearman"))
@@ -113,7 +147,11 @@ def test_evaluate_end_to_end_on_real_subset(steplaw_split, tmp_path):
     assert set(rows) == {"chinchilla", "xgboost-residual", "oracle", "anti-oracle", STEPLAW_PICKER}
     # each picker is scored on its own predictions, aligned with the runs: knowing the losses costs nothing, ranking
     # them backwards costs most; the models land in between
-    assert rows["oracle"]["regret"] == 0 and rows["oracle"]["diverged_picks"] == 0 and rows["oracle"]["runs_to_near_best"] == 1
+    assert (
+        rows["oracle"]["regret"] == 0
+        and rows["oracle"]["diverged_picks"] == 0
+        and rows["oracle"]["runs_to_near_best"] == 1
+    )
     assert all(rows["oracle"]["groups"] == row["groups"] > 0 for row in rows.values())
     assert all(row["regret"] < rows["anti-oracle"]["regret"] for name, row in rows.items() if name != "anti-oracle")
     assert "| held | steplaw | xgboost-residual |" in (tmp_path / "report.md").read_text()
@@ -159,8 +197,14 @@ def test_all_metrics_clip_absurd_losses_and_interval_metrics():
             return np.full(len(configs), 3.0)
 
         def _predict_details(self, configs):
-            return pd.DataFrame({"pred_loss": self._predict(configs), "pred_loss_lo": 2.9, "pred_loss_hi": 3.1,
-                                 "p_diverge": np.where(configs["final_loss"] > 5, 0.9, 0.1)})
+            return pd.DataFrame(
+                {
+                    "pred_loss": self._predict(configs),
+                    "pred_loss_lo": 2.9,
+                    "pred_loss_hi": 3.1,
+                    "p_diverge": np.where(configs["final_loss"] > 5, 0.9, 0.1),
+                }
+            )
 
         def get_state(self):
             return {}
@@ -203,7 +247,9 @@ def test_tuned_trees_choose_on_the_validation_split(steplaw_split):
     # the validation runs are the largest size (h1024); the early-stopped MAE is that of the kept rounds fitted without them
     ok = runs[usable(runs)].reset_index(drop=True)
     fit_part, val = validation_split(ok, "largest", 0.1, 0)
-    assert (val["model.d_model"] == 1024).sum() == (ok["model.d_model"] == 1024).sum() and (fit_part["model.d_model"] == 960).all()
+    assert (val["model.d_model"] == 1024).sum() == (ok["model.d_model"] == 1024).sum() and (
+        fit_part["model.d_model"] == 960
+    ).all()
     features, target = model.features.transform(ok), ok["final_loss"].to_numpy() - model.baseline.predict(ok)
     again = model._regressor().fit(features.iloc[fit_part.index], target[fit_part.index])
     val_mae = np.abs(again.predict(features.iloc[val.index]) - target[val.index]).mean()

@@ -27,20 +27,37 @@ def grid_runs(source, sizes, optimizers, n_tokens=(2e9, 6e9, 2e10)):
                 for lr in lr_star * np.exp(np.linspace(-1.5, 1.5, 9)):
                     for bs in bs_star * np.exp(np.linspace(-1.2, 1.2, 5)):
                         u, v = np.log(lr / lr_star), np.log(bs / bs_star)
-                        rows.append({"run_id": f"{source}{len(rows)}", "source": source, "model.n_params": n, "data.tokens": d,
-                                     "optimizer.name": optimizer, "optimizer.lr": lr, "batch.tokens": bs, "diverged": False,
-                                     "final_loss": float(EPOCH(n, d)) + (0.01 if u < 0 else 0.04) * u**2 + 0.01 * v**2 + 0.005 * u * v})
+                        rows.append(
+                            {
+                                "run_id": f"{source}{len(rows)}",
+                                "source": source,
+                                "model.n_params": n,
+                                "data.tokens": d,
+                                "optimizer.name": optimizer,
+                                "optimizer.lr": lr,
+                                "batch.tokens": bs,
+                                "diverged": False,
+                                "final_loss": float(EPOCH(n, d))
+                                + (0.01 if u < 0 else 0.04) * u**2
+                                + 0.01 * v**2
+                                + 0.005 * u * v,
+                            }
+                        )
     return pd.DataFrame(rows)
 
 
 def test_recovers_the_optimum_and_carries_it_to_a_larger_model(tmp_path):
-    train = pd.concat([grid_runs("a", [5e7, 1e8, 2e8], {"adamw": -6.0}),
-                       grid_runs("b", [1e8], {"adamw": -6.5, "muon": -4.0})], ignore_index=True)
+    train = pd.concat(
+        [grid_runs("a", [5e7, 1e8, 2e8], {"adamw": -6.0}), grid_runs("b", [1e8], {"adamw": -6.5, "muon": -4.0})],
+        ignore_index=True,
+    )
     law = HparamLaw().fit(train)
     assert law.lr_n == pytest.approx(LR_N, abs=0.03)  # shared: source b alone has one model size
     assert law.bowls["b"].lr_offsets["muon"] - law.bowls["b"].lr_offsets["adamw"] == pytest.approx(2.5, abs=0.05)
     assert law.bowls["a"].lr_d == pytest.approx(LR_D, abs=0.03)
-    larger = pd.concat([grid_runs("a", [8e8], {"adamw": -6.0}), grid_runs("b", [8e8], {"muon": -4.0})], ignore_index=True)
+    larger = pd.concat(
+        [grid_runs("a", [8e8], {"adamw": -6.0}), grid_runs("b", [8e8], {"muon": -4.0})], ignore_index=True
+    )
     error = np.abs(law.predict(larger) - larger["final_loss"].to_numpy())
     chinchilla = np.abs(Chinchilla(fit_on="best").fit(train).predict(larger) - larger["final_loss"].to_numpy())
     assert error.mean() < 0.004 < chinchilla.mean()
@@ -56,8 +73,14 @@ def test_configs_without_lr_or_known_optimizer_and_unknown_source():
     assert no_lr[0] == pytest.approx(law.frontier.predict(row)[0] + law.bowls["a"].shift)  # at the optimum
     # an optimizer the source never ran is centred between the ones it did: its best lr is the geometric mean of theirs
     lrs = np.geomspace(1e-6, 1e-1, 2001)
-    best = {name: lrs[np.argmin(law.predict(row.loc[row.index.repeat(len(lrs))].assign(
-        **{"optimizer.name": name, "optimizer.lr": lrs})))] for name in ("adamw", "lion", "sophia")}
+    best = {
+        name: lrs[
+            np.argmin(
+                law.predict(row.loc[row.index.repeat(len(lrs))].assign(**{"optimizer.name": name, "optimizer.lr": lrs}))
+            )
+        ]
+        for name in ("adamw", "lion", "sophia")
+    }
     assert np.log(best["lion"] / best["adamw"]) == pytest.approx(-2.0, abs=0.2)  # the grid's offsets: -8 vs -6
     assert np.log(best["sophia"]) == pytest.approx((np.log(best["adamw"]) + np.log(best["lion"])) / 2, abs=0.02)
     curve = law.predict_curve(row, np.array([0.25, 1.0]))

@@ -62,8 +62,9 @@ def test_newer_format_warns_and_drops_unknown_keys(saved, tmp_path):
         for law in meta["state"]["laws"].values():
             law["irreducible_floor"] = 0.1  # inside a law: this version's ChinchillaLaw refuses the argument
 
-    with pytest.warns(UserWarning, match=f"model format {FORMAT_VERSION + 1}, this ncpl reads formats up to {FORMAT_VERSION}"
-                      ) as caught:
+    with pytest.warns(
+        UserWarning, match=f"model format {FORMAT_VERSION + 1}, this ncpl reads formats up to {FORMAT_VERSION}"
+    ) as caught:
         loaded = predictors.load(rewrite(directory, tmp_path, newer))
     assert "dropped the keys it does not know: trained_with, irreducible_floor" in str(caught[0].message)
     assert np.array_equal(loaded.predict(runs), pred)
@@ -72,7 +73,9 @@ def test_newer_format_warns_and_drops_unknown_keys(saved, tmp_path):
 def test_newer_format_with_nothing_to_drop_still_warns(saved, tmp_path):
     directory, runs, pred = saved
     with pytest.warns(UserWarning, match="what that format added is ignored; upgrade ncpl"):
-        loaded = predictors.load(rewrite(directory, tmp_path, lambda meta: meta.update(format_version=FORMAT_VERSION + 5)))
+        loaded = predictors.load(
+            rewrite(directory, tmp_path, lambda meta: meta.update(format_version=FORMAT_VERSION + 5))
+        )
     assert np.array_equal(loaded.predict(runs), pred)
 
 

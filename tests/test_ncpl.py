@@ -24,14 +24,23 @@ from ncpl.sources import import_runs
 from ncpl.splits import split_runs
 from ncpl.store import to_frame, write_runs
 
-TINY = {"backbone": "tiny-decoder", "batch_size": 16, "eval_batch_size": 64, "max_curve_points": 2, "seed": 0,
-        "stage1": {"epochs": 3, "lr": 3e-3}, "stage2": {"epochs": 1, "lr": 1e-3, "mode": "lora", "lora_r": 4}}
+TINY = {
+    "backbone": "tiny-decoder",
+    "batch_size": 16,
+    "eval_batch_size": 64,
+    "max_curve_points": 2,
+    "seed": 0,
+    "stage1": {"epochs": 3, "lr": 3e-3},
+    "stage2": {"epochs": 1, "lr": 1e-3, "mode": "lora", "lora_r": 4},
+}
 
 
 @pytest.fixture(scope="module")
 def runs(shared):
     """A small real training set: Gemstones curves and final losses, and some StepLaw runs."""
-    steplaw = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records).sample(60, random_state=0)
+    steplaw = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records).sample(
+        60, random_state=0
+    )
     gems = to_frame(import_runs("gemstones", [shared / "gemstones/wandb_dfs/wandb_df_for_fitting_hot.jsonl"]).records)
     return pd.concat([steplaw, gems], ignore_index=True)
 
@@ -44,7 +53,9 @@ def tokenizer():
 def test_serialization_one_placeholder_per_number(runs, tokenizer):
     serializer = Serializer(tokenizer, is_decoder=True, serialization="verbose")
     row = runs.iloc[0].to_dict()
-    numbers = [key for key, value in config_fields(row) if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    numbers = [
+        key for key, value in config_fields(row) if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
     encoded = serializer.encode(row)
     assert encoded.input_ids.count(serializer.num_id) == len(numbers) == len(encoded.num_positions) > 5
     assert [encoded.input_ids[p] for p in encoded.num_positions] == [serializer.num_id] * len(numbers)
@@ -81,7 +92,9 @@ def test_compact_serialization_one_position_per_field(shared, tokenizer, is_deco
     curve = compact.encode(row, fraction=0.5)
     assert curve.num_fields[-1] == "frac" and curve.num_positions[-1] == curve.target_position - 1
     other = {**row, "optimizer.lr": 0.123}
-    assert compact.encode(other).input_ids == encoded.input_ids and len(compact._layouts) == 2  # one layout, numbers differ
+    assert (
+        compact.encode(other).input_ids == encoded.input_ids and len(compact._layouts) == 2
+    )  # one layout, numbers differ
     assert compact.encode(other).num_values[encoded.num_fields.index("optimizer.lr")] == 0.123
 
 
@@ -92,7 +105,9 @@ def test_encoders_shapes_and_field_name_independence():
     for encoder in (FourierEncoder(16, word_rms=0.05), MLPEncoder(16, word_rms=0.05)):
         out = encoder(values, torch.ones(4), names)
         assert out.shape == (4, 16) and torch.isfinite(out).all()
-        assert out.detach().pow(2).mean(-1).sqrt().numpy() == pytest.approx([0.05] * 4, rel=1e-3)  # the word-embedding scale
+        assert out.detach().pow(2).mean(-1).sqrt().numpy() == pytest.approx(
+            [0.05] * 4, rel=1e-3
+        )  # the word-embedding scale
     same_value = torch.tensor([1e-3, 1e-3])
     for encoder in (FourierEncoder(16, word_rms=0.05), MLPEncoder(16, word_rms=0.05, names=True)):
         different = encoder(same_value, torch.ones(2), torch.randn(2, 16))
@@ -126,20 +141,32 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     curve = model.predict_curve(runs.head(3), np.array([0.2, 0.6, 1.0]))
     assert curve.shape == (3, 3) and np.isfinite(curve).all()
     model.save(tmp_path / "model")
-    assert {p.name for p in (tmp_path / "model").iterdir()} >= {"predictor.json", "model.safetensors", "backbone", "training_curves.png"}
+    assert {p.name for p in (tmp_path / "model").iterdir()} >= {
+        "predictor.json",
+        "model.safetensors",
+        "backbone",
+        "training_curves.png",
+    }
     height, width, _ = imread(tmp_path / "model/training_curves.png").shape
     assert height >= 300 and width >= 600  # drawn from the fit's train_log.jsonl
     assert not list((tmp_path / "model").rglob("*.bin")) and not list((tmp_path / "model").rglob("*.pt"))
     loaded = predictors.load(tmp_path / "model")
-    assert type(loaded.targets.baseline).__name__ == "HparamLaw" and loaded.targets.baseline.bowls.keys() == {"steplaw", "gemstones"}
+    assert type(loaded.targets.baseline).__name__ == "HparamLaw" and loaded.targets.baseline.bowls.keys() == {
+        "steplaw",
+        "gemstones",
+    }
     assert np.array_equal(loaded.predict(runs), model.predict(runs))
-    pd.testing.assert_frame_equal(loaded.predict_details(runs), full)  # the conformal margin and the range travel with it
+    pd.testing.assert_frame_equal(
+        loaded.predict_details(runs), full
+    )  # the conformal margin and the range travel with it
     val = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).id
     val = val[usable(val)]
     train = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).train
     train = train[usable(train)]
     residual = train["final_loss"].to_numpy() - model.targets.baseline.predict(train)
-    assert model.targets.scale == pytest.approx(1.4826 * np.median(np.abs(residual - np.median(residual))))  # robust, not the std
+    assert model.targets.scale == pytest.approx(
+        1.4826 * np.median(np.abs(residual - np.median(residual)))
+    )  # robust, not the std
     assert set(model.interval_margins) == {"*", *val["source"]}
     assert model.interval_margins["steplaw"] != model.interval_margins["gemstones"]
     # The conformal guarantee on runs neither the network nor the margins saw: StepLaw runs outside the training sample
@@ -156,8 +183,12 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
         assert not model.interval_slopes  # no run beyond the training range: the margin alone
         test = fresh.iloc[order[20:]]
         got = model.predict_details(test)
-        covered.append(((got["pred_loss_lo"].to_numpy() <= test["final_loss"].to_numpy())
-                        & (test["final_loss"].to_numpy() <= got["pred_loss_hi"].to_numpy())).mean())
+        covered.append(
+            (
+                (got["pred_loss_lo"].to_numpy() <= test["final_loss"].to_numpy())
+                & (test["final_loss"].to_numpy() <= got["pred_loss_hi"].to_numpy())
+            ).mean()
+        )
     model.interval_margins, model.interval_slopes = calibrated
     assert 0.8 - 0.04 <= np.mean(covered) <= 0.8 + 2 / 21 + 0.04, np.mean(covered)
     (tmp_path / "model/model.safetensors").write_bytes(b"not a weights file")
@@ -176,8 +207,12 @@ def test_decoder_shared_prefix_cache_equals_the_full_pass(runs, trained):
     batch = model._collator()(examples)
     inputs = {key: batch[key] for key in MODEL_INPUTS}
     with torch.inference_mode():
-        embeds = network.embed(*(inputs[k] for k in ("input_ids", "num_mask", "num_values", "num_scales", "name_ids",
-                                                      "name_mask", "word_mask")))
+        embeds = network.embed(
+            *(
+                inputs[k]
+                for k in ("input_ids", "num_mask", "num_values", "num_scales", "name_ids", "name_mask", "word_mask")
+            )
+        )
         assert shared_prefix(embeds, inputs["attention_mask"]) >= 4  # steplaw dense adamw cosine
         cached = network(**inputs)
         network.share_prefix = False
@@ -190,8 +225,15 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
     from ncpl.regressor.trainer import Trainer
 
     # the defaults (hparam-law, Fourier periods from 1 decade) are in `trained`; these are the older ones
-    config = TrainConfig(**{**TINY, "baseline": "chinchilla", "fourier_min_period": 0.25, "serialization": "verbose",
-                            "stage2": {"epochs": 0, "lr": 1e-3}})
+    config = TrainConfig(
+        **{
+            **TINY,
+            "baseline": "chinchilla",
+            "fourier_min_period": 0.25,
+            "serialization": "verbose",
+            "stage2": {"epochs": 0, "lr": 1e-3},
+        }
+    )
     reference = NCPL(config, work_dir=tmp_path / "straight").fit(runs).predict(runs)
 
     original = Trainer._log
@@ -208,7 +250,11 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
     model = NCPL(config, work_dir=tmp_path / "broken").fit(runs)
     resumed = model.predict(runs)
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "broken/train_log.jsonl").read_text().splitlines()]
-    assert epochs == [1, 2, 3]  # killed after logging epoch 2, before its checkpoint: the line was dropped, epoch 2 ran again
+    assert epochs == [
+        1,
+        2,
+        3,
+    ]  # killed after logging epoch 2, before its checkpoint: the line was dropped, epoch 2 ran again
     assert np.allclose(resumed, reference, atol=1e-5)
     meta = json.loads((model.save(tmp_path / "old") / "predictor.json").read_text())
     for option in ("baseline", "fourier_min_period", "serialization"):  # as written before the options existed
@@ -224,9 +270,29 @@ def test_two_cpu_processes_with_accelerate(runs, tmp_path):
     write_runs(runs, tmp_path / "runs.parquet")
     config = {**TINY, "stage1": {"epochs": 1, "lr": 3e-3}, "stage2": {"epochs": 1, "lr": 1e-3, "mode": "full"}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ncpl.cli", "train",
-               "--train", str(tmp_path / "runs.parquet"), "--config", str(tmp_path / "tiny.yaml"), "-o", str(tmp_path / "model")]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "ncpl.cli",
+        "train",
+        "--train",
+        str(tmp_path / "runs.parquet"),
+        "--config",
+        str(tmp_path / "tiny.yaml"),
+        "-o",
+        str(tmp_path / "model"),
+    ]
     # `--cpu` alone starts one process in accelerate 1.15; the multi-GPU launcher with ACCELERATE_USE_CPU starts two on gloo
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
@@ -261,12 +327,21 @@ def test_members_average_and_member_zero_is_the_single_model(runs, tmp_path):
     assert [p.name for p in sorted((tmp_path / "pair").iterdir())] == ["member-0", "member-1"]
     first, second = (NCPL(model.config) for _ in range(2))
     for view, network in zip((first, second), model.networks):
-        view.networks, view.serializer, view.targets, view.field_scales = [network], model.serializer, model.targets, model.field_scales
-    np.testing.assert_allclose(first.predict(runs), single.predict(runs), atol=1e-6)  # member 0 trains as the single model does
+        view.networks, view.serializer, view.targets, view.field_scales = (
+            [network],
+            model.serializer,
+            model.targets,
+            model.field_scales,
+        )
+    np.testing.assert_allclose(
+        first.predict(runs), single.predict(runs), atol=1e-6
+    )  # member 0 trains as the single model does
     assert np.abs(second.predict(runs) - first.predict(runs)).max() > 1e-3  # member 1 has its own seed
     np.testing.assert_allclose(model.predict(runs), (first.predict(runs) + second.predict(runs)) / 2, atol=1e-9)
     model.save(tmp_path / "model")
-    assert {"model.member-1.safetensors", "training_curves.member-1.png"} <= {p.name for p in (tmp_path / "model").iterdir()}
+    assert {"model.member-1.safetensors", "training_curves.member-1.png"} <= {
+        p.name for p in (tmp_path / "model").iterdir()
+    }
     loaded = predictors.load(tmp_path / "model")
     pd.testing.assert_frame_equal(loaded.predict_details(runs), model.predict_details(runs))
     (tmp_path / "model/model.member-1.safetensors").unlink()
@@ -279,8 +354,10 @@ def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(
 
     steplaw = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
     steplaw = steplaw[~steplaw["diverged"]]
-    runs = pd.concat([steplaw[steplaw["model.d_model"] == width].sample(40, random_state=0) for width in (960, 1024)],
-                     ignore_index=True)
+    runs = pd.concat(
+        [steplaw[steplaw["model.d_model"] == width].sample(40, random_state=0) for width in (960, 1024)],
+        ignore_index=True,
+    )
     config = TrainConfig(**{**TINY, "val_split": "largest", "val_frac": 0.2, "stage2": {"epochs": 0, "lr": 1e-3}})
     model = NCPL(config, work_dir=tmp_path / "work").fit(runs)
     train, val = validation_split(runs, "largest", 0.2, config.seed)

@@ -37,7 +37,9 @@ def assert_png(path, min_side=300):
 def tuned_run(base, **optimizer):
     """A smaller tuned run: half the width and depth, a quarter of the batch, a tenth of the tokens."""
     data = base.model_dump()
-    data["model"].update(d_model=base.model.d_model // 2, n_layers=base.model.n_layers - 3, n_params=base.model.n_params / 6)
+    data["model"].update(
+        d_model=base.model.d_model // 2, n_layers=base.model.n_layers - 3, n_params=base.model.n_params / 6
+    )
     data["batch"] = {"tokens": base.batch.tokens / 4}
     data["data"]["tokens"] = base.data.tokens / 10
     data["optimizer"].update(optimizer)
@@ -51,14 +53,31 @@ def test_landscape_is_the_model_on_the_slice_at_the_base(steplaw):
     lr, batch, loss, at = landscape(model, base, space, best, size=12)
     assert loss.shape == (12, 12) and np.isfinite(loss).all()
     assert lr[[0, -1]] == pytest.approx([1e-4, 1e-2])  # the space's range
-    assert batch[[0, -1]] == pytest.approx([base.batch.tokens / 10, base.batch.tokens * 10])  # not searched: a decade either side
+    assert batch[[0, -1]] == pytest.approx(
+        [base.batch.tokens / 10, base.batch.tokens * 10]
+    )  # not searched: a decade either side
     assert at["optimizer.lr"] == best["optimizer.lr"] and at["optimizer.warmup_ratio"] == best["optimizer.warmup_ratio"]
     assert (at["model.n_params"], at["data.tokens"]) == (base.model.n_params, base.data.tokens)
-    cell = score_suggestions(model, base, {"cell": {
-        "optimizer.lr": lr[5], "batch.tokens": batch[7], "optimizer.warmup_ratio": best["optimizer.warmup_ratio"]}})
-    assert cell.loc["cell", "pred_loss"] == pytest.approx(loss[7, 5], rel=1e-6)  # the grid is the model at the base's N, D
+    cell = score_suggestions(
+        model,
+        base,
+        {
+            "cell": {
+                "optimizer.lr": lr[5],
+                "batch.tokens": batch[7],
+                "optimizer.warmup_ratio": best["optimizer.warmup_ratio"],
+            }
+        },
+    )
+    assert cell.loc["cell", "pred_loss"] == pytest.approx(
+        loss[7, 5], rel=1e-6
+    )  # the grid is the model at the base's N, D
     same = runs_at(runs, at)
-    assert len(same) >= 100 and (same["model.n_params"] == base.model.n_params).all() and (same["data.tokens"] == base.data.tokens).all()
+    assert (
+        len(same) >= 100
+        and (same["model.n_params"] == base.model.n_params).all()
+        and (same["data.tokens"] == base.data.tokens).all()
+    )
 
 
 def test_transfer_candidate_by_hand(steplaw):
@@ -71,18 +90,41 @@ def test_transfer_candidate_by_hand(steplaw):
     assert got["optimizer.eps"] == pytest.approx(1e-8 / m_n / (7 / 4) * np.sqrt(m_d / m_b))  # m_L = 7/4, alpha = 1
     assert got["optimizer.beta1"] == pytest.approx(1 - 0.1 * m_b / m_d) and "optimizer.beta2" not in got
     scored = score_suggestions(model, base, {"transfer": got})
-    assert scored.loc["transfer", "optimizer.lr"] == got["optimizer.lr"] and np.isfinite(scored.loc["transfer", "pred_loss"])
+    assert scored.loc["transfer", "optimizer.lr"] == got["optimizer.lr"] and np.isfinite(
+        scored.loc["transfer", "pred_loss"]
+    )
 
 
 def test_tune_command_plots_and_scores_the_transfer(steplaw, tmp_path):
     _, _, base, directory = steplaw
     save(tuned_run(base, lr=4e-3), tmp_path / "tuned.yaml")
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"optimizer.lr": {"low": 1e-4, "high": 1e-2},
-                                                         "batch.tokens": {"low": 1e5, "high": 1e7}}))
-    args = ["tune", str(directory / "model"), "--base", str(directory / "base.yaml"), "--space", str(tmp_path / "space.yaml"),
-            "--n", "32", "--top", "3"]
-    result = CliRunner().invoke(app, [*args, "--transfer-from", str(tmp_path / "tuned.yaml"), "--plot", str(tmp_path / "land.png"),
-                                      "--runs", str(directory / "runs.parquet")])
+    (tmp_path / "space.yaml").write_text(
+        yaml.safe_dump({"optimizer.lr": {"low": 1e-4, "high": 1e-2}, "batch.tokens": {"low": 1e5, "high": 1e7}})
+    )
+    args = [
+        "tune",
+        str(directory / "model"),
+        "--base",
+        str(directory / "base.yaml"),
+        "--space",
+        str(tmp_path / "space.yaml"),
+        "--n",
+        "32",
+        "--top",
+        "3",
+    ]
+    result = CliRunner().invoke(
+        app,
+        [
+            *args,
+            "--transfer-from",
+            str(tmp_path / "tuned.yaml"),
+            "--plot",
+            str(tmp_path / "land.png"),
+            "--runs",
+            str(directory / "runs.parquet"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "StepLaw law" in result.output and "Complete^(d)P from tuned.yaml" in result.output
     assert f"{4e-3 / 2 * np.sqrt(4 / 10):.4g}" in result.output  # the transferred lr, printed beside its score
@@ -98,7 +140,16 @@ def test_tune_command_plots_and_scores_the_transfer(steplaw, tmp_path):
 
 def test_training_curves_from_a_log(tmp_path):
     val = [0.30, 0.20, 0.15, 0.12, 0.14]  # stage 2's first epoch is the best
-    lines = [{"stage": 1 if i < 3 else 2, "epoch": i + 1 if i < 3 else i - 2, "val_mae": v, "train_huber": 1 / (i + 1),
-              "train_pinball": 0.5 / (i + 1), "train_diverge": 0.3} for i, v in enumerate(val)]
+    lines = [
+        {
+            "stage": 1 if i < 3 else 2,
+            "epoch": i + 1 if i < 3 else i - 2,
+            "val_mae": v,
+            "train_huber": 1 / (i + 1),
+            "train_pinball": 0.5 / (i + 1),
+            "train_diverge": 0.3,
+        }
+        for i, v in enumerate(val)
+    ]
     (tmp_path / "train_log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert_png(training_curves(tmp_path / "train_log.jsonl", tmp_path / "curves.png"))

@@ -33,8 +33,9 @@ def published_law(max_bins):
     law = MultiPowerLaw(max_bins=max_bins)
     law.lr_scale, law.step_scale = 3e-4, 1.0  # the repository's units: raw lr, steps
     l0, a, alpha, b, c, beta, gamma = PUBLISHED_25M
-    law.params_ = np.array([l0, np.log(a * 3e-4 ** -alpha), alpha, np.log(b * 3e-4), np.log(c * 3e-4 ** (1 - gamma)),
-                            beta, gamma])
+    law.params_ = np.array(
+        [l0, np.log(a * 3e-4**-alpha), alpha, np.log(b * 3e-4), np.log(c * 3e-4 ** (1 - gamma)), beta, gamma]
+    )
     return law
 
 
@@ -91,8 +92,9 @@ def test_cli_schedule_curve(curves, tmp_path):
     target, other = tmp_path / "wsd.csv", tmp_path / "cosine.csv"
     write_curve(target, curves["wsdld_20000_24000"], 24000, 12000)
     write_curve(other, curves["cosine_24000"], 24000, 24000)
-    code, out = invoke("extrapolate", target, "--fit-on", other, "--law", "annealing", "--json",
-                       "--plot", tmp_path / "f.png")
+    code, out = invoke(
+        "extrapolate", target, "--fit-on", other, "--law", "annealing", "--json", "--plot", tmp_path / "f.png"
+    )
     assert code == 0, out
     result = json.loads(out)
     measured = curves["wsdld_20000_24000"].steps[curves["wsdld_20000_24000"].steps <= 12000]
@@ -123,7 +125,8 @@ def test_drop_constants_carry_over_to_a_prefix_fit(curves):
     target = curves["wsdld_20000_24000"]
     seen = target.steps <= 0.2 * target.steps[-1]
     law = MultiPowerLaw(max_bins=60, drop_from=donor).fit(
-        [ScheduleCurve(target.lrs, target.steps[seen], target.loss[seen], target.name)])
+        [ScheduleCurve(target.lrs, target.steps[seen], target.loss[seen], target.name)]
+    )
     assert law.params_[3] == donor.params_[3] and law.params_[5:].tolist() == donor.params_[5:].tolist()
     assert law.params_[4] == pytest.approx(donor.params_[4] + np.log(law.step_scale / donor.step_scale))
     error = law.predict(target, target.steps[~seen]) - target.loss[~seen]

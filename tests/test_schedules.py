@@ -42,15 +42,29 @@ def test_schedule_errors_name_the_field():
 
 
 def test_explicit_schedule_round_trips_outside_the_config_columns(tmp_path):
-    config = validate(RunConfig, {"source": "mine", "model": {"n_params": "10M"}, "data": {"tokens": "1B"},
-                                  "schedule": {"lr": [0.0, 1e-3, 5e-4]}, "batch": {"tokens": 1000}})
+    config = validate(
+        RunConfig,
+        {
+            "source": "mine",
+            "model": {"n_params": "10M"},
+            "data": {"tokens": "1B"},
+            "schedule": {"lr": [0.0, 1e-3, 5e-4]},
+            "batch": {"tokens": 1000},
+        },
+    )
     flat = config_to_flat(config)
     assert flat["schedule_lr"] == [0.0, 1e-3, 5e-4] and "schedule.lr" not in flat
     assert flat["schedule.name"] == "explicit"
     assert config_from_flat(flat).schedule.lr == [0.0, 1e-3, 5e-4]
     record = RunRecord(run_id="a", config=config, final_loss=3.0)
-    staged = record.model_copy(update={"run_id": "b", "config": config.model_copy(update={"schedule": ScheduleSpec(
-        name="multistep", stage_steps=[5], stage_lr_ratios=[0.3])})})
+    staged = record.model_copy(
+        update={
+            "run_id": "b",
+            "config": config.model_copy(
+                update={"schedule": ScheduleSpec(name="multistep", stage_steps=[5], stage_lr_ratios=[0.3])}
+            ),
+        }
+    )
     write_runs([record, staged], tmp_path / "runs.parquet")
     back = {r["run_id"]: RunRecord.from_flat(r) for r in read_runs(tmp_path / "runs.parquet").to_dict("records")}
     assert back["a"].config.schedule.lr == [0.0, 1e-3, 5e-4]

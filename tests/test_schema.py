@@ -64,12 +64,22 @@ def test_record_needs_loss_unless_diverged():
         validate(RunRecord, {"run_id": "a", "config": cfg})
     assert validate(RunRecord, {"run_id": "a", "config": cfg, "diverged": True}).final_loss is None
     with pytest.raises(ConfigError, match="curve"):
-        validate(RunRecord, {"run_id": "a", "config": cfg, "final_loss": 3.0, "curve": {"tokens": [2, 1], "loss": [4, 3]}})
+        validate(
+            RunRecord, {"run_id": "a", "config": cfg, "final_loss": 3.0, "curve": {"tokens": [2, 1], "loss": [4, 3]}}
+        )
 
 
 def test_yaml_and_json_round_trip(tmp_path):
-    record = validate(RunRecord, {"run_id": "r1", "config": config(), "final_loss": 3.1, "loss_kind": "c4_eval",
-                                  "curve": {"tokens": [1e9, 2e9], "loss": [3.5, 3.1]}})
+    record = validate(
+        RunRecord,
+        {
+            "run_id": "r1",
+            "config": config(),
+            "final_loss": 3.1,
+            "loss_kind": "c4_eval",
+            "curve": {"tokens": [1e9, 2e9], "loss": [3.5, 3.1]},
+        },
+    )
     for name in ("run.yaml", "run.json"):
         schema.save(record, tmp_path / name)
         assert schema.load(tmp_path / name, RunRecord) == record

@@ -29,8 +29,18 @@ def model_dir(sweep, tmp_path_factory):
 
 def test_score_keeps_rows_and_columns(sweep, model_dir, tmp_path):
     sweep.drop(columns=["curve_tokens", "curve_loss"], errors="ignore").to_csv(tmp_path / "sweep.csv", index=False)
-    result = CliRunner().invoke(app, ["score", str(model_dir), str(tmp_path / "sweep.csv"), "-o", str(tmp_path / "out.parquet"),
-                                      "--batch-size", "64"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "score",
+            str(model_dir),
+            str(tmp_path / "sweep.csv"),
+            "-o",
+            str(tmp_path / "out.parquet"),
+            "--batch-size",
+            "64",
+        ],
+    )
     assert result.exit_code == 0, result.output
     scored = pd.read_parquet(tmp_path / "out.parquet")
     assert len(scored) == len(sweep) and list(scored["run_id"]) == list(sweep["run_id"])
@@ -85,13 +95,17 @@ def test_predict_command_and_python_api(sweep, model_dir, tmp_path):
 
     record = schema.validate(schema.RunRecord, {**schema.RunRecord.from_flat(sweep.iloc[0].to_dict()).model_dump()})
     schema.save(record.config, tmp_path / "candidate.yaml")
-    result = CliRunner().invoke(app, ["predict", str(model_dir), "--candidate", str(tmp_path / "candidate.yaml"), "--json"])
+    result = CliRunner().invoke(
+        app, ["predict", str(model_dir), "--candidate", str(tmp_path / "candidate.yaml"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
     assert answer["pred_loss"] == pytest.approx(float(ncpl.load(model_dir).predict(record.config)[0]))
     law = predictors.create("chinchilla").fit(sweep[~sweep["diverged"]])
     law.save(tmp_path / "law")
-    result = CliRunner().invoke(app, ["predict", str(tmp_path / "law"), "--candidate", str(tmp_path / "candidate.yaml"), "--curve", "--json"])
+    result = CliRunner().invoke(
+        app, ["predict", str(tmp_path / "law"), "--candidate", str(tmp_path / "candidate.yaml"), "--curve", "--json"]
+    )
     curve = json.loads(result.output)["curve"]
     assert len(curve["loss"]) == 10 and curve["loss"] == sorted(curve["loss"], reverse=True)
     (tmp_path / "broken.yaml").write_text("source: steplaw\nmodel: {n_params: 1e8}\n")
@@ -106,12 +120,41 @@ def test_two_processes_score_like_one(sweep, model_dir, tmp_path):
     import sys
 
     sweep.to_parquet(tmp_path / "sweep.parquet", index=False)
-    args = ["score", str(model_dir), str(tmp_path / "sweep.parquet"), "--batch-size", "40"]  # 7 chunks: 4 on rank 0, 3 on rank 1
+    args = [
+        "score",
+        str(model_dir),
+        str(tmp_path / "sweep.parquet"),
+        "--batch-size",
+        "40",
+    ]  # 7 chunks: 4 on rank 0, 3 on rank 1
     result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "one.parquet")])
     assert result.exit_code == 0, result.output
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ncpl.cli", *args, "-o", str(tmp_path / "two.parquet")]
-    launched = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"})
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "ncpl.cli",
+        *args,
+        "-o",
+        str(tmp_path / "two.parquet"),
+    ]
+    launched = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"},
+    )
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     assert launched.stdout.count("scored 250 configs") == 1  # only the main process merges and reports
     two = pd.read_parquet(tmp_path / "two.parquet")

@@ -10,15 +10,15 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from ncpl.regressor.backbones import load_backbone
 from ncpl.cli import app
+from ncpl.regressor.backbones import load_backbone
 from ncpl.regressor.dataset import build_examples
 from ncpl.regressor.network import NCPLNetwork
 from ncpl.regressor.serialize import Serializer
 from ncpl.regressor.sizing import layer_activation_bytes, size
+from ncpl.regressor.trainer import TrainConfig
 from ncpl.splits import split_runs
 from ncpl.store import read_runs, write_runs
-from ncpl.regressor.trainer import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -52,7 +52,18 @@ def test_marin(shared):
     assert len(result.records) == len(raw) - missing - superseded == 1359
     assert sum(result.skipped.values()) == missing + superseded  # every dropped row is counted with its reason
     assert {r.config.optimizer.name for r in result.records} == {
-        "adamw", "nadamw", "mars", "cautious", "lion", "adam-mini", "muon", "scion", "kron", "soap", "sophia"}
+        "adamw",
+        "nadamw",
+        "mars",
+        "cautious",
+        "lion",
+        "adam-mini",
+        "muon",
+        "scion",
+        "kron",
+        "soap",
+        "sophia",
+    }
     baseline = by_id(result)["marin/adamw/130m/x1/Baseline"]
     assert baseline.final_loss == pytest.approx(3.5291428565979004) and baseline.config.optimizer.lr == 0.008
     assert baseline.config.optimizer.beta2 == 0.98 and baseline.config.batch.sequences == 128
@@ -81,7 +92,9 @@ def test_gadre_grid_param_count_matches_models(shared):
     assert len(grid.records) == 435
     models = import_runs("gadre", [shared / "mlfoundations_scaling/exp_data/models"])
     shaped = [r for r in models.records if r.config.model.d_model]
-    assert shaped and all(params_no_embed(r.config.model.d_model, r.config.model.n_layers) == r.config.model.n_params for r in shaped)
+    assert shaped and all(
+        params_no_embed(r.config.model.d_model, r.config.model.n_layers) == r.config.model.n_params for r in shaped
+    )
     losses = np.array([r.final_loss for r in grid.records])
     assert 2.4 < losses.min() and losses.max() < 5.4
 
@@ -93,7 +106,9 @@ def test_gemstones_curves_and_branches(shared):
     assert len(hot.records) == raw["run_name"].nunique() == 16 and hot.rows_kept == len(raw)
     run = by_id(hot)["gemstones/hot_477/PyGemma-1024x28_pretrain"]
     rows = raw[raw["run_name"] == "PyGemma-1024x28_pretrain"].sort_values("tokens")
-    assert run.curve.loss == pytest.approx(rows["final_loss"].tolist()) and run.final_loss == pytest.approx(rows["final_loss"].iloc[-1])
+    assert run.curve.loss == pytest.approx(rows["final_loss"].tolist()) and run.final_loss == pytest.approx(
+        rows["final_loss"].iloc[-1]
+    )
     cool = import_runs("gemstones", [folder / "wandb_df_for_fitting_cool_end.jsonl"])
     assert len(cool.records) == 140 and all(r.config.schedule.name == "wsd" for r in cool.records)
     slim = import_runs("gemstones", [folder / "wandb_df_for_fitting_slim_chinchilla.jsonl"])

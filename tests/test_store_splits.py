@@ -14,7 +14,9 @@ def marin(shared):
 def test_parquet_round_trip(marin, tmp_path):
     path = write_runs(marin, tmp_path / "runs.parquet")
     frame = read_runs(path)
-    assert {"run_id", "model.n_params", "optimizer.lr", "optimizer.muon_to_adam_lr", "batch.tokens"} <= set(frame.columns)
+    assert {"run_id", "model.n_params", "optimizer.lr", "optimizer.muon_to_adam_lr", "batch.tokens"} <= set(
+        frame.columns
+    )
     assert to_records(frame) == marin
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -30,8 +32,10 @@ def test_read_runs_rejects_other_files(tmp_path):
 def test_splits_disjoint_deterministic_and_per_source(shared, marin):
     from ncpl.store import to_frame
 
-    frame = pd.concat([to_frame(marin), to_frame(import_runs("gadre", [shared / "mlfoundations_scaling/exp_data/models"]).records)],
-                      ignore_index=True)
+    frame = pd.concat(
+        [to_frame(marin), to_frame(import_runs("gadre", [shared / "mlfoundations_scaling/exp_data/models"]).records)],
+        ignore_index=True,
+    )
     split = split_runs(frame, id_frac=0.2, seed=3, ood_min_params=3e8)
     ids = [set(part["run_id"]) for _, part in split.items()]
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
@@ -63,7 +67,9 @@ def test_validation_split_largest_takes_each_sources_largest_size(shared):
     top = marin["data.tokens"].max()
     assert (marin_val["data.tokens"] == top).sum() == (marin["data.tokens"] == top).sum()  # the largest D, and the next
     assert marin_train["data.tokens"].max() < 2e10 and (marin_val["data.tokens"] > 2e10).sum() >= 0.1 * len(marin)
-    assert (marin_val["data.tokens"] < 2e10).sum() == round(0.1 * (marin["data.tokens"] < 2e10).sum())  # + a random share
+    assert (marin_val["data.tokens"] < 2e10).sum() == round(
+        0.1 * (marin["data.tokens"] < 2e10).sum()
+    )  # + a random share
     _, random_val = validation_split(frame, "random", frac=0.1, seed=0)
     assert set(random_val["run_id"]) == set(split_runs(frame, id_frac=0.1, seed=0).id["run_id"])
     with pytest.raises(ValueError, match="val_split"):

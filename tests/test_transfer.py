@@ -11,10 +11,19 @@ from ncpl.cli import app
 from ncpl.errors import ConfigError
 from ncpl.laws.transfer import TransferConfig, transfer
 
-BASE = {"width": 256, "depth": 8, "batch": 262144, "tokens": 1e9, "alpha": 0.5,
-        "lr": {"hidden": 1e-2, "bias_norm": 2e-2, "unembedding": 3e-3, "embedding": 5e-2},
-        "eps": {"hidden": 1e-8}, "weight_decay": {"hidden": 0.1, "unembedding": 0.05},
-        "init_variance": {"hidden": 1 / 256, "unembedding": 1e-4}, "beta1": 0.9, "beta2": 0.95}
+BASE = {
+    "width": 256,
+    "depth": 8,
+    "batch": 262144,
+    "tokens": 1e9,
+    "alpha": 0.5,
+    "lr": {"hidden": 1e-2, "bias_norm": 2e-2, "unembedding": 3e-3, "embedding": 5e-2},
+    "eps": {"hidden": 1e-8},
+    "weight_decay": {"hidden": 0.1, "unembedding": 0.05},
+    "init_variance": {"hidden": 1 / 256, "unembedding": 1e-4},
+    "beta1": 0.9,
+    "beta2": 0.95,
+}
 
 
 def test_each_rule_by_hand():

@@ -37,8 +37,14 @@ def test_fixed_size_and_tokens(fitted):
 def test_compute_budget(fitted):
     model, base = fitted
     budget = 6 * base.model.n_params * base.data.tokens
-    best = tune(model, base, [*SPACE, Dimension("model.n_params", base.model.n_params / 2, base.model.n_params * 2)],
-                flops=budget, n=128, top=4)
+    best = tune(
+        model,
+        base,
+        [*SPACE, Dimension("model.n_params", base.model.n_params / 2, base.model.n_params * 2)],
+        flops=budget,
+        n=128,
+        top=4,
+    )
     assert np.allclose(6 * best["model.n_params"] * best["data.tokens"], budget)
     assert best["model.n_params"].between(base.model.n_params / 2, base.model.n_params * 2).all()
 
@@ -56,11 +62,36 @@ def test_tune_command(fitted, tmp_path):
     model, base = fitted
     model.save(tmp_path / "model")
     save(base, tmp_path / "base.yaml")
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"optimizer.lr": {"low": 1e-4, "high": 1e-2}, "batch.tokens": {"low": 1e5, "high": 1e7}}))
-    result = CliRunner().invoke(app, ["tune", str(tmp_path / "model"), "--base", str(tmp_path / "base.yaml"), "--space",
-                                      str(tmp_path / "space.yaml"), "--n", "64", "--top", "3"])
+    (tmp_path / "space.yaml").write_text(
+        yaml.safe_dump({"optimizer.lr": {"low": 1e-4, "high": 1e-2}, "batch.tokens": {"low": 1e5, "high": 1e7}})
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune",
+            str(tmp_path / "model"),
+            "--base",
+            str(tmp_path / "base.yaml"),
+            "--space",
+            str(tmp_path / "space.yaml"),
+            "--n",
+            "64",
+            "--top",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "top 3" in result.output and "StepLaw law" in result.output
     (tmp_path / "space2.yaml").write_text(yaml.safe_dump({"tokens": {"low": 1e9, "high": 1e10}}))
-    result = CliRunner().invoke(app, ["tune", str(tmp_path / "model"), "--base", str(tmp_path / "base.yaml"), "--space", str(tmp_path / "space2.yaml")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune",
+            str(tmp_path / "model"),
+            "--base",
+            str(tmp_path / "base.yaml"),
+            "--space",
+            str(tmp_path / "space2.yaml"),
+        ],
+    )
     assert result.exit_code == 2 and "data.tokens" in result.output

@@ -23,9 +23,17 @@ def made_up_runs() -> pd.DataFrame:
         for n in (1e7, 3e7, 1e8, 3e8):
             for d in (1e9, 3e9, 1e10):
                 for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2):
-                    rows.append({"run_id": f"{source}-{n:g}-{d:g}-{lr:g}", "source": source, "model.n_params": n,
-                                 "data.tokens": d, "optimizer.lr": lr, "final_loss": 3 + rng.normal(0, 0.1),
-                                 "diverged": lr == 1e-2 and rng.random() < 0.5})
+                    rows.append(
+                        {
+                            "run_id": f"{source}-{n:g}-{d:g}-{lr:g}",
+                            "source": source,
+                            "model.n_params": n,
+                            "data.tokens": d,
+                            "optimizer.lr": lr,
+                            "final_loss": 3 + rng.normal(0, 0.1),
+                            "diverged": lr == 1e-2 and rng.random() < 0.5,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -52,8 +60,8 @@ def test_ncpl_picks_its_checkpoint_on_runs_it_does_not_train_on(monkeypatch, tmp
     """NCPL.fit's own validation split: the runs that choose the checkpoint (and the interval margins) are none of
     the runs its training examples are built from. Stops before the first epoch; bundled real Marin runs."""
     from ncpl.regressor import predictor as ncpl_module
-    from ncpl.store import read_runs
     from ncpl.regressor.trainer import TrainConfig, Trainer
+    from ncpl.store import read_runs
 
     runs = read_runs(ROOT / "data" / "marin.parquet").sample(120, random_state=0)
     seen: dict[str, list] = {"train": [], "val": []}

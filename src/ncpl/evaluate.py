@@ -74,15 +74,20 @@ def regret(runs: pd.DataFrame, scores: np.ndarray, min_size: int = MIN_GROUP) ->
         near = ok[rows] & (loss[rows] <= loss[rows][ok[rows]].min() + NEAR_BEST)
         tries.append(_expected_tries(score, near))
         random_tries.append((len(rows) + 1) / (near.sum() + 1))
-        picks = rows[score <= score.min() + 1e-12 * max(1.0, abs(score.min()))]  # ties: the expected cost of a random pick
+        picks = rows[
+            score <= score.min() + 1e-12 * max(1.0, abs(score.min()))
+        ]  # ties: the expected cost of a random pick
         cost = np.where(ok[picks], loss[picks], loss[rows][ok[rows]].max())
         regrets.append(cost.mean() - loss[rows][ok[rows]].min())
         diverged.append(np.mean(~ok[picks]))
-    return {"groups": len(regrets), "regret": float(np.mean(regrets)) if regrets else math.nan,
-            "median_regret": float(np.median(regrets)) if regrets else math.nan,
-            "diverged_picks": float(np.mean(diverged)) if diverged else math.nan,
-            "runs_to_near_best": float(np.mean(tries)) if tries else math.nan,
-            "random_runs_to_near_best": float(np.mean(random_tries)) if tries else math.nan}
+    return {
+        "groups": len(regrets),
+        "regret": float(np.mean(regrets)) if regrets else math.nan,
+        "median_regret": float(np.median(regrets)) if regrets else math.nan,
+        "diverged_picks": float(np.mean(diverged)) if diverged else math.nan,
+        "runs_to_near_best": float(np.mean(tries)) if tries else math.nan,
+        "random_runs_to_near_best": float(np.mean(random_tries)) if tries else math.nan,
+    }
 
 
 def loss_ceiling(loss: np.ndarray, ok: np.ndarray) -> float:
@@ -96,13 +101,18 @@ def interval(true: np.ndarray, details: pd.DataFrame, failed: np.ndarray) -> dic
     inside = (lo <= true[~failed]) & (true[~failed] <= hi)
     p = details["p_diverge"].to_numpy(float) if "p_diverge" in details else np.full(len(true), np.nan)
     both = failed.any() and (~failed).any() and np.isfinite(p).all()
-    return {"n": int((~failed).sum()), "coverage_80": float(inside.mean()) if len(inside) else math.nan,
-            "median_width": float(np.median(hi - lo)) if len(inside) else math.nan,
-            "n_failed": int(failed.sum()), "auc_diverge": float(roc_auc_score(failed, p)) if both else math.nan}
+    return {
+        "n": int((~failed).sum()),
+        "coverage_80": float(inside.mean()) if len(inside) else math.nan,
+        "median_width": float(np.median(hi - lo)) if len(inside) else math.nan,
+        "n_failed": int(failed.sum()),
+        "auc_diverge": float(roc_auc_score(failed, p)) if both else math.nan,
+    }
 
 
-def paired_bootstrap(errors_a: np.ndarray, errors_b: np.ndarray, n_resamples: int = 2000, seed: int = 0,
-                     level: float = 0.95) -> dict[str, float]:
+def paired_bootstrap(
+    errors_a: np.ndarray, errors_b: np.ndarray, n_resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
     """Mean of a - b (per-run absolute errors of two predictors on the same runs) and its percentile bootstrap
     interval, resampling runs; a negative difference means `a` is the more accurate."""
     diff = np.asarray(errors_a, float) - np.asarray(errors_b, float)
@@ -111,8 +121,12 @@ def paired_bootstrap(errors_a: np.ndarray, errors_b: np.ndarray, n_resamples: in
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, len(diff), size=(n_resamples, len(diff)))].mean(axis=1)
     tail = (1 - level) / 2 * 100
-    return {"diff": float(diff.mean()), "lo": float(np.percentile(means, tail)), "hi": float(np.percentile(means, 100 - tail)),
-            "n": int(len(diff))}
+    return {
+        "diff": float(diff.mean()),
+        "lo": float(np.percentile(means, tail)),
+        "hi": float(np.percentile(means, 100 - tail)),
+        "n": int(len(diff)),
+    }
 
 
 def _expected_tries(score: np.ndarray, near: np.ndarray) -> float:
@@ -135,8 +149,9 @@ def curve_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[has_curve.to_numpy() & usable(runs).to_numpy()].reset_index(drop=True)
 
 
-def evaluate_curves(models: dict[str, Predictor], runs: pd.DataFrame, test_name: str,
-                    prefixes: tuple[float, ...] = PREFIXES) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def evaluate_curves(
+    models: dict[str, Predictor], runs: pd.DataFrame, test_name: str, prefixes: tuple[float, ...] = PREFIXES
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Curve accuracy rows (test, source, method, prefix, runs, points, MAE, end MAE) and the curves to plot.
 
     Each curve predictor is scored twice: from the config alone, and conditioned on the observed prefix
@@ -175,21 +190,53 @@ def evaluate_curves(models: dict[str, Predictor], runs: pd.DataFrame, test_name:
             for name, prediction in predicted.items():
                 errors.setdefault((str(run["source"]), name, prefix), []).append(np.abs(prediction - loss[later]))
             if prefix == PLOT_PREFIX and len(plotted) < PLOTTED_CURVES:
-                plotted.append({"run_id": run["run_id"], "tokens": tokens_seen.tolist(), "loss": loss.tolist(), "prefix_tokens": float(tokens_seen[seen][-1]),
-                                "predicted": {**{name: {"tokens": tokens_seen[keep].tolist(), "loss": curve[keep].tolist()} for name, curve in curves.items()},
-                                              **{name: {"tokens": tokens_seen[later].tolist(), "loss": predicted[name].tolist()}
-                                                 for name in (*(f"{n}+prefix" for n in curves), *fitted)}}})
-    rows = [{"test": test_name, "source": source, "method": name, "prefix": prefix, "runs": len(per_run),
-             "points": int(sum(len(e) for e in per_run)), "mae": float(np.concatenate(per_run).mean()),
-             "end_mae": float(np.mean([e[-1] for e in per_run]))}
-            for (source, name, prefix), per_run in sorted(errors.items(), key=lambda item: (item[0][0], item[0][2], item[0][1]))]
+                plotted.append(
+                    {
+                        "run_id": run["run_id"],
+                        "tokens": tokens_seen.tolist(),
+                        "loss": loss.tolist(),
+                        "prefix_tokens": float(tokens_seen[seen][-1]),
+                        "predicted": {
+                            **{
+                                name: {"tokens": tokens_seen[keep].tolist(), "loss": curve[keep].tolist()}
+                                for name, curve in curves.items()
+                            },
+                            **{
+                                name: {"tokens": tokens_seen[later].tolist(), "loss": predicted[name].tolist()}
+                                for name in (*(f"{n}+prefix" for n in curves), *fitted)
+                            },
+                        },
+                    }
+                )
+    rows = [
+        {
+            "test": test_name,
+            "source": source,
+            "method": name,
+            "prefix": prefix,
+            "runs": len(per_run),
+            "points": int(sum(len(e) for e in per_run)),
+            "mae": float(np.concatenate(per_run).mean()),
+            "end_mae": float(np.mean([e[-1] for e in per_run])),
+        }
+        for (source, name, prefix), per_run in sorted(
+            errors.items(), key=lambda item: (item[0][0], item[0][2], item[0][1])
+        )
+    ]
     return rows, plotted
 
 
 def evaluate(models: dict[str, Predictor], tests: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Accuracy, interval and regret of each model on each test set (runs marked by `ncpl.unstable.mark_unstable`
     count their unstable runs as failed; unmarked tables count only the diverged ones)."""
-    report: dict[str, Any] = {"accuracy": [], "interval": [], "regret": [], "predictions": {}, "curves": [], "curve_plots": {}}
+    report: dict[str, Any] = {
+        "accuracy": [],
+        "interval": [],
+        "regret": [],
+        "predictions": {},
+        "curves": [],
+        "curve_plots": {},
+    }
     curve_models = {name: model for name, model in models.items() if model.predicts_curves}
     for test_name, runs in tests.items():
         runs = runs.reset_index(drop=True)
@@ -198,9 +245,13 @@ def evaluate(models: dict[str, Predictor], tests: dict[str, pd.DataFrame]) -> di
         every = np.isfinite(loss) | ~ok  # a failed run without a loss still counts, at the ceiling
         details = {name: model.predict_details(runs) for name, model in models.items()}
         scores = {name: frame["pred_loss"].to_numpy(float) for name, frame in details.items()}
-        report["predictions"][test_name] = {"run_id": runs["run_id"].tolist(), "source": runs["source"].tolist(),
-                                            "final_loss": loss.tolist(), "usable": ok.tolist(),
-                                            **{name: pred.tolist() for name, pred in scores.items()}}
+        report["predictions"][test_name] = {
+            "run_id": runs["run_id"].tolist(),
+            "source": runs["source"].tolist(),
+            "final_loss": loss.tolist(),
+            "usable": ok.tolist(),
+            **{name: pred.tolist() for name, pred in scores.items()},
+        }
         if {"optimizer.lr", "batch.tokens"} <= set(runs.columns):
             scores[STEPLAW_PICKER] = steplaw.distance(runs)
         for source in sorted(runs["source"].unique()):
@@ -209,14 +260,27 @@ def evaluate(models: dict[str, Predictor], tests: dict[str, pd.DataFrame]) -> di
             clipped = np.minimum(np.where(np.isfinite(loss), loss, ceiling), ceiling)
             for name, score in scores.items():
                 if name != STEPLAW_PICKER:
-                    report["accuracy"].append({
-                        "test": test_name, "source": source, "predictor": name,
-                        "ok": accuracy(loss[here & ok], score[here & ok]),
-                        "all": {**accuracy(clipped[here & every], np.minimum(score[here & every], ceiling)), "ceiling": ceiling},
-                    })
+                    report["accuracy"].append(
+                        {
+                            "test": test_name,
+                            "source": source,
+                            "predictor": name,
+                            "ok": accuracy(loss[here & ok], score[here & ok]),
+                            "all": {
+                                **accuracy(clipped[here & every], np.minimum(score[here & every], ceiling)),
+                                "ceiling": ceiling,
+                            },
+                        }
+                    )
                     if {"pred_loss_lo", "pred_loss_hi"} <= set(details[name].columns):
-                        report["interval"].append({"test": test_name, "source": source, "predictor": name,
-                                                   **interval(loss[here], details[name][here], ~ok[here])})
+                        report["interval"].append(
+                            {
+                                "test": test_name,
+                                "source": source,
+                                "predictor": name,
+                                **interval(loss[here], details[name][here], ~ok[here]),
+                            }
+                        )
                 picked = regret(runs[here].reset_index(drop=True), score[here])
                 if picked["groups"]:
                     report["regret"].append({"test": test_name, "source": source, "picker": name, **picked})
@@ -233,37 +297,110 @@ def _fmt(value: float, digits: int = 4) -> str:
 
 def _table(columns: list[str], rows: list[list[Any]]) -> list[str]:
     """A markdown table."""
-    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
-            *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)]
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows),
+    ]
 
 
 def markdown(report: dict[str, Any]) -> str:
     lines = _table(
         ["test", "source", "predictor", "n", "MAE", "RMSE", "Spearman", "n (all)", "MAE (all)", "Spearman (all)"],
-        [[r["test"], r["source"], r["predictor"], r["ok"]["n"], _fmt(r["ok"]["mae"]), _fmt(r["ok"]["rmse"]),
-          _fmt(r["ok"]["spearman"], 3), r["all"]["n"], _fmt(r["all"]["mae"]), _fmt(r["all"]["spearman"], 3)]
-         for r in report["accuracy"]])
+        [
+            [
+                r["test"],
+                r["source"],
+                r["predictor"],
+                r["ok"]["n"],
+                _fmt(r["ok"]["mae"]),
+                _fmt(r["ok"]["rmse"]),
+                _fmt(r["ok"]["spearman"], 3),
+                r["all"]["n"],
+                _fmt(r["all"]["mae"]),
+                _fmt(r["all"]["spearman"], 3),
+            ]
+            for r in report["accuracy"]
+        ],
+    )
     if report.get("interval"):
-        lines += ["", "10-90% interval on the converged runs (nominal coverage 0.80) and the divergence probability "
-                  "against the failed (diverged or unstable) runs:", ""]
-        lines += _table(["test", "source", "predictor", "n", "coverage", "median width", "failed", "divergence ROC-AUC"],
-                        [[r["test"], r["source"], r["predictor"], r["n"], _fmt(r["coverage_80"], 2),
-                          _fmt(r["median_width"]), r["n_failed"], _fmt(r["auc_diverge"], 3)] for r in report["interval"]])
+        lines += [
+            "",
+            "10-90% interval on the converged runs (nominal coverage 0.80) and the divergence probability "
+            "against the failed (diverged or unstable) runs:",
+            "",
+        ]
+        lines += _table(
+            ["test", "source", "predictor", "n", "coverage", "median width", "failed", "divergence ROC-AUC"],
+            [
+                [
+                    r["test"],
+                    r["source"],
+                    r["predictor"],
+                    r["n"],
+                    _fmt(r["coverage_80"], 2),
+                    _fmt(r["median_width"]),
+                    r["n_failed"],
+                    _fmt(r["auc_diverge"], 3),
+                ]
+                for r in report["interval"]
+            ],
+        )
     if report["regret"]:
-        lines += ["", f"Hyperparameter-selection regret (groups of >= {MIN_GROUP} runs sharing source, N, D and optimizer; "
-                  f"{STEPLAW_PICKER} is the StepLaw law, fitted on every StepLaw shape including a test one):", ""]
-        lines += _table(["test", "source", "picker", "groups", "mean regret", "median regret", "diverged picks",
-                         "runs to near-best (random)"],
-                        [[r["test"], r["source"], r["picker"], r["groups"], _fmt(r["regret"]), _fmt(r["median_regret"]),
-                          _fmt(r["diverged_picks"], 2),
-                          f"{_fmt(r['runs_to_near_best'], 1)} ({_fmt(r['random_runs_to_near_best'], 1)})"]
-                         for r in report["regret"]])
+        lines += [
+            "",
+            f"Hyperparameter-selection regret (groups of >= {MIN_GROUP} runs sharing source, N, D and optimizer; "
+            f"{STEPLAW_PICKER} is the StepLaw law, fitted on every StepLaw shape including a test one):",
+            "",
+        ]
+        lines += _table(
+            [
+                "test",
+                "source",
+                "picker",
+                "groups",
+                "mean regret",
+                "median regret",
+                "diverged picks",
+                "runs to near-best (random)",
+            ],
+            [
+                [
+                    r["test"],
+                    r["source"],
+                    r["picker"],
+                    r["groups"],
+                    _fmt(r["regret"]),
+                    _fmt(r["median_regret"]),
+                    _fmt(r["diverged_picks"], 2),
+                    f"{_fmt(r['runs_to_near_best'], 1)} ({_fmt(r['random_runs_to_near_best'], 1)})",
+                ]
+                for r in report["regret"]
+            ],
+        )
     if report.get("curves"):
-        lines += ["", "Loss curves: MAE of the absolute loss on the checkpoints after the prefix (prefix laws are fitted "
-                  "to it; the others see only the config), and at the last checkpoint:", ""]
-        lines += _table(["test", "source", "prefix", "method", "runs", "points", "MAE", "end MAE"],
-                        [[r["test"], r["source"], f"{r['prefix']:.0%}", r["method"], r["runs"], r["points"],
-                          _fmt(r["mae"]), _fmt(r["end_mae"])] for r in report["curves"]])
+        lines += [
+            "",
+            "Loss curves: MAE of the absolute loss on the checkpoints after the prefix (prefix laws are fitted "
+            "to it; the others see only the config), and at the last checkpoint:",
+            "",
+        ]
+        lines += _table(
+            ["test", "source", "prefix", "method", "runs", "points", "MAE", "end MAE"],
+            [
+                [
+                    r["test"],
+                    r["source"],
+                    f"{r['prefix']:.0%}",
+                    r["method"],
+                    r["runs"],
+                    r["points"],
+                    _fmt(r["mae"]),
+                    _fmt(r["end_mae"]),
+                ]
+                for r in report["curves"]
+            ],
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -288,6 +425,11 @@ def write_report(report: dict[str, Any], directory: str | Path) -> list[Path]:
             path = directory / f"parity_{predictor}_{test_name}.png"
             written.append(plots.parity(predictions, predictor, f"{predictor} on {test_name}", path))
     for test_name, curves in report.get("curve_plots", {}).items():
-        written.append(plots.loss_curves(curves, f"{test_name}: predicted and true loss curves ({PLOT_PREFIX:.0%} prefix for the prefix laws)",
-                                         directory / f"curves_{test_name}.png"))
+        written.append(
+            plots.loss_curves(
+                curves,
+                f"{test_name}: predicted and true loss curves ({PLOT_PREFIX:.0%} prefix for the prefix laws)",
+                directory / f"curves_{test_name}.png",
+            )
+        )
     return written

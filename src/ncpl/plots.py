@@ -52,21 +52,41 @@ def loss_curves(curves: list[dict], title: str, path: str | Path) -> Path:
     for ax, curve in zip(axes, curves):
         ax.plot(curve["tokens"], curve["loss"], color="black", lw=1.5, label="true")
         for k, (name, predicted) in enumerate(curve["predicted"].items()):
-            ax.plot(predicted["tokens"], predicted["loss"], color=f"C{k}", lw=1.0, ls="--" if "prefix" in name else "-", label=name)
+            ax.plot(
+                predicted["tokens"],
+                predicted["loss"],
+                color=f"C{k}",
+                lw=1.0,
+                ls="--" if "prefix" in name else "-",
+                label=name,
+            )
         ax.axvline(curve["prefix_tokens"], color="0.5", ls=":", lw=0.8)
         low, high = np.quantile(curve["loss"], [0.0, 0.9])
-        ax.set(xscale="log", ylim=(low - 0.1 * (high - low) - 0.02, high + 0.1 * (high - low)), xlabel="tokens", ylabel="loss",
-               title=str(curve["run_id"])[-48:])
+        ax.set(
+            xscale="log",
+            ylim=(low - 0.1 * (high - low) - 0.02, high + 0.1 * (high - low)),
+            xlabel="tokens",
+            ylabel="loss",
+            title=str(curve["run_id"])[-48:],
+        )
         ax.title.set_fontsize(8)
-    for ax in axes[len(curves):]:
+    for ax in axes[len(curves) :]:
         ax.set_axis_off()
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
 
 
-def loss_landscape(lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, path: str | Path, *, picks: pd.DataFrame,
-                   runs: pd.DataFrame | None = None, title: str = "") -> Path:
+def loss_landscape(
+    lr: np.ndarray,
+    batch: np.ndarray,
+    loss: np.ndarray,
+    path: str | Path,
+    *,
+    picks: pd.DataFrame,
+    runs: pd.DataFrame | None = None,
+    title: str = "",
+) -> Path:
     """Heat map and contours of `loss` [batch, lr]; `picks` (by label: optimizer.lr, batch.tokens, pred_loss) marked
     and labelled; `runs` as points in the same colours by their true loss, diverged ones as grey crosses.
 
@@ -84,17 +104,51 @@ def loss_landscape(lr: np.ndarray, batch: np.ndarray, loss: np.ndarray, path: st
         ax.clabel(contours, fontsize=7, fmt="%.3f")
     if runs is not None and len(runs):
         ok = usable(runs).to_numpy()
-        ax.scatter(runs["optimizer.lr"][ok], runs["batch.tokens"][ok], c=runs["final_loss"][ok], norm=norm, cmap="viridis",
-                   s=28, edgecolors="black", linewidths=0.5, label=f"real runs ({ok.sum()})", zorder=3)
+        ax.scatter(
+            runs["optimizer.lr"][ok],
+            runs["batch.tokens"][ok],
+            c=runs["final_loss"][ok],
+            norm=norm,
+            cmap="viridis",
+            s=28,
+            edgecolors="black",
+            linewidths=0.5,
+            label=f"real runs ({ok.sum()})",
+            zorder=3,
+        )
         if (~ok).any():
-            ax.scatter(runs["optimizer.lr"][~ok], runs["batch.tokens"][~ok], marker="x", color="0.6", s=24,
-                       label=f"diverged ({(~ok).sum()})", zorder=3)
+            ax.scatter(
+                runs["optimizer.lr"][~ok],
+                runs["batch.tokens"][~ok],
+                marker="x",
+                color="0.6",
+                s=24,
+                label=f"diverged ({(~ok).sum()})",
+                zorder=3,
+            )
     for marker, (label, pick) in zip(MARKERS, picks.iterrows()):
         x, y = float(pick["optimizer.lr"]), float(pick["batch.tokens"])
-        ax.scatter([x], [y], marker=marker, s=160, color="red", edgecolors="white", linewidths=1.0, zorder=4,
-                   label=f"{label}: {float(pick['pred_loss']):.4f}")
-        ax.annotate(label, (x, y), xytext=(6, 6), textcoords="offset points", color="white", fontsize=8, zorder=5,
-                    bbox={"boxstyle": "round,pad=0.2", "facecolor": "black", "alpha": 0.6, "linewidth": 0})
+        ax.scatter(
+            [x],
+            [y],
+            marker=marker,
+            s=160,
+            color="red",
+            edgecolors="white",
+            linewidths=1.0,
+            zorder=4,
+            label=f"{label}: {float(pick['pred_loss']):.4f}",
+        )
+        ax.annotate(
+            label,
+            (x, y),
+            xytext=(6, 6),
+            textcoords="offset points",
+            color="white",
+            fontsize=8,
+            zorder=5,
+            bbox={"boxstyle": "round,pad=0.2", "facecolor": "black", "alpha": 0.6, "linewidth": 0},
+        )
     ax.set(xscale="log", yscale="log", xlabel="peak learning rate", ylabel="batch (tokens per step)", title=title)
     ax.legend(fontsize=7, loc="lower left")
     fig.colorbar(mesh, ax=ax, label="loss (map: predicted, points: true)")
@@ -113,8 +167,15 @@ def training_curves(log: str | Path, path: str | Path) -> Path:
     val_ax.plot(x, frame["val_mae"], marker=".", color="black", label="validation MAE")
     best = int(frame["val_mae"].idxmin()) if frame["val_mae"].notna().any() else None  # no converged validation run
     if best is not None:
-        val_ax.scatter([x[best]], [frame["val_mae"][best]], marker="*", s=180, color="red", zorder=3,
-                       label=f"selected: stage {frame['stage'][best]} epoch {frame['epoch'][best]} ({frame['val_mae'][best]:.4f})")
+        val_ax.scatter(
+            [x[best]],
+            [frame["val_mae"][best]],
+            marker="*",
+            s=180,
+            color="red",
+            zorder=3,
+            label=f"selected: stage {frame['stage'][best]} epoch {frame['epoch'][best]} ({frame['val_mae'][best]:.4f})",
+        )
     starts = x[frame["stage"].ne(frame["stage"].shift()).to_numpy()][1:]
     for ax in (train_ax, val_ax):
         for start in starts:

@@ -23,9 +23,10 @@ def _decay(start: float, end: float, fraction: np.ndarray, shape: str) -> np.nda
     if shape == "cosine":
         return end + 0.5 * (start - end) * (1 + np.cos(np.pi * fraction))
     if end <= 0:
-        raise ConfigError("schedule.min_lr: an exponential decay needs a min lr above 0; set schedule.min_lr or "
-                          "schedule.min_lr_ratio")
-    return start ** (1 - fraction) * end ** fraction
+        raise ConfigError(
+            "schedule.min_lr: an exponential decay needs a min lr above 0; set schedule.min_lr or schedule.min_lr_ratio"
+        )
+    return start ** (1 - fraction) * end**fraction
 
 
 def _need(value, field: str, family: str):
@@ -43,8 +44,10 @@ def lr_at_steps(schedule: ScheduleSpec, peak_lr: float | None = None, steps: int
         steps = len(lrs) if steps is None else steps
         return np.concatenate([lrs, np.full(max(0, steps - len(lrs)), lrs[-1])])[:steps]
     if family not in ("constant", "cosine", "linear", "wsd", "multistep"):
-        raise ConfigError(f"schedule.name: got {family!r}; the lr of every step is known for constant, cosine, linear, "
-                          "wsd, multistep, or explicit (schedule.lr)")
+        raise ConfigError(
+            f"schedule.name: got {family!r}; the lr of every step is known for constant, cosine, linear, "
+            "wsd, multistep, or explicit (schedule.lr)"
+        )
     if steps is None:
         steps = int(_need(schedule.total_steps, "total_steps", family))
     total = int(schedule.total_steps or steps)

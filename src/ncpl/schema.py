@@ -52,7 +52,9 @@ def _no_bool(value: Any) -> Any:
     return value
 
 
-Count = Annotated[float, Field(gt=0), BeforeValidator(_finite), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)]
+Count = Annotated[
+    float, Field(gt=0), BeforeValidator(_finite), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)
+]
 Positive = Annotated[float, Field(gt=0), BeforeValidator(_finite), BeforeValidator(_no_bool)]
 NonNegative = Annotated[float, Field(ge=0), BeforeValidator(_finite), BeforeValidator(_no_bool)]
 PositiveInt = Annotated[int, Field(gt=0), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)]
@@ -63,14 +65,40 @@ Scalar = str | int | float | bool | None
 # --- optimizers ---------------------------------------------------------------------------------
 
 OPTIMIZERS = (
-    "adamw", "adam", "nadamw", "adam-mini", "lion", "muon", "soap", "sophia", "kron", "scion", "mars",
-    "cautious", "shampoo", "adafactor", "lamb", "sgd", "signum",
+    "adamw",
+    "adam",
+    "nadamw",
+    "adam-mini",
+    "lion",
+    "muon",
+    "soap",
+    "sophia",
+    "kron",
+    "scion",
+    "mars",
+    "cautious",
+    "shampoo",
+    "adafactor",
+    "lamb",
+    "sgd",
+    "signum",
 )
 _OPTIMIZER_ALIASES = {
-    "adam_w": "adamw", "adamw_torch": "adamw", "adamwscheduled": "adamw", "decoupled_adamw": "adamw",
-    "nadam": "nadamw", "mini": "adam-mini", "adammini": "adam-mini", "adam_mini": "adam-mini",
-    "soape": "soap", "sophiah": "sophia", "sophia-h": "sophia", "psgd-kron": "kron", "psgd_kron": "kron",
-    "cautious-adamw": "cautious", "c-adamw": "cautious",
+    "adam_w": "adamw",
+    "adamw_torch": "adamw",
+    "adamwscheduled": "adamw",
+    "decoupled_adamw": "adamw",
+    "nadam": "nadamw",
+    "mini": "adam-mini",
+    "adammini": "adam-mini",
+    "adam_mini": "adam-mini",
+    "soape": "soap",
+    "sophiah": "sophia",
+    "sophia-h": "sophia",
+    "psgd-kron": "kron",
+    "psgd_kron": "kron",
+    "cautious-adamw": "cautious",
+    "c-adamw": "cautious",
 }
 
 
@@ -78,7 +106,9 @@ def normalize_optimizer(name: str) -> str:
     key = name.strip().lower()
     key = _OPTIMIZER_ALIASES.get(key, key)
     if key not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)} (aliases: {', '.join(sorted(_OPTIMIZER_ALIASES))})")
+        raise ValueError(
+            f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)} (aliases: {', '.join(sorted(_OPTIMIZER_ALIASES))})"
+        )
     return key
 
 
@@ -124,8 +154,15 @@ OPTIMIZER_FIELDS: dict[str, tuple[str, ...]] = {
     "adam-mini": ("nesterov",),
     "muon": ("decay", "momentum", "muon_epsilon", "muon_to_adam_lr"),
     "scion": ("decay", "momentum", "scion_epsilon", "scion_to_signum_lr"),
-    "kron": ("block_size", "normalize_grads", "partition_grads_into_blocks", "preconditioner_init_scale",
-             "preconditioner_lr", "preconditioner_update_probability", "update_prob_flat_start"),
+    "kron": (
+        "block_size",
+        "normalize_grads",
+        "partition_grads_into_blocks",
+        "preconditioner_init_scale",
+        "preconditioner_lr",
+        "preconditioner_update_probability",
+        "update_prob_flat_start",
+    ),
     "soap": ("block_size", "partition_grads_into_blocks", "precondition_frequency", "shampoo_beta"),
     "mars": ("gamma",),
     "sophia": ("gamma",),
@@ -170,7 +207,8 @@ class OptimizerSpec(BaseModel):
                 known = [*type(self).model_fields, *specific]
                 raise ValueError(
                     f"optimizer.{key}: unknown field for optimizer {self.name!r}{did_you_mean(key, known)}; its fields are "
-                    f"{', '.join(known)}; put a field of your own under 'extra' (extra.{key})")
+                    f"{', '.join(known)}; put a field of your own under 'extra' (extra.{key})"
+                )
             _check_scalar(f"optimizer.{key}", value)
         return self
 
@@ -199,13 +237,17 @@ class ScheduleSpec(_Section):
     decay: Literal["linear", "cosine", "exponential"] | None = Field(None, description="wsd: shape of the final decay")
     stage_steps: list[PositiveInt] | None = Field(None, description="multistep: the step each later stage starts at")
     stage_lr_ratios: list[Ratio] | None = Field(None, description="multistep: each later stage's lr / peak lr")
-    lr: list[NonNegative] | None = Field(None, description="explicit: the lr of every step from step 0 (stored "
-                                                           "in the column schedule_lr, not read as a config field)")
+    lr: list[NonNegative] | None = Field(
+        None,
+        description="explicit: the lr of every step from step 0 (stored "
+        "in the column schedule_lr, not read as a config field)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ScheduleSpec:
         if (self.stage_steps is None) != (self.stage_lr_ratios is None) or (
-                self.stage_steps is not None and len(self.stage_steps) != len(self.stage_lr_ratios)):
+            self.stage_steps is not None and len(self.stage_steps) != len(self.stage_lr_ratios)
+        ):
             raise ValueError("schedule.stage_steps and schedule.stage_lr_ratios: give both, one entry per later stage")
         if self.stage_steps is not None and any(b <= a for a, b in zip(self.stage_steps, self.stage_steps[1:])):
             raise ValueError(f"schedule.stage_steps: got {self.stage_steps}; the stage starts must increase")
@@ -270,12 +312,19 @@ class Curve(_Section):
 class RunRecord(_Section):
     run_id: str = Field(min_length=1)
     config: RunConfig
-    final_loss: Positive | None = Field(None, description="final loss in nats/token; None only for a diverged run with no finite loss")
+    final_loss: Positive | None = Field(
+        None, description="final loss in nats/token; None only for a diverged run with no finite loss"
+    )
     loss_kind: str = Field("train", description="what the loss measures: train, c4_eval, paloma_c4_en, ...")
     diverged: bool = False
     curve: Curve | None = None
-    other_losses: dict[str, Positive] = Field(default_factory=dict, description="other measurements of the run (other eval sets, the unsmoothed loss); outcomes, so never config")
-    meta: dict[str, Scalar] = Field(default_factory=dict, description="bookkeeping (W&B id, sweep name, labels); never read by a predictor")
+    other_losses: dict[str, Positive] = Field(
+        default_factory=dict,
+        description="other measurements of the run (other eval sets, the unsmoothed loss); outcomes, so never config",
+    )
+    meta: dict[str, Scalar] = Field(
+        default_factory=dict, description="bookkeeping (W&B id, sweep name, labels); never read by a predictor"
+    )
 
     @model_validator(mode="after")
     def _loss_present(self) -> RunRecord:
@@ -375,8 +424,11 @@ def _section_model(model: type[BaseModel], path: tuple) -> type[BaseModel] | Non
         field = model.model_fields.get(str(part))
         if field is None:
             return None
-        nested = [t for t in (field.annotation, *typing.get_args(field.annotation))
-                  if isinstance(t, type) and issubclass(t, BaseModel)]
+        nested = [
+            t
+            for t in (field.annotation, *typing.get_args(field.annotation))
+            if isinstance(t, type) and issubclass(t, BaseModel)
+        ]
         if not nested:
             return None
         model = nested[0]
@@ -404,7 +456,9 @@ def format_validation_error(error: ValidationError, model: type[BaseModel] | Non
         elif item["type"] == "extra_forbidden":
             parent = _section_model(model, item["loc"][:-1]) if model else None
             hint = did_you_mean(str(item["loc"][-1]), parent.model_fields) if parent else ""
-            lines.append(f"{field}: unknown field (value {item['input']!r}){hint}; put source-specific fields under 'extra'")
+            lines.append(
+                f"{field}: unknown field (value {item['input']!r}){hint}; put source-specific fields under 'extra'"
+            )
         elif message.startswith(f"{field}."):  # a section's validator that names the field itself
             lines.append(message)
         else:

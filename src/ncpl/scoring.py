@@ -41,7 +41,10 @@ def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
             chunks = _yaml_chunks(path, batch_size)
         elif suffix == ".parquet":
             # pre_buffer (pyarrow's default) reads every row group's bytes ahead: the whole sweep in memory
-            chunks = (batch.to_pandas() for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size))
+            chunks = (
+                batch.to_pandas()
+                for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size)
+            )
         elif suffix == ".csv":
             chunks = pd.read_csv(path, chunksize=batch_size)
         else:
@@ -60,8 +63,10 @@ def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
     except Exception as error:  # pyarrow, pandas and the json / csv parsers raise many types
         if suffix == ".parquet":
             raise unreadable_parquet(path, error) from None
-        raise DataError(f"{where(path, start)}: cannot read the sweep from here on as {suffix[1:].upper()} "
-                          f"({type(error).__name__}: {error}); fix or re-export the file") from None
+        raise DataError(
+            f"{where(path, start)}: cannot read the sweep from here on as {suffix[1:].upper()} "
+            f"({type(error).__name__}: {error}); fix or re-export the file"
+        ) from None
 
 
 def sweep_rows(path: Path) -> int | None:
@@ -110,8 +115,10 @@ def check_columns(columns: list[str], path: Path) -> None:
         if column in known or column in _RECORD or column.startswith(("extra.", "meta.", "other_loss.")):
             continue
         if "." in column:
-            raise DataError(f"{path}: column {column!r}: unknown config field{did_you_mean(column, known)}; "
-                              "put a field of your own in an 'extra.' column (extra.NAME)")
+            raise DataError(
+                f"{path}: column {column!r}: unknown config field{did_you_mean(column, known)}; "
+                "put a field of your own in an 'extra.' column (extra.NAME)"
+            )
 
 
 def check_rows(chunk: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -152,14 +159,25 @@ def process_state():
     state = PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"))
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != state.num_processes:
-        raise ConfigError(f"launched {launched} processes (WORLD_SIZE) but accelerate joined {state.num_processes}: "
-                          "each would score the whole sweep. On CPUs launch with "
-                          "`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N`")
+        raise ConfigError(
+            f"launched {launched} processes (WORLD_SIZE) but accelerate joined {state.num_processes}: "
+            "each would score the whole sweep. On CPUs launch with "
+            "`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N`"
+        )
     return state
 
 
-def score_file(model: Predictor, path: str | Path, output: str | Path, *, batch_size: int = 4096, resume: bool = False,
-               rank: int = 0, world: int = 1, on_chunk=None) -> Path:
+def score_file(
+    model: Predictor,
+    path: str | Path,
+    output: str | Path,
+    *,
+    batch_size: int = 4096,
+    resume: bool = False,
+    rank: int = 0,
+    world: int = 1,
+    on_chunk=None,
+) -> Path:
     """Score `path` into the part files of `output` (merge them with `merge_parts`); returns their folder.
 
     Rank `rank` of `world` processes takes every world-th chunk. Without `resume` the finished parts of

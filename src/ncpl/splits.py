@@ -42,7 +42,9 @@ def split_runs(
     if not 0 <= id_frac < 1:
         raise ValueError(f"id_frac: got {id_frac}, expected a fraction in [0, 1)")
     if frame["run_id"].duplicated().any():
-        raise ValueError(f"run_id: duplicated ids, e.g. {frame['run_id'][frame['run_id'].duplicated()].iloc[:3].tolist()}")
+        raise ValueError(
+            f"run_id: duplicated ids, e.g. {frame['run_id'][frame['run_id'].duplicated()].iloc[:3].tolist()}"
+        )
     ood = pd.Series(False, index=frame.index)
     if ood_min_params is not None:
         ood |= frame["model.n_params"] >= ood_min_params
@@ -86,7 +88,9 @@ def largest_sizes(frame: pd.DataFrame, min_frac: float) -> pd.Series:
     return chosen
 
 
-def validation_split(frame: pd.DataFrame, how: str = "random", frac: float = 0.1, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validation_split(
+    frame: pd.DataFrame, how: str = "random", frac: float = 0.1, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, val). `random`: a seeded `frac` of each source. `largest`: each source's largest model size(s)
     (`largest_sizes`, at least `frac` of its runs) plus a seeded `frac` of the rest, so that the validation runs
     measure both the step beyond the training sizes and the error inside them."""

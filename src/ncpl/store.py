@@ -23,7 +23,7 @@ def to_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=FIRST_COLUMNS)
     frame = frame.dropna(axis=1, how="all").reindex(columns=_column_order(frame.columns))
-    for name in frame.columns[frame.dtypes == object]:
+    for name in frame.columns[frame.dtypes.eq(object)]:
         kinds = {type(v) for v in frame[name].dropna()}
         if len(kinds - {list}) > 1 and str in kinds:  # a field that is a number in one source, text in another
             frame[name] = frame[name].map(lambda v: None if v is None else str(v))
@@ -82,8 +82,10 @@ def _read(paths: tuple[str | Path, ...], required: set[str], kind: str) -> pd.Da
 
 def unreadable_parquet(path: Path, error: Exception) -> DataError:
     """The error for a file pyarrow cannot read (truncated, damaged, or not Parquet at all)."""
-    return DataError(f"{path}: not a readable Parquet file ({type(error).__name__}: {error}); "
-                       "it is truncated, damaged or in another format: re-export it (e.g. `ncpl data import`)")
+    return DataError(
+        f"{path}: not a readable Parquet file ({type(error).__name__}: {error}); "
+        "it is truncated, damaged or in another format: re-export it (e.g. `ncpl data import`)"
+    )
 
 
 def atomic_parquet(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -55,7 +55,9 @@ class Dimension:
         if self.choices is not None:  # refinement keeps the centre's choice and searches the ranges around it
             if center is not None:
                 return center
-            return np.asarray(self.choices, dtype=object)[np.minimum((u * len(self.choices)).astype(int), len(self.choices) - 1)]
+            return np.asarray(self.choices, dtype=object)[
+                np.minimum((u * len(self.choices)).astype(int), len(self.choices) - 1)
+            ]
         low, high = (np.log(self.low), np.log(self.high)) if self.log else (self.low, self.high)
         if center is not None:
             c = np.log(center.astype(float)) if self.log else center.astype(float)
@@ -87,8 +89,10 @@ def parse_dimension(field: str, spec: Any, where: Any = "space") -> Dimension:
     field = ALIASES.get(field, field)
     known = known_fields()
     if field not in known and not field.startswith("extra."):
-        raise ConfigError(f"{where}: {field}: unknown config field{did_you_mean(field, [*known, *ALIASES])}; search a "
-                          "flat dotted field (optimizer.lr, batch.tokens, ...) or one of your own as extra.NAME")
+        raise ConfigError(
+            f"{where}: {field}: unknown config field{did_you_mean(field, [*known, *ALIASES])}; search a "
+            "flat dotted field (optimizer.lr, batch.tokens, ...) or one of your own as extra.NAME"
+        )
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: {field}: expected {{low, high[, log]}} or {{choices: [...]}}, got {spec!r}")
     if "choices" in spec:
@@ -101,7 +105,9 @@ def parse_dimension(field: str, spec: Any, where: Any = "space") -> Dimension:
         raise ConfigError(f"{where}: {field}: needs numeric 'low' and 'high', got {spec!r}") from None
     log = bool(spec.get("log", low > 0))
     if not low < high or (log and low <= 0):
-        raise ConfigError(f"{where}: {field}: need low < high{' and low > 0 for a log range' if log else ''}, got {low}, {high}")
+        raise ConfigError(
+            f"{where}: {field}: need low < high{' and low > 0 for a log range' if log else ''}, got {low}, {high}"
+        )
     return Dimension(field, low, high, log)
 
 
@@ -123,13 +129,25 @@ def _derive(frame: pd.DataFrame, base: dict[str, Any], flops: float | None) -> p
     return frame
 
 
-def tune(model: Predictor, base: RunConfig, space: list[Dimension], *, flops: float | None = None, n: int = 1024,
-         rounds: int = 2, top: int = 10, max_p_diverge: float | None = None, seed: int = 0) -> pd.DataFrame:
+def tune(
+    model: Predictor,
+    base: RunConfig,
+    space: list[Dimension],
+    *,
+    flops: float | None = None,
+    n: int = 1024,
+    rounds: int = 2,
+    top: int = 10,
+    max_p_diverge: float | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
     """The `top` candidates by predicted loss, with the searched fields and the predictions."""
     fields = [d.field for d in space]
     if flops is None and {SIZE, TOKENS} & set(fields):
-        raise ConfigError(f"space: {sorted({SIZE, TOKENS} & set(fields))} are fixed by the constraint; "
-                          "search them under a compute budget (flops) instead")
+        raise ConfigError(
+            f"space: {sorted({SIZE, TOKENS} & set(fields))} are fixed by the constraint; "
+            "search them under a compute budget (flops) instead"
+        )
     if flops is not None and TOKENS in fields:
         raise ConfigError(f"space: {TOKENS} follows from the compute budget (C / 6N); search {SIZE} instead")
     base_row = config_to_flat(base)
@@ -151,7 +169,10 @@ def tune(model: Predictor, base: RunConfig, space: list[Dimension], *, flops: fl
             values = {d.field: d.sample(u[:, i]) for i, d in enumerate(space)}
         else:  # around the best candidates so far, a third of the box each round
             centers = best.iloc[np.arange(len(u)) % len(best)]
-            values = {d.field: d.sample(u[:, i], centers[d.field].to_numpy(), shrink=3.0**-round_) for i, d in enumerate(space)}
+            values = {
+                d.field: d.sample(u[:, i], centers[d.field].to_numpy(), shrink=3.0**-round_)
+                for i, d in enumerate(space)
+            }
         candidates = pd.DataFrame([base_row] * len(u))
         for field, column in values.items():
             candidates[field] = column
@@ -168,8 +189,9 @@ def tune(model: Predictor, base: RunConfig, space: list[Dimension], *, flops: fl
     return pool.head(top)[[c for c in shown if c in pool] + details].reset_index(drop=True)
 
 
-def ignored_fields(model: Predictor, base: RunConfig, space: list[Dimension], best: pd.Series,
-                   flops: float | None = None) -> list[str]:
+def ignored_fields(
+    model: Predictor, base: RunConfig, space: list[Dimension], best: pd.Series, flops: float | None = None
+) -> list[str]:
     """The searched fields the model's prediction does not depend on: each set to its range's ends (or every choice)
     around the best pick, the rest held, gives the same loss (Chinchilla reads only N and D)."""
     base_row = config_to_flat(base)
@@ -190,8 +212,10 @@ def _flat(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
 def steplaw_suggestion(base: RunConfig | dict[str, Any]) -> dict[str, float]:
     """The StepLaw law's lr and batch (tokens) at the base's N (active, for MoE) and D."""
     point = pd.DataFrame([_flat(base)])
-    return {LR: float(steplaw.optimal_lr(effective_params(point), tokens(point))[0]),
-            BATCH: float(steplaw.optimal_batch_tokens(tokens(point))[0])}
+    return {
+        LR: float(steplaw.optimal_lr(effective_params(point), tokens(point))[0]),
+        BATCH: float(steplaw.optimal_batch_tokens(tokens(point))[0]),
+    }
 
 
 def transfer_suggestion(tuned: RunConfig, target: RunConfig) -> dict[str, float]:
@@ -205,14 +229,21 @@ def transfer_suggestion(tuned: RunConfig, target: RunConfig) -> dict[str, float]
     for option, row in rows.items():
         missing = [field for field in [*shape, *([LR] if option == "tuned" else [])] if row.get(field) is None]
         if missing:
-            raise ConfigError(f"{option}: {', '.join(missing)} missing; Complete^(d)P needs both runs' model.d_model, "
-                              "model.n_layers and batch.tokens, and the tuned run's optimizer.lr")
+            raise ConfigError(
+                f"{option}: {', '.join(missing)} missing; Complete^(d)P needs both runs' model.d_model, "
+                "model.n_layers and batch.tokens, and the tuned run's optimizer.lr"
+            )
     opt = tuned.optimizer
-    base = validate(TransferConfig, {
-        **{name: rows["tuned"][field] for field, name in shape.items()},
-        "lr": {"hidden": opt.lr}, "eps": {"hidden": opt.eps} if opt.eps else {},
-        "weight_decay": {"hidden": opt.weight_decay} if opt.weight_decay else {},
-        **{beta: getattr(opt, beta) for beta in ("beta1", "beta2") if getattr(opt, beta) is not None}})
+    base = validate(
+        TransferConfig,
+        {
+            **{name: rows["tuned"][field] for field, name in shape.items()},
+            "lr": {"hidden": opt.lr},
+            "eps": {"hidden": opt.eps} if opt.eps else {},
+            "weight_decay": {"hidden": opt.weight_decay} if opt.weight_decay else {},
+            **{beta: getattr(opt, beta) for beta in ("beta1", "beta2") if getattr(opt, beta) is not None},
+        },
+    )
     out = transfer(base, **{name: rows["target"][field] for field, name in shape.items()})
     values = {LR: out["lr"]["hidden"]}
     for name in ("eps", "weight_decay"):
@@ -222,7 +253,9 @@ def transfer_suggestion(tuned: RunConfig, target: RunConfig) -> dict[str, float]
     return values
 
 
-def score_suggestions(model: Predictor, base: RunConfig | dict[str, Any], suggestions: dict[str, dict[str, float]]) -> pd.DataFrame:
+def score_suggestions(
+    model: Predictor, base: RunConfig | dict[str, Any], suggestions: dict[str, dict[str, float]]
+) -> pd.DataFrame:
     """Each suggestion (label -> field values) applied to the base (a config or a flat row), derived fields following,
     scored; indexed by label."""
     base_row = _flat(base)
@@ -234,14 +267,27 @@ def score_suggestions(model: Predictor, base: RunConfig | dict[str, Any], sugges
 def _axis(space: list[Dimension], field: str, center: float, size: int) -> np.ndarray:
     """The space's range of `field` on a log grid, else a decade either side of `center`."""
     dim = next((d for d in space if d.field == field), None)
-    low, high = (None, None) if dim is None else (dim.low, dim.high) if dim.choices is None else (min(dim.choices), max(dim.choices))
+    low, high = (
+        (None, None)
+        if dim is None
+        else (dim.low, dim.high)
+        if dim.choices is None
+        else (min(dim.choices), max(dim.choices))
+    )
     if dim is None or not 0 < low < high:
         low, high = center / 10, center * 10
     return np.geomspace(low, high, size)
 
 
-def landscape(model: Predictor, base: RunConfig, space: list[Dimension], best: pd.Series, *, flops: float | None = None,
-              size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+def landscape(
+    model: Predictor,
+    base: RunConfig,
+    space: list[Dimension],
+    best: pd.Series,
+    *,
+    flops: float | None = None,
+    size: int = 32,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Predicted loss over a log grid of lr x batch tokens, shaped [batch, lr], on the slice through the tuner's best:
     its searched fields (N and D too under a compute budget) at its values, the rest at the base's, so that the best
     lies on the surface. Returns the lr axis, the batch axis, the losses and the slice's flat config."""
@@ -266,9 +312,11 @@ def landscape(model: Predictor, base: RunConfig, space: list[Dimension], best: p
 def runs_at(runs: pd.DataFrame, row: dict[str, Any]) -> pd.DataFrame:
     """The runs of the row's source at its N and D: the real points of its lr x batch slice."""
     point = pd.DataFrame([row])
-    return runs[(runs["source"] == row["source"]).to_numpy()
-                & np.isclose(effective_params(runs), effective_params(point)[0], rtol=1e-6)
-                & np.isclose(tokens(runs), tokens(point)[0], rtol=1e-6)]
+    return runs[
+        (runs["source"] == row["source"]).to_numpy()
+        & np.isclose(effective_params(runs), effective_params(point)[0], rtol=1e-6)
+        & np.isclose(tokens(runs), tokens(point)[0], rtol=1e-6)
+    ]
 
 
 @dataclass
@@ -284,11 +332,22 @@ class TuneResult:
     drawn: pd.DataFrame | None = None
 
 
-def tune_with_suggestions(model: Predictor, base: RunConfig, space: list[Dimension], *,
-                          fix: tuple[str, ...] = ("n_params", "tokens"), flops: float | None = None, n: int = 1024,
-                          top: int = 10, max_p_diverge: float | None = None, seed: int = 0,
-                          tuned: RunConfig | None = None, tuned_label: str = "tuned", plot: str | Path | None = None,
-                          runs: pd.DataFrame | None = None) -> TuneResult:
+def tune_with_suggestions(
+    model: Predictor,
+    base: RunConfig,
+    space: list[Dimension],
+    *,
+    fix: tuple[str, ...] = ("n_params", "tokens"),
+    flops: float | None = None,
+    n: int = 1024,
+    top: int = 10,
+    max_p_diverge: float | None = None,
+    seed: int = 0,
+    tuned: RunConfig | None = None,
+    tuned_label: str = "tuned",
+    plot: str | Path | None = None,
+    runs: pd.DataFrame | None = None,
+) -> TuneResult:
     """`tune` under a constraint (`fix` held at the base's values, or a compute budget `flops`), the StepLaw law's and
     (with `tuned`, a tuned smaller run) a Complete^(d)P transfer's suggestions scored beside it, and with `plot` a PNG
     of the predicted loss over lr x batch through the best pick, `runs` of that slice drawn on it."""
@@ -297,8 +356,9 @@ def tune_with_suggestions(model: Predictor, base: RunConfig, space: list[Dimensi
     fixed = {ALIASES.get(f, f) for f in fix}
     unknown = fixed - set(ALIASES.values())
     if unknown:
-        raise ConfigError(f"fix: {sorted(unknown)} not supported; fix n_params, tokens or give a compute budget "
-                          "(flops)")
+        raise ConfigError(
+            f"fix: {sorted(unknown)} not supported; fix n_params, tokens or give a compute budget (flops)"
+        )
     clash = fixed & {d.field for d in space}
     if clash and flops is None:
         raise ConfigError(f"fix: {sorted(clash)} are also in the search space")
@@ -306,19 +366,33 @@ def tune_with_suggestions(model: Predictor, base: RunConfig, space: list[Dimensi
     suggestions = {"StepLaw law": steplaw_suggestion(base)}
     if tuned is not None:
         suggestions[f"Complete^(d)P from {tuned_label}"] = transfer_suggestion(tuned, base)
-    result = TuneResult(best, score_suggestions(model, base, suggestions),
-                        ignored_fields(model, base, space, best.iloc[0], flops),
-                        pd.DataFrame([{**config_to_flat(base), **best.iloc[0].to_dict()}]))
+    result = TuneResult(
+        best,
+        score_suggestions(model, base, suggestions),
+        ignored_fields(model, base, space, best.iloc[0], flops),
+        pd.DataFrame([{**config_to_flat(base), **best.iloc[0].to_dict()}]),
+    )
     if plot is not None:
         from ncpl.plots import loss_landscape
 
         lr_axis, batch_axis, loss, at = landscape(model, base, space, best.iloc[0], flops=flops)
         result.slice_at, result.drawn = at, runs_at(runs, at) if runs is not None else None
         on_slice = {**suggestions, "StepLaw law": steplaw_suggestion(at)}  # scored on the plotted slice, as the map is
-        picks = pd.concat([pd.DataFrame({LR: at[LR], BATCH: at[BATCH], "pred_loss": best["pred_loss"].iloc[0]},
-                                        index=["tuner best"]), score_suggestions(model, at, on_slice)])
-        loss_landscape(lr_axis, batch_axis, loss, plot, picks=picks,
-                       runs=result.drawn if result.drawn is not None and len(result.drawn) else None,
-                       title=f"{at['source']}: {model.name} loss at N = {at['model.n_params']:.3g}, "
-                             f"D = {at['data.tokens']:.3g}")
+        picks = pd.concat(
+            [
+                pd.DataFrame(
+                    {LR: at[LR], BATCH: at[BATCH], "pred_loss": best["pred_loss"].iloc[0]}, index=["tuner best"]
+                ),
+                score_suggestions(model, at, on_slice),
+            ]
+        )
+        loss_landscape(
+            lr_axis,
+            batch_axis,
+            loss,
+            plot,
+            picks=picks,
+            runs=result.drawn if result.drawn is not None and len(result.drawn) else None,
+            title=f"{at['source']}: {model.name} loss at N = {at['model.n_params']:.3g}, D = {at['data.tokens']:.3g}",
+        )
     return result

@@ -13,8 +13,15 @@ NCPL_BIN = str(Path(sys.executable).with_name("ncpl"))
 
 def ncpl(*args, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """Run the real `ncpl` command; output is stdout + stderr."""
-    return subprocess.run([NCPL_BIN, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"}, **kwargs)
+    return subprocess.run(
+        [NCPL_BIN, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        **kwargs,
+    )
 
 
 def wait_for(condition, timeout: float, process: subprocess.Popen | None = None, what: str = "") -> None:

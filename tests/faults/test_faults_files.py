@@ -37,7 +37,11 @@ def truncated(tmp_path_factory, write_sweep):
 def test_truncated_runs_file_read_runs_and_data_show(truncated):
     with pytest.raises(DataError) as error:
         read_runs(truncated / "runs.parquet")
-    assert str(truncated / "runs.parquet") in str(error.value) and UNREADABLE in str(error.value) and REEXPORT in str(error.value)
+    assert (
+        str(truncated / "runs.parquet") in str(error.value)
+        and UNREADABLE in str(error.value)
+        and REEXPORT in str(error.value)
+    )
     result = CliRunner().invoke(app, ["data", "show", str(truncated / "runs.parquet")])
     assert result.exit_code == 2, result.output
     flat = " ".join(result.output.split())
@@ -74,7 +78,9 @@ def test_sweep_damaged_in_the_middle_names_the_file_and_writes_no_output(tiny_mo
         score_file(predictors.load(tiny_model), sweep, output, batch_size=500)
     assert str(sweep) in str(error.value) and (UNREADABLE in str(error.value)) and REEXPORT in str(error.value)
     assert not output.exists()
-    assert len(list((tmp_path / "out.parquet.parts").glob("part-*.parquet"))) == 4  # rows before the damage, kept for --resume
+    assert (
+        len(list((tmp_path / "out.parquet.parts").glob("part-*.parquet"))) == 4
+    )  # rows before the damage, kept for --resume
 
 
 def _damage(directory, fault):
@@ -95,13 +101,21 @@ def _damage(directory, fault):
         (directory / "predictor.json").write_text(text[: len(text) // 2])
         return "predictor.json: corrupted predictor file", "re-create it with `ncpl fit` or `ncpl train`"
     if fault == "predictor.json without its state fields":
-        (directory / "predictor.json").write_text(json.dumps({"predictor": "ncpl", "state": {"backbone": "tiny-decoder"}}))
+        (directory / "predictor.json").write_text(
+            json.dumps({"predictor": "ncpl", "state": {"backbone": "tiny-decoder"}})
+        )
         return "predictor.json: corrupted predictor file", "re-create it with `ncpl fit` or `ncpl train`"
     raise AssertionError(fault)
 
 
-FAULTS = ["weights missing", "weights corrupted", "backbone config missing", "predictor.json missing",
-          "predictor.json truncated", "predictor.json without its state fields"]
+FAULTS = [
+    "weights missing",
+    "weights corrupted",
+    "backbone config missing",
+    "predictor.json missing",
+    "predictor.json truncated",
+    "predictor.json without its state fields",
+]
 
 
 @pytest.mark.parametrize("fault", FAULTS)

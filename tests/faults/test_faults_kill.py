@@ -19,13 +19,22 @@ from ncpl import predictors
 from ncpl.scoring import merge_parts, score_file
 from ncpl.store import read_runs, write_runs
 
-TINY = {"backbone": "tiny-decoder", "batch_size": 16, "eval_batch_size": 64, "max_curve_points": 0, "seed": 0,
-        "stage1": {"epochs": 4, "lr": 3e-3}, "stage2": {"epochs": 0, "lr": 1e-3}}
+TINY = {
+    "backbone": "tiny-decoder",
+    "batch_size": 16,
+    "eval_batch_size": 64,
+    "max_curve_points": 0,
+    "seed": 0,
+    "stage1": {"epochs": 4, "lr": 3e-3},
+    "stage2": {"epochs": 0, "lr": 1e-3},
+}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def popen(*args) -> subprocess.Popen:
-    return subprocess.Popen([NCPL_BIN, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    return subprocess.Popen(
+        [NCPL_BIN, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV
+    )
 
 
 def logged_epochs(work) -> list[int]:
@@ -44,7 +53,12 @@ def test_killed_train_resumes_to_the_uninterrupted_model(tmp_path):
     killed = popen(*command, "-o", tmp_path / "killed")
     work = tmp_path / "killed" / "work"
     progress = work / "checkpoint" / "progress.json"
-    wait_for(lambda: progress.exists() and json.loads(progress.read_text())["epoch"] >= 0, 240, killed, "the first epoch's checkpoint")
+    wait_for(
+        lambda: progress.exists() and json.loads(progress.read_text())["epoch"] >= 0,
+        240,
+        killed,
+        "the first epoch's checkpoint",
+    )
     killed.send_signal(signal.SIGKILL)
     killed.wait(30)
     assert killed.returncode == -signal.SIGKILL

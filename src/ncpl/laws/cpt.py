@@ -49,8 +49,10 @@ class LossLaw(_Law):
     def inverse(self, loss: float) -> float:
         """The compute at which the law reaches `loss`."""
         if not math.isfinite(loss) or loss <= self.E:
-            raise ConfigError(f"loss: got {loss}, at or below the fitted loss floor E = {self.E:.4f} that L(C) = E + A C^-alpha "
-                              "never reaches; give a loss above it, measured on the same data and tokenizer as the fitted runs")
+            raise ConfigError(
+                f"loss: got {loss}, at or below the fitted loss floor E = {self.E:.4f} that L(C) = E + A C^-alpha "
+                "never reaches; give a loss above it, measured on the same data and tokenizer as the fitted runs"
+            )
         return float((self.A / (loss - self.E)) ** (1 / self.alpha))
 
 
@@ -96,7 +98,12 @@ class CPTLaws(_Law):
             raise ConfigError(f"planned_tokens: got {planned_tokens}, expected a token count >= 0")
         c_eq = self.loss.inverse(loss)
         c_total = c_eq + 6 * n_params * planned_tokens
-        return {"C_eq": c_eq, "equivalent_tokens": c_eq / (6 * n_params), "C_total": c_total, **self.at(c_total, n_params)}
+        return {
+            "C_eq": c_eq,
+            "equivalent_tokens": c_eq / (6 * n_params),
+            "C_total": c_total,
+            **self.at(c_total, n_params),
+        }
 
 
 def read_grid(path: str | Path) -> pd.DataFrame:
@@ -106,8 +113,10 @@ def read_grid(path: str | Path) -> pd.DataFrame:
     try:
         return to_frame(import_runs("steplaw", [path]).records)
     except ImportFailed as error:
-        raise DataError(f"path: {error}; a .csv must be StepLaw's dense_lr_bs_loss.csv, other runs a Parquet file "
-                          "from `ncpl data import`") from None
+        raise DataError(
+            f"path: {error}; a .csv must be StepLaw's dense_lr_bs_loss.csv, other runs a Parquet file "
+            "from `ncpl data import`"
+        ) from None
 
 
 def fit_loss_law(flops: np.ndarray, loss: np.ndarray) -> LossLaw:
@@ -150,11 +159,15 @@ def fit_laws(runs: pd.DataFrame, *, with_n: bool | None = None, min_size: int = 
         raise ConfigError(f"source: got runs of {sorted(sources)}; losses compare only within one source, fit on one")
     best = best_runs(runs, min_size)
     if len(best) < MIN_GROUPS:
-        raise ConfigError(f"runs: {len(best)} (N, D) groups with >= {min_size} converged runs; "
-                          f"the laws need at least {MIN_GROUPS} (a grid over lr x batch at several N and D)")
+        raise ConfigError(
+            f"runs: {len(best)} (N, D) groups with >= {min_size} converged runs; "
+            f"the laws need at least {MIN_GROUPS} (a grid over lr x batch at several N and D)"
+        )
     missing = [c for c in ("optimizer.lr", "batch.tokens") if c not in best or best[c].isna().any()]
     if missing:
-        raise ConfigError(f"{', '.join(missing)}: missing on some best runs; the laws need each run's lr and batch (tokens)")
+        raise ConfigError(
+            f"{', '.join(missing)}: missing on some best runs; the laws need each run's lr and batch (tokens)"
+        )
     n_params, flops = effective_params(best), compute(best)
     if with_n is None:
         with_n = len(np.unique(n_params)) > 1
@@ -162,7 +175,9 @@ def fit_laws(runs: pd.DataFrame, *, with_n: bool | None = None, min_size: int = 
         raise ConfigError("with_n: the runs have one model size; N cannot enter the laws")
     seq = best["model.seq_len"].dropna().unique() if "model.seq_len" in best else []
     return CPTLaws(
-        source=str(sources[0]), groups=len(best), flops_range=(float(flops.min()), float(flops.max())),
+        source=str(sources[0]),
+        groups=len(best),
+        flops_range=(float(flops.min()), float(flops.max())),
         seq_len=int(seq[0]) if len(seq) == 1 else None,
         loss=fit_loss_law(flops, best["final_loss"].to_numpy(float)),
         lr=fit_power_law(flops, n_params, best["optimizer.lr"].to_numpy(float), with_n),

@@ -8,8 +8,16 @@ import numpy as np
 from scipy.optimize import OptimizeResult, least_squares
 
 
-def robust_fit(residuals: Callable[[np.ndarray], np.ndarray], starts: Iterable[np.ndarray], lower, upper, *,
-               loss: str = "huber", f_scale: float = 1e-3, max_nfev: int | None = None) -> OptimizeResult:
+def robust_fit(
+    residuals: Callable[[np.ndarray], np.ndarray],
+    starts: Iterable[np.ndarray],
+    lower,
+    upper,
+    *,
+    loss: str = "huber",
+    f_scale: float = 1e-3,
+    max_nfev: int | None = None,
+) -> OptimizeResult:
     """The lowest-cost bounded `least_squares` over `starts` (each clipped inside the bounds).
 
     loss / f_scale: residuals beyond f_scale weigh linearly, so a few noisy points cannot steer the fit.

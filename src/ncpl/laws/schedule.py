@@ -57,8 +57,9 @@ class ScheduleCurve:
         self.loss = np.asarray(self.loss, float)
         bad = np.flatnonzero(~np.isfinite(self.lrs) | (self.lrs < 0))
         if bad.size:
-            raise ConfigError(f"{self.name}: lr: {self.lrs[bad[0]]} at step {bad[0]}; every step needs a finite "
-                              "lr >= 0")
+            raise ConfigError(
+                f"{self.name}: lr: {self.lrs[bad[0]]} at step {bad[0]}; every step needs a finite lr >= 0"
+            )
         if not np.any(self.lrs > 0):
             raise ConfigError(f"{self.name}: lr: all zero; give the schedule's lr of every step")
         if self.steps.shape != self.loss.shape:
@@ -68,15 +69,19 @@ class ScheduleCurve:
                 raise ConfigError(f"{self.name}: step: {self.steps[np.mod(self.steps, 1) != 0][0]} is not a whole step")
             self.steps = self.steps.astype(int)
             if self.steps[0] < 1 or self.steps[-1] >= len(self.lrs):
-                raise ConfigError(f"{self.name}: step: measured steps run {self.steps[0]} .. {self.steps[-1]}, the lr "
-                                  f"is known for steps 0 .. {len(self.lrs) - 1}; give the lr of every step through "
-                                  "the last")
+                raise ConfigError(
+                    f"{self.name}: step: measured steps run {self.steps[0]} .. {self.steps[-1]}, the lr "
+                    f"is known for steps 0 .. {len(self.lrs) - 1}; give the lr of every step through "
+                    "the last"
+                )
             if np.any(np.diff(self.steps) <= 0):
                 raise ConfigError(f"{self.name}: step: not increasing; sort by step and drop repeated steps")
             bad = np.flatnonzero(~np.isfinite(self.loss) | (self.loss <= 0))
             if bad.size:
-                raise ConfigError(f"{self.name}: loss: {self.loss[bad[0]]} at step {self.steps[bad[0]]}; losses "
-                                  "must be positive numbers")
+                raise ConfigError(
+                    f"{self.name}: loss: {self.loss[bad[0]]} at step {self.steps[bad[0]]}; losses "
+                    "must be positive numbers"
+                )
 
 
 def read_schedule_curve(path: str | Path) -> ScheduleCurve:
@@ -87,22 +92,29 @@ def read_schedule_curve(path: str | Path) -> ScheduleCurve:
     frame = pd.read_csv(path)
     for name in ("step", "lr", "loss"):
         if name not in frame.columns:
-            raise ConfigError(f"{path}: column {name!r} is missing (found {list(map(str, frame.columns))}); a schedule "
-                              "curve needs step, lr (every step) and loss (empty where not measured)")
+            raise ConfigError(
+                f"{path}: column {name!r} is missing (found {list(map(str, frame.columns))}); a schedule "
+                "curve needs step, lr (every step) and loss (empty where not measured)"
+            )
     values = {name: pd.to_numeric(frame[name], errors="coerce") for name in ("step", "lr", "loss")}
     for name in ("step", "lr"):
         if values[name].isna().any():
             row = int(np.flatnonzero(values[name].isna())[0])
-            raise ConfigError(f"{path}: column {name!r}: {str(frame[name].iloc[row])!r} at row {row + 1} is not a "
-                              f"number; every row needs a {name}")
+            raise ConfigError(
+                f"{path}: column {name!r}: {str(frame[name].iloc[row])!r} at row {row + 1} is not a "
+                f"number; every row needs a {name}"
+            )
     steps = values["step"].to_numpy(float)
     if steps[0] != 0 or np.any(np.diff(steps) != 1):
         row = 0 if steps[0] != 0 else int(np.flatnonzero(np.diff(steps) != 1)[0]) + 1
-        raise ConfigError(f"{path}: column 'step': {steps[row]:g} at row {row + 1}; give one row per step from 0 to "
-                          "the horizon (the lr of every step), loss empty where not measured")
+        raise ConfigError(
+            f"{path}: column 'step': {steps[row]:g} at row {row + 1}; give one row per step from 0 to "
+            "the horizon (the lr of every step), loss empty where not measured"
+        )
     measured = values["loss"].notna().to_numpy()
-    return ScheduleCurve(values["lr"].to_numpy(float), steps[measured], values["loss"].to_numpy(float)[measured],
-                         name=str(path))
+    return ScheduleCurve(
+        values["lr"].to_numpy(float), steps[measured], values["loss"].to_numpy(float)[measured], name=str(path)
+    )
 
 
 class ScheduleLaw:
@@ -136,8 +148,10 @@ class ScheduleLaw:
         curves = [c for c in curves if c.steps.size]
         points = sum(c.steps.size for c in curves)
         if points <= len(self.param_names):
-            raise ConfigError(f"loss: {points} measured points; the {self.name} law has {len(self.param_names)} "
-                              "parameters and needs more measured losses")
+            raise ConfigError(
+                f"loss: {points} measured points; the {self.name} law has {len(self.param_names)} "
+                "parameters and needs more measured losses"
+            )
         self.lr_scale = max(float(c.lrs.max()) for c in curves)
         self.step_scale = float(max(c.steps[-1] for c in curves))
         features = [self._features(c, c.steps) for c in curves]
@@ -175,13 +189,21 @@ class ScheduleLaw:
         steps = np.arange(1, len(curve.lrs)) if steps is None else np.asarray(steps, int)
         # in chunks: the Multi-Power sum keeps every lr change between two asked-for steps apart, so one dense
         # grid of steps at once would hold a steps x changes matrix
-        return np.concatenate([self._value(self._features(curve, steps[i:i + PREDICT_CHUNK]), self.params_)
-                               for i in range(0, len(steps), PREDICT_CHUNK)] or [np.zeros(0)])
+        return np.concatenate(
+            [
+                self._value(self._features(curve, steps[i : i + PREDICT_CHUNK]), self.params_)
+                for i in range(0, len(steps), PREDICT_CHUNK)
+            ]
+            or [np.zeros(0)]
+        )
 
     @property
     def params(self) -> dict[str, float]:
-        return {"lr_scale": self.lr_scale, "step_scale": self.step_scale,
-                **dict(zip(self.param_names, map(float, self.params_)))}
+        return {
+            "lr_scale": self.lr_scale,
+            "step_scale": self.step_scale,
+            **dict(zip(self.param_names, map(float, self.params_))),
+        }
 
     def _area(self, curve: ScheduleCurve) -> tuple[np.ndarray, np.ndarray]:
         """The lr in units of the peak, and its running sum S1 (steps in units of the longest horizon)."""
@@ -222,8 +244,13 @@ class MultiPowerLaw(ScheduleLaw):
     lower = (0.0, -12.0, 0.01, -12.0, -12.0, 0.01, 0.0)
     upper = (np.inf, 12.0, 3.0, 12.0, 16.0, 5.0, 2.0)
 
-    def __init__(self, max_bins: int = 400, prior: float = 0.1, shape_prior: tuple[float, float] = (0.6, 0.7),
-                 drop_from: MultiPowerLaw | None = None) -> None:
+    def __init__(
+        self,
+        max_bins: int = 400,
+        prior: float = 0.1,
+        shape_prior: tuple[float, float] = (0.6, 0.7),
+        drop_from: MultiPowerLaw | None = None,
+    ) -> None:
         super().__init__()
         self.max_bins = max_bins
         self.prior, self.shape_prior = prior, shape_prior
@@ -269,11 +296,13 @@ class MultiPowerLaw(ScheduleLaw):
     def _starts(self, features, loss):
         s1 = np.concatenate([f["s1"] for f in features])
         below_peak = np.concatenate([1 - f["u"] for f in features])  # first-order drop, the repository's initialisation
-        alpha, (l0, a, b) = _power_starts(lambda al: np.column_stack([np.ones_like(s1), s1 ** -al, -below_peak]), loss)
+        alpha, (l0, a, b) = _power_starts(lambda al: np.column_stack([np.ones_like(s1), s1**-al, -below_peak]), loss)
         base = [l0, np.log(max(a, 1e-6)), alpha, np.log(max(b, 1e-3))]
         # on the Multi-Power curves twelve starts (C 3..300, beta and gamma 0.3, 0.6) reached one minimum: keep three
-        return [np.array(base + [np.log(c), beta, gamma]) for c, beta, gamma in ((30.0, 0.5, 0.5), (3.0, 0.3, 0.6),
-                                                                                  (300.0, 0.6, 0.3))]
+        return [
+            np.array(base + [np.log(c), beta, gamma])
+            for c, beta, gamma in ((30.0, 0.5, 0.5), (3.0, 0.3, 0.6), (300.0, 0.6, 0.3))
+        ]
 
 
 class AnnealingLaw(ScheduleLaw):
@@ -303,7 +332,7 @@ class AnnealingLaw(ScheduleLaw):
     def _starts(self, features, loss):
         s1 = np.concatenate([f["s1"] for f in features])
         s2 = np.concatenate([f["s2"] for f in features])
-        alpha, (l0, a, c) = _power_starts(lambda al: np.column_stack([np.ones_like(s1), s1 ** -al, -s2]), loss)
+        alpha, (l0, a, c) = _power_starts(lambda al: np.column_stack([np.ones_like(s1), s1**-al, -s2]), loss)
         return [np.array([l0 - shift, np.log(max(a, 1e-6)), alpha, np.log(max(c, 1e-6))]) for shift in (0.0, 0.1)]
 
 
@@ -324,14 +353,22 @@ def fit_law(name: str, curve: ScheduleCurve, fit_on: list[ScheduleCurve] = (), d
     if name not in LAWS:
         raise ConfigError(f"name: got {name!r}; use one of {', '.join([*SCHEDULE_LAWS, *LAWS])}")
     if fit_on:
-        raise ConfigError(f"fit_on: the {name} law fits one curve's own points; use the multipower or annealing "
-                          "law to fit other runs too")
+        raise ConfigError(
+            f"fit_on: the {name} law fits one curve's own points; use the multipower or annealing "
+            "law to fit other runs too"
+        )
     law = LAWS[name]().fit(curve.steps, curve.loss)
     return law, lambda steps: law.predict(np.asarray(steps, float))
 
 
-def plot_schedule_forecast(curve: ScheduleCurve, steps: np.ndarray, forecast: np.ndarray, path: str | Path,
-                           fit_on: list[ScheduleCurve] = (), title: str = "") -> Path:
+def plot_schedule_forecast(
+    curve: ScheduleCurve,
+    steps: np.ndarray,
+    forecast: np.ndarray,
+    path: str | Path,
+    fit_on: list[ScheduleCurve] = (),
+    title: str = "",
+) -> Path:
     """Measured losses (this curve and the runs fitted with it), the law's curve, the lr on a second axis."""
     from matplotlib.figure import Figure
 
@@ -340,11 +377,17 @@ def plot_schedule_forecast(curve: ScheduleCurve, steps: np.ndarray, forecast: np
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
     for i, other in enumerate(fit_on):
-        ax.scatter(other.steps, other.loss, s=4, color=f"C{(i + 2) % 10}", alpha=0.5,
-                   label=f"fitted too: {Path(other.name).name}")
+        ax.scatter(
+            other.steps,
+            other.loss,
+            s=4,
+            color=f"C{(i + 2) % 10}",
+            alpha=0.5,
+            label=f"fitted too: {Path(other.name).name}",
+        )
     ax.scatter(curve.steps, curve.loss, s=8, color="C0", label="measured", zorder=3)
     ax.plot(steps, forecast, color="C1", lw=1.5, label="law")
-    losses = np.concatenate([curve.loss, forecast[len(forecast) // 20:]])
+    losses = np.concatenate([curve.loss, forecast[len(forecast) // 20 :]])
     ax.set_ylim(losses.min() - 0.05, losses.max() + 0.05)
     ax.set(xlabel="step", ylabel="loss", title=title)
     lr_axis = ax.twinx()

@@ -50,7 +50,9 @@ def check_curve(tokens, loss, min_points: int) -> tuple[np.ndarray, np.ndarray]:
     for name, values in (("tokens", t), ("loss", y)):
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
-            raise ConfigError(f"{name}: {values[bad[0]]} at point {bad[0] + 1}; drop or fill the {bad.size} such points")
+            raise ConfigError(
+                f"{name}: {values[bad[0]]} at point {bad[0] + 1}; drop or fill the {bad.size} such points"
+            )
     if t.size < min_points:
         raise ConfigError(f"tokens: {t.size} points, the law needs at least {min_points}; observe a longer prefix")
     if t[0] <= 0:
@@ -58,8 +60,10 @@ def check_curve(tokens, loss, min_points: int) -> tuple[np.ndarray, np.ndarray]:
     step = np.flatnonzero(np.diff(t) <= 0)
     if step.size:
         i = step[0]
-        raise ConfigError(f"tokens: not increasing at point {i + 2} ({t[i]:g} then {t[i + 1]:g}); sort the curve by "
-                          "tokens and drop repeated token counts")
+        raise ConfigError(
+            f"tokens: not increasing at point {i + 2} ({t[i]:g} then {t[i + 1]:g}); sort the curve by "
+            "tokens and drop repeated token counts"
+        )
     return t, y
 
 
@@ -71,17 +75,23 @@ def read_curve(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         frame = pd.read_json(path, lines=True) if path.suffix in (".jsonl", ".json") else pd.read_csv(path)
     except ValueError as error:
-        raise ConfigError(f"{path}: cannot read as {'JSONL' if path.suffix.startswith('.json') else 'CSV'} ({error})") from None
+        raise ConfigError(
+            f"{path}: cannot read as {'JSONL' if path.suffix.startswith('.json') else 'CSV'} ({error})"
+        ) from None
     columns = {}
     for name in ("tokens", "loss"):
         if name not in frame.columns:
-            raise ConfigError(f"{path}: column {name!r} is missing (found {list(map(str, frame.columns))}); the curve "
-                              "needs columns tokens and loss")
+            raise ConfigError(
+                f"{path}: column {name!r} is missing (found {list(map(str, frame.columns))}); the curve "
+                "needs columns tokens and loss"
+            )
         values = pd.to_numeric(frame[name], errors="coerce")
         if values.isna().any():
             row = int(np.flatnonzero(values.isna())[0])
-            raise ConfigError(f"{path}: column {name!r}: {str(frame[name].iloc[row])!r} at row {row + 1} is not a number; "
-                              "drop or fill that row")
+            raise ConfigError(
+                f"{path}: column {name!r}: {str(frame[name].iloc[row])!r} at row {row + 1} is not a number; "
+                "drop or fill that row"
+            )
         columns[name] = values.to_numpy(float)
     try:
         return check_curve(columns["tokens"], columns["loss"], min_points=1)
@@ -129,9 +139,14 @@ class CurveLaw:
         k = len(self.theta_names)
         low = np.concatenate([self.lower, np.zeros(len(self.coef_names))])
         high = np.concatenate([self.upper, np.full(len(self.coef_names), np.inf)])
-        best = robust_fit(lambda p: self._value(x, p[:k], p[k:]) - y,
-                          [np.concatenate([theta, coef]) for _, theta, coef in scored[:STARTS]], low, high,
-                          loss="soft_l1", f_scale=NOISE)
+        best = robust_fit(
+            lambda p: self._value(x, p[:k], p[k:]) - y,
+            [np.concatenate([theta, coef]) for _, theta, coef in scored[:STARTS]],
+            low,
+            high,
+            loss="soft_l1",
+            f_scale=NOISE,
+        )
         self.theta, self.coef = best.x[:k], best.x[k:]
         return self
 
@@ -140,7 +155,10 @@ class CurveLaw:
 
     @property
     def params(self) -> dict[str, float]:
-        return {"t_ref": self.t_ref, **dict(zip(self.theta_names + self.coef_names, map(float, [*self.theta, *self.coef])))}
+        return {
+            "t_ref": self.t_ref,
+            **dict(zip(self.theta_names + self.coef_names, map(float, [*self.theta, *self.coef]))),
+        }
 
 
 class PowerLaw(CurveLaw):
@@ -194,7 +212,9 @@ def forecast_tokens(observed: np.ndarray, until: float, max_points: int = 200) -
     return np.linspace(last, until, points + 1)[1:]
 
 
-def draw_forecast(ax, tokens: np.ndarray, law: CurveLaw, until: float, label: str | None = None, color: str = "C1") -> None:
+def draw_forecast(
+    ax, tokens: np.ndarray, law: CurveLaw, until: float, label: str | None = None, color: str = "C1"
+) -> None:
     """The law over the observed range (dashed) and beyond it up to `until` (solid)."""
     fitted = np.geomspace(tokens[0], tokens[-1], 100)
     ahead = np.linspace(tokens[-1], until, 100)
@@ -202,8 +222,9 @@ def draw_forecast(ax, tokens: np.ndarray, law: CurveLaw, until: float, label: st
     ax.plot(ahead, law.predict(ahead), color=color, lw=1.5, label=label or f"{law.name} law forecast")
 
 
-def plot_forecast(tokens: np.ndarray, loss: np.ndarray, law: CurveLaw, until: float, path: str | Path,
-                  title: str = "") -> Path:
+def plot_forecast(
+    tokens: np.ndarray, loss: np.ndarray, law: CurveLaw, until: float, path: str | Path, title: str = ""
+) -> Path:
     from matplotlib.figure import Figure  # not pyplot: no backend switch, no global state
 
     from ncpl.plots import save_figure

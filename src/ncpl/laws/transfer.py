@@ -80,21 +80,42 @@ def multipliers(m_n: float, m_l: float, m_b: float, m_d: float, alpha: float) ->
     }
 
 
-def transfer(base: TransferConfig, *, width: float | None = None, depth: float | None = None, batch: float | None = None,
-             tokens: float | None = None) -> dict:
+def transfer(
+    base: TransferConfig,
+    *,
+    width: float | None = None,
+    depth: float | None = None,
+    batch: float | None = None,
+    tokens: float | None = None,
+) -> dict:
     """The target's hyperparameters (same layout as the base) and its step count."""
-    target = {"width": width or base.width, "depth": depth or base.depth, "batch": batch or base.batch,
-              "tokens": tokens or base.tokens}
-    rules = multipliers(target["width"] / base.width, target["depth"] / base.depth, target["batch"] / base.batch,
-                        target["tokens"] / base.tokens, base.alpha)
-    out = {**target, "alpha": base.alpha, "steps": round(target["tokens"] / target["batch"]),
-           "residual_multiplier": base.residual_multiplier * rules["residual_multiplier"]}
+    target = {
+        "width": width or base.width,
+        "depth": depth or base.depth,
+        "batch": batch or base.batch,
+        "tokens": tokens or base.tokens,
+    }
+    rules = multipliers(
+        target["width"] / base.width,
+        target["depth"] / base.depth,
+        target["batch"] / base.batch,
+        target["tokens"] / base.tokens,
+        base.alpha,
+    )
+    out = {
+        **target,
+        "alpha": base.alpha,
+        "steps": round(target["tokens"] / target["batch"]),
+        "residual_multiplier": base.residual_multiplier * rules["residual_multiplier"],
+    }
     for group in ("lr", "eps", "weight_decay", "init_variance"):
         values = getattr(base, group).model_dump(exclude_none=True)
         out[group] = {module: value * rules.get(f"{group}.{module}", 1.0) for module, value in values.items()}
     for name in ("beta1", "beta2"):
         out[name] = 1 - (1 - getattr(base, name)) * rules["one_minus_beta"]
         if not 0 <= out[name] < 1:
-            raise ConfigError(f"{name}: the transfer gives {out[name]:.4g}, outside [0, 1): the batch/token ratio "
-                              f"changed by {rules['one_minus_beta']:.3g}x; transfer in smaller steps")
+            raise ConfigError(
+                f"{name}: the transfer gives {out[name]:.4g}, outside [0, 1): the batch/token ratio "
+                f"changed by {rules['one_minus_beta']:.3g}x; transfer in smaller steps"
+            )
     return out

@@ -17,7 +17,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ REGISTRY = {  # name -> "module:Class"
 }
 
 
-Configs = Union[pd.DataFrame, RunConfig, RunRecord, dict, Sequence[RunConfig]]
+Configs = pd.DataFrame | RunConfig | RunRecord | dict | Sequence[RunConfig]
 
 
 def as_frame(configs: Configs) -> pd.DataFrame:
@@ -158,8 +158,10 @@ class Predictor(ABC):
 
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
-            raise NotFittedError(f"this {self.name} predictor is not fitted: call fit() first, or load a fitted one "
-                                 "with ncpl.predictors.load")
+            raise NotFittedError(
+                f"this {self.name} predictor is not fitted: call fit() first, or load a fitted one "
+                "with ncpl.predictors.load"
+            )
 
     def predict(self, configs: Configs) -> np.ndarray:
         """Final loss of each config."""
@@ -302,10 +304,14 @@ def load(directory: str | Path) -> Predictor:
 
     meta_path = Path(directory) / META_FILE
     if not Path(directory).is_dir():
-        raise ModelDirError(f"{directory}: model directory not found; give the folder written by `ncpl fit` or `ncpl train`")
+        raise ModelDirError(
+            f"{directory}: model directory not found; give the folder written by `ncpl fit` or `ncpl train`"
+        )
     if not meta_path.exists():
-        raise ModelDirError(f"{directory}: not a predictor directory ({meta_path} not found); "
-                          "give the folder written by `ncpl fit` or `ncpl train`, or re-create it with them")
+        raise ModelDirError(
+            f"{directory}: not a predictor directory ({meta_path} not found); "
+            "give the folder written by `ncpl fit` or `ncpl train`, or re-create it with them"
+        )
     corrupted = f"{meta_path}: corrupted predictor file"
     fix = "re-create it with `ncpl fit` or `ncpl train`"
     try:
@@ -327,7 +333,9 @@ def load(directory: str | Path) -> Predictor:
         except (KeyError, TypeError, ValidationError) as error:  # the state lacks a field or has the wrong shape
             key = _unknown_key(error)
             if key is None or _without(state, key) == state:
-                raise ModelDirError(f"{corrupted} (its state does not fit {name}: {type(error).__name__}: {error}); {fix}") from None
+                raise ModelDirError(
+                    f"{corrupted} (its state does not fit {name}: {type(error).__name__}: {error}); {fix}"
+                ) from None
             state = _without(state, key)
             dropped.append(key)
     if version > FORMAT_VERSION or dropped:

@@ -30,10 +30,20 @@ from ncpl.errors import ConfigError
 from ncpl.predictors import TokenLaw
 
 # Hoffmann et al.'s grid of starting points: e, a, b, alpha, beta.
-_GRID = np.array(np.meshgrid(
-    np.arange(-1.0, 1.01, 0.5), np.arange(0.0, 25.1, 5.0), np.arange(0.0, 25.1, 5.0),
-    np.arange(0.0, 2.01, 0.5), np.arange(0.0, 2.01, 0.5), indexing="ij",
-)).reshape(5, -1).T
+_GRID = (
+    np.array(
+        np.meshgrid(
+            np.arange(-1.0, 1.01, 0.5),
+            np.arange(0.0, 25.1, 5.0),
+            np.arange(0.0, 25.1, 5.0),
+            np.arange(0.0, 2.01, 0.5),
+            np.arange(0.0, 2.01, 0.5),
+            indexing="ij",
+        )
+    )
+    .reshape(5, -1)
+    .T
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,11 @@ class ChinchillaLaw:
     n_runs: int = 0
 
     def __call__(self, n_params: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:
-        return self.E + self.A / np.asarray(n_params, float) ** self.alpha + self.B / np.asarray(n_tokens, float) ** self.beta
+        return (
+            self.E
+            + self.A / np.asarray(n_params, float) ** self.alpha
+            + self.B / np.asarray(n_tokens, float) ** self.beta
+        )
 
 
 # Prior (e, a, b, alpha, beta) = Epoch replication (Besiroglu et al. 2024), with broad widths.
@@ -57,8 +71,9 @@ MIN_SIZES = 3
 AUTO_PRIOR_WEIGHT = 1e-4
 
 
-def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float,
-               prior_weight: float) -> tuple[float, np.ndarray]:
+def _objective(
+    theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float, prior_weight: float
+) -> tuple[float, np.ndarray]:
     """Mean Huber loss of the log residual (in units of delta) plus the weighted prior."""
     e, a, b, alpha, beta = theta
     terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
@@ -68,12 +83,16 @@ def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss
     value = scale * np.where(small, 0.5 * residual**2, delta * (np.abs(residual) - 0.5 * delta)).sum()
     slope = scale * np.where(small, residual, delta * np.sign(residual))
     weights = softmax(terms, axis=0) * slope
-    grad = np.array([weights[2].sum(), weights[0].sum(), weights[1].sum(), -(weights[0] * log_n).sum(), -(weights[1] * log_d).sum()])
+    grad = np.array(
+        [weights[2].sum(), weights[0].sum(), weights[1].sum(), -(weights[0] * log_n).sum(), -(weights[1] * log_d).sum()]
+    )
     z = (theta - PRIOR_MEAN) / PRIOR_STD
     return value + 0.5 * prior_weight * (z**2).sum(), grad + prior_weight * z / PRIOR_STD
 
 
-def _grid_values(grid: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float) -> np.ndarray:
+def _grid_values(
+    grid: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float
+) -> np.ndarray:
     e, a, b, alpha, beta = (grid[:, i : i + 1] for i in range(5))
     terms = np.stack([a - alpha * log_n, b - beta * log_d, np.broadcast_to(e, (len(grid), len(log_n)))])
     residual = np.abs(logsumexp(terms, axis=0) - log_loss)
@@ -105,11 +124,25 @@ def fit_law(
     best = None
     for start in starts:
         start = np.clip(start, low, high)
-        result = minimize(_objective, start, args=(log_n, log_d, log_loss, delta, prior_weight), jac=True, method="L-BFGS-B", bounds=bounds)
+        result = minimize(
+            _objective,
+            start,
+            args=(log_n, log_d, log_loss, delta, prior_weight),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+        )
         if best is None or result.fun < best.fun:
             best = result
     e, a, b, alpha, beta = best.x
-    return ChinchillaLaw(E=float(np.exp(e)), A=float(np.exp(a)), alpha=float(alpha), B=float(np.exp(b)), beta=float(beta), n_runs=len(loss))
+    return ChinchillaLaw(
+        E=float(np.exp(e)),
+        A=float(np.exp(a)),
+        alpha=float(alpha),
+        B=float(np.exp(b)),
+        beta=float(beta),
+        n_runs=len(loss),
+    )
 
 
 class Chinchilla(TokenLaw):
@@ -121,11 +154,21 @@ class Chinchilla(TokenLaw):
 
     name = "chinchilla"
 
-    def __init__(self, fit_on: str = "all", delta: float = 1e-3, exponent_bounds: tuple[float, float] = (0.0, 2.5),
-                 prior_weight: float | None = None):
+    def __init__(
+        self,
+        fit_on: str = "all",
+        delta: float = 1e-3,
+        exponent_bounds: tuple[float, float] = (0.0, 2.5),
+        prior_weight: float | None = None,
+    ):
         if fit_on not in ("all", "best"):
             raise ConfigError(f"fit_on: got {fit_on!r}, expected 'all' or 'best'")
-        self.fit_on, self.delta, self.exponent_bounds, self.prior_weight = fit_on, delta, tuple(exponent_bounds), prior_weight
+        self.fit_on, self.delta, self.exponent_bounds, self.prior_weight = (
+            fit_on,
+            delta,
+            tuple(exponent_bounds),
+            prior_weight,
+        )
         self.laws: dict[str, ChinchillaLaw] = {}
 
     def fit(self, runs: pd.DataFrame) -> Chinchilla:
@@ -141,9 +184,15 @@ class Chinchilla(TokenLaw):
             weight = self.prior_weight
             if weight is None:
                 weight = AUTO_PRIOR_WEIGHT if sizes < MIN_SIZES else 0.0
-            self.laws[str(source)] = fit_law(n_params, tokens(group), group["final_loss"].to_numpy(float),
-                                             delta=self.delta, exponent_bounds=self.exponent_bounds, prior_weight=weight,
-                                             n_term=EPOCH_N_TERM if sizes == 1 else None)
+            self.laws[str(source)] = fit_law(
+                n_params,
+                tokens(group),
+                group["final_loss"].to_numpy(float),
+                delta=self.delta,
+                exponent_bounds=self.exponent_bounds,
+                prior_weight=weight,
+                n_term=EPOCH_N_TERM if sizes == 1 else None,
+            )
         return self
 
     def __sklearn_is_fitted__(self) -> bool:
@@ -151,8 +200,10 @@ class Chinchilla(TokenLaw):
 
     def law_for(self, source: str) -> ChinchillaLaw:
         if source not in self.laws:
-            raise ConfigError(f"source: no Chinchilla law fitted for {source!r}; fitted sources: {sorted(self.laws)}. "
-                              "Train on runs of that source first.")
+            raise ConfigError(
+                f"source: no Chinchilla law fitted for {source!r}; fitted sources: {sorted(self.laws)}. "
+                "Train on runs of that source first."
+            )
         return self.laws[source]
 
     def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
@@ -165,8 +216,13 @@ class Chinchilla(TokenLaw):
         return out
 
     def get_state(self) -> dict[str, Any]:
-        return {"fit_on": self.fit_on, "delta": self.delta, "exponent_bounds": list(self.exponent_bounds), "prior_weight": self.prior_weight,
-                "laws": {source: asdict(law) for source, law in self.laws.items()}}
+        return {
+            "fit_on": self.fit_on,
+            "delta": self.delta,
+            "exponent_bounds": list(self.exponent_bounds),
+            "prior_weight": self.prior_weight,
+            "laws": {source: asdict(law) for source, law in self.laws.items()},
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.fit_on, self.delta, self.exponent_bounds = state["fit_on"], state["delta"], tuple(state["exponent_bounds"])

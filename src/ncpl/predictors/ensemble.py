@@ -23,8 +23,12 @@ class Ensemble(Predictor):
 
     def __init__(self, members: list[Predictor] | None = None, weights: list[float] | None = None):
         self.members = list(members or [])
-        if weights is not None and (len(weights) != len(self.members) or min(weights, default=1) < 0 or not sum(weights) > 0):
-            raise ConfigError(f"weights: got {weights}, expected {len(self.members)} nonnegative numbers with a positive sum")
+        if weights is not None and (
+            len(weights) != len(self.members) or min(weights, default=1) < 0 or not sum(weights) > 0
+        ):
+            raise ConfigError(
+                f"weights: got {weights}, expected {len(self.members)} nonnegative numbers with a positive sum"
+            )
         self.weights = list(weights) if weights is not None else [1.0] * len(self.members)
 
     def fit(self, runs: pd.DataFrame) -> Ensemble:
@@ -58,7 +62,9 @@ class Ensemble(Predictor):
 
     def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
         if not self.predicts_curves:
-            raise ConfigError(f"ensemble: members {[m.name for m in self.members if not m.predicts_curves]} do not predict curves")
+            raise ConfigError(
+                f"ensemble: members {[m.name for m in self.members if not m.predicts_curves]} do not predict curves"
+            )
         return self._mean([member.predict_curve(configs, fractions) for member in self.members])
 
     def get_state(self) -> dict[str, Any]:

@@ -75,9 +75,16 @@ class _Inputs:
             return np.log(np.where(values > 0, values, np.nan))
 
         n_tokens = tokens(runs) if n_tokens is None else n_tokens
-        optimizers = runs["optimizer.name"].astype(str).to_numpy() if "optimizer.name" in runs else np.full(len(runs), "")
-        return cls(np.log(effective_params(runs) / N_REF), np.log(np.asarray(n_tokens, float) / D_REF),
-                   log_column("optimizer.lr"), log_column("batch.tokens"), optimizers)
+        optimizers = (
+            runs["optimizer.name"].astype(str).to_numpy() if "optimizer.name" in runs else np.full(len(runs), "")
+        )
+        return cls(
+            np.log(effective_params(runs) / N_REF),
+            np.log(np.asarray(n_tokens, float) / D_REF),
+            log_column("optimizer.lr"),
+            log_column("batch.tokens"),
+            optimizers,
+        )
 
 
 class HparamLaw(TokenLaw):
@@ -93,8 +100,10 @@ class HparamLaw(TokenLaw):
         runs = runs[usable(runs)]
         self.frontier.fit(runs)
         sources = {str(source): group for source, group in runs.groupby("source")}
-        data = {source: (_Inputs.of(group), group["final_loss"].to_numpy(float) - self.frontier.predict(group))
-                for source, group in sources.items()}
+        data = {
+            source: (_Inputs.of(group), group["final_loss"].to_numpy(float) - self.frontier.predict(group))
+            for source, group in sources.items()
+        }
         layout = {source: _Layout.of(inputs) for source, (inputs, _) in data.items()}
         shared_n = any(len(np.unique(inputs.log_n)) > 1 for inputs, _ in data.values())
 
@@ -108,7 +117,9 @@ class HparamLaw(TokenLaw):
 
         def residuals(theta: np.ndarray) -> np.ndarray:
             lr_n, bs_n, bowls = unpack(theta)
-            return np.concatenate([_excess(bowls[s], inputs, lr_n, bs_n) - excess for s, (inputs, excess) in data.items()])
+            return np.concatenate(
+                [_excess(bowls[s], inputs, lr_n, bs_n) - excess for s, (inputs, excess) in data.items()]
+            )
 
         theta0 = np.concatenate([[-0.5, 0.0]] + [lay.start for lay in layout.values()])
         theta = least_squares(residuals, theta0, loss="soft_l1", f_scale=self.loss_scale, x_scale="jac").x
@@ -128,8 +139,13 @@ class HparamLaw(TokenLaw):
         return out
 
     def get_state(self) -> dict[str, Any]:
-        return {"loss_scale": self.loss_scale, "frontier": self.frontier.get_state(), "lr_n": self.lr_n, "bs_n": self.bs_n,
-                "bowls": {source: asdict(bowl) for source, bowl in self.bowls.items()}}
+        return {
+            "loss_scale": self.loss_scale,
+            "frontier": self.frontier.get_state(),
+            "lr_n": self.lr_n,
+            "bs_n": self.bs_n,
+            "bowls": {source: asdict(bowl) for source, bowl in self.bowls.items()},
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.loss_scale, self.lr_n, self.bs_n = state["loss_scale"], state["lr_n"], state["bs_n"]
@@ -170,7 +186,9 @@ class _Layout:
         lr_start = [float(np.nanmedian(inputs.log_lr[inputs.optimizers == name])) for name in optimizers]
         lr_start += [0.0] if has_lr and has_d else []
         bs_start = ([float(np.nanmedian(inputs.log_bs))] + ([0.0] if has_d else [])) if has_bs else []
-        curvature_start = ([0.2, 0.2] if has_lr else []) + ([0.0] if has_lr and has_bs else []) + ([0.1, 0.1] if has_bs else [])
+        curvature_start = (
+            ([0.2, 0.2] if has_lr else []) + ([0.0] if has_lr and has_bs else []) + ([0.1, 0.1] if has_bs else [])
+        )
         return cls(optimizers, has_lr, has_bs, has_d, np.array([0.0] + curvature_start + lr_start + bs_start))
 
     @property
@@ -180,14 +198,14 @@ class _Layout:
     def bowl(self, theta: np.ndarray) -> Bowl:
         values = list(map(float, theta))
         take = lambda count: [values.pop(0) for _ in range(count)]  # noqa: E731
-        shift, = take(1)
+        (shift,) = take(1)
         a_low, a_high = take(2) if self.has_lr else [0.0, 0.0]
-        c, = take(1) if self.has_lr and self.has_bs else [0.0]
+        (c,) = take(1) if self.has_lr and self.has_bs else [0.0]
         b_low, b_high = take(2) if self.has_bs else [0.0, 0.0]
         lr_offsets = dict(zip(self.optimizers, take(len(self.optimizers))))
-        lr_d, = take(1) if self.has_lr and self.has_d else [0.0]
-        bs_offset, = take(1) if self.has_bs else [None]
-        bs_d, = take(1) if self.has_bs and self.has_d else [0.0]
+        (lr_d,) = take(1) if self.has_lr and self.has_d else [0.0]
+        (bs_offset,) = take(1) if self.has_bs else [None]
+        (bs_d,) = take(1) if self.has_bs and self.has_d else [0.0]
         return Bowl(shift, [a_low, a_high, c, b_low, b_high], lr_offsets, lr_d, bs_offset, bs_d)
 
 

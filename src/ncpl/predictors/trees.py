@@ -57,10 +57,18 @@ class FeatureSpec:
     def transform(self, configs: pd.DataFrame) -> pd.DataFrame:
         out = {}
         for name, use_log in self.numeric.items():
-            values = pd.to_numeric(configs[name], errors="coerce").astype(float) if name in configs else pd.Series(np.nan, index=configs.index)
+            values = (
+                pd.to_numeric(configs[name], errors="coerce").astype(float)
+                if name in configs
+                else pd.Series(np.nan, index=configs.index)
+            )
             out[name] = np.log10(values.where(values > 0)) if use_log else values
         for name, known in self.categories.items():
-            values = configs[name].astype("string") if name in configs else pd.Series(pd.NA, index=configs.index, dtype="string")
+            values = (
+                configs[name].astype("string")
+                if name in configs
+                else pd.Series(pd.NA, index=configs.index, dtype="string")
+            )
             out[name] = pd.Categorical(values, categories=known)
         return pd.DataFrame(out, index=configs.index)
 
@@ -78,12 +86,29 @@ class XGBoost(Predictor):
     name = "xgboost"
     baseline_name: str | None = None  # the law whose residual the trees learn
 
-    def __init__(self, n_estimators: int = 600, learning_rate: float = 0.03, max_depth: int = 6, subsample: float = 0.8,
-                 colsample_bytree: float = 0.8, min_child_weight: float = 1.0, seed: int = 0, tune: bool = False,
-                 val_split: str = "largest", val_frac: float = 0.1, grid: dict[str, tuple[Any, ...]] | None = None):
-        self.params = {"n_estimators": n_estimators, "learning_rate": learning_rate, "max_depth": max_depth,
-                       "subsample": subsample, "colsample_bytree": colsample_bytree, "min_child_weight": min_child_weight,
-                       "random_state": seed}
+    def __init__(
+        self,
+        n_estimators: int = 600,
+        learning_rate: float = 0.03,
+        max_depth: int = 6,
+        subsample: float = 0.8,
+        colsample_bytree: float = 0.8,
+        min_child_weight: float = 1.0,
+        seed: int = 0,
+        tune: bool = False,
+        val_split: str = "largest",
+        val_frac: float = 0.1,
+        grid: dict[str, tuple[Any, ...]] | None = None,
+    ):
+        self.params = {
+            "n_estimators": n_estimators,
+            "learning_rate": learning_rate,
+            "max_depth": max_depth,
+            "subsample": subsample,
+            "colsample_bytree": colsample_bytree,
+            "min_child_weight": min_child_weight,
+            "random_state": seed,
+        }
         self.tune, self.val_split, self.val_frac, self.grid = tune, val_split, val_frac, grid or GRID
         self.features = FeatureSpec()
         self.baseline: Predictor | None = None
@@ -115,9 +140,18 @@ class XGBoost(Predictor):
         self.tuning = []
         for values in itertools.product(*self.grid.values()):
             setting = dict(zip(self.grid, values))
-            model = self._regressor(**setting, n_estimators=MAX_ROUNDS, early_stopping_rounds=PATIENCE, eval_metric="mae")
-            model.fit(features.iloc[fit_rows], target[fit_rows], eval_set=[(features.iloc[val_rows], target[val_rows])], verbose=False)
-            self.tuning.append({**setting, "n_estimators": int(model.best_iteration) + 1, "val_mae": float(model.best_score)})
+            model = self._regressor(
+                **setting, n_estimators=MAX_ROUNDS, early_stopping_rounds=PATIENCE, eval_metric="mae"
+            )
+            model.fit(
+                features.iloc[fit_rows],
+                target[fit_rows],
+                eval_set=[(features.iloc[val_rows], target[val_rows])],
+                verbose=False,
+            )
+            self.tuning.append(
+                {**setting, "n_estimators": int(model.best_iteration) + 1, "val_mae": float(model.best_score)}
+            )
         best = min(self.tuning, key=lambda row: row["val_mae"])
         return {key: best[key] for key in (*self.grid, "n_estimators")}
 
@@ -129,9 +163,13 @@ class XGBoost(Predictor):
         return prediction + self.baseline.predict(configs) if self.baseline else prediction
 
     def get_state(self) -> dict[str, Any]:
-        return {"params": self.params, "features": self.features.to_dict(), "tuning": self.tuning,
-                "baseline": self.baseline.get_state() if self.baseline else None,
-                "booster": json.loads(self.model.get_booster().save_raw("json").decode())}
+        return {
+            "params": self.params,
+            "features": self.features.to_dict(),
+            "tuning": self.tuning,
+            "baseline": self.baseline.get_state() if self.baseline else None,
+            "booster": json.loads(self.model.get_booster().save_raw("json").decode()),
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.params, self.tuning = state["params"], state.get("tuning", [])
@@ -155,4 +193,3 @@ class XGBoostHparamResidual(XGBoost):
 
     name = "xgboost-hparam-residual"
     baseline_name = "hparam-law"
-

@@ -36,7 +36,14 @@ from pathlib import Path
 import torch
 import transformers
 from transformers import (
-    AutoModel, AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaModel, Qwen3Config, Qwen3Model,
+    AutoModel,
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    LlamaConfig,
+    LlamaModel,
+    Qwen3Config,
+    Qwen3Model,
 )
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
@@ -55,9 +62,7 @@ class Backbone:
     hidden_size: int
 
 
-def load_backbone(
-    spec: str, *, cache_dir: str | Path | None = None, dtype: torch.dtype = torch.float32
-) -> Backbone:
+def load_backbone(spec: str, *, cache_dir: str | Path | None = None, dtype: torch.dtype = torch.float32) -> Backbone:
     """Load the backbone named by `spec` (a built-in name, a Hugging Face id or a local folder)."""
     if spec == "smollm2-135m":
         folder = _smollm2_cache(Path(cache_dir) if cache_dir is not None else _default_cache())
@@ -135,9 +140,18 @@ def _tiny_tokenizer(*, decoder: bool) -> transformers.PreTrainedTokenizerBase:
 def tiny_qwen3_config(tokenizer: transformers.PreTrainedTokenizerBase) -> Qwen3Config:
     """Qwen3-1.7B's layout (GQA with 2 query heads per key/value head, head_dim apart from the width, tied
     embeddings) at a size a test trains in seconds."""
-    return Qwen3Config(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, head_dim=16, intermediate_size=96, max_position_embeddings=512,
-                       tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
+    return Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=96,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 def _tiny(*, decoder: bool, dtype: torch.dtype) -> Backbone:

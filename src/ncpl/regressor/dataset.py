@@ -56,7 +56,9 @@ def curve_indices(n_points: int, max_points: int) -> list[int]:
     return sorted(set(np.linspace(0, n_points - 2, max_points).round().astype(int).tolist()))
 
 
-def build_examples(runs: pd.DataFrame, serializer: Serializer, targets: Targets, max_curve_points: int = 0) -> list[Example]:
+def build_examples(
+    runs: pd.DataFrame, serializer: Serializer, targets: Targets, max_curve_points: int = 0
+) -> list[Example]:
     runs = runs.reset_index(drop=True)
     loss = pd.to_numeric(runs["final_loss"], errors="coerce").to_numpy(float)
     diverged = runs["diverged"].fillna(False).to_numpy(bool)
@@ -64,7 +66,9 @@ def build_examples(runs: pd.DataFrame, serializer: Serializer, targets: Targets,
     examples = []
     for i, row in enumerate(runs.to_dict("records")):
         converged = not diverged[i] and math.isfinite(loss[i])
-        examples.append(Example(serializer.encode(row), float(final_target[i]) if converged else math.nan, True, bool(diverged[i])))
+        examples.append(
+            Example(serializer.encode(row), float(final_target[i]) if converged else math.nan, True, bool(diverged[i]))
+        )
         curve_tokens, curve_loss = row.get("curve_tokens"), row.get("curve_loss")
         if max_curve_points and isinstance(curve_tokens, (list, np.ndarray)) and len(curve_tokens) and not diverged[i]:
             for j in curve_indices(len(curve_tokens), max_curve_points):
@@ -109,11 +113,14 @@ class Collator:
             name_mask[k, : len(ids)] = 1
         targets = np.array([e.target for e in examples], dtype=np.float64)
         return {
-            "input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy((np.arange(width) < lengths[:, None]).astype(np.int64)),
-            "num_mask": torch.from_numpy(num_mask), "word_mask": torch.from_numpy(word_mask),
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy((np.arange(width) < lengths[:, None]).astype(np.int64)),
+            "num_mask": torch.from_numpy(num_mask),
+            "word_mask": torch.from_numpy(word_mask),
             "num_values": torch.tensor(values, dtype=torch.float64).float(),
             "num_scales": torch.tensor([self.field_scales.get(f, 1.0) for f in fields], dtype=torch.float32),
-            "name_ids": torch.from_numpy(name_ids), "name_mask": torch.from_numpy(name_mask),
+            "name_ids": torch.from_numpy(name_ids),
+            "name_mask": torch.from_numpy(name_mask),
             "target_position": torch.tensor([e.encoded.target_position for e in examples], dtype=torch.long),
             "target": torch.from_numpy(np.nan_to_num(targets, nan=0.0).astype(np.float32)),
             "converged": torch.from_numpy(~np.isnan(targets)),
@@ -122,5 +129,14 @@ class Collator:
         }
 
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "num_mask", "word_mask", "num_values", "num_scales", "name_ids",
-                "name_mask", "target_position")
+MODEL_INPUTS = (
+    "input_ids",
+    "attention_mask",
+    "num_mask",
+    "word_mask",
+    "num_values",
+    "num_scales",
+    "name_ids",
+    "name_mask",
+    "target_position",
+)

@@ -52,7 +52,9 @@ class MLPEncoder(_Encoder):
 
 
 class FourierEncoder(_Encoder):
-    def __init__(self, hidden: int, word_rms: float, n_frequencies: int = 16, min_period: float = 1.0, max_period: float = 40.0):
+    def __init__(
+        self, hidden: int, word_rms: float, n_frequencies: int = 16, min_period: float = 1.0, max_period: float = 40.0
+    ):
         super().__init__(hidden, word_rms)
         periods = torch.logspace(math.log10(min_period), math.log10(max_period), n_frequencies)
         self.register_buffer("frequencies", 2 * math.pi / periods, persistent=False)
@@ -64,8 +66,16 @@ class FourierEncoder(_Encoder):
         zero = (values == 0).to(values.dtype)
         magnitude = magnitude * (1 - zero)
         angles = magnitude.unsqueeze(-1) * self.frequencies.to(values.dtype)
-        return torch.cat([torch.sign(values).unsqueeze(-1), zero.unsqueeze(-1), (magnitude / 10).unsqueeze(-1),
-                          angles.sin(), angles.cos()], dim=-1)
+        return torch.cat(
+            [
+                torch.sign(values).unsqueeze(-1),
+                zero.unsqueeze(-1),
+                (magnitude / 10).unsqueeze(-1),
+                angles.sin(),
+                angles.cos(),
+            ],
+            dim=-1,
+        )
 
     def forward(self, values: torch.Tensor, scales: torch.Tensor, name_embeddings: torch.Tensor) -> torch.Tensor:
         return self._normalise(self.mlp(self.features(values)) + self.name_projection(name_embeddings))

@@ -17,7 +17,9 @@ QUANTILES = (0.1, 0.9)
 
 
 class NCPLNetwork(nn.Module):
-    def __init__(self, backbone: nn.Module, hidden: int, is_decoder: bool, encoder: str = "fourier", **encoder_options: float):
+    def __init__(
+        self, backbone: nn.Module, hidden: int, is_decoder: bool, encoder: str = "fourier", **encoder_options: float
+    ):
         super().__init__()
         self.backbone = backbone
         self.is_decoder = is_decoder
@@ -31,9 +33,18 @@ class NCPLNetwork(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_mask: torch.Tensor, num_values: torch.Tensor,
-                num_scales: torch.Tensor, name_ids: torch.Tensor, name_mask: torch.Tensor,
-                target_position: torch.Tensor, word_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        num_mask: torch.Tensor,
+        num_values: torch.Tensor,
+        num_scales: torch.Tensor,
+        name_ids: torch.Tensor,
+        name_mask: torch.Tensor,
+        target_position: torch.Tensor,
+        word_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         embeds = self.embed(input_ids, num_mask, num_values, num_scales, name_ids, name_mask, word_mask)
         if self.is_decoder:
             hidden = self._decode(embeds, attention_mask)
@@ -44,8 +55,16 @@ class NCPLNetwork(nn.Module):
             state = (hidden * mask).sum(1) / mask.sum(1)
         return self.head(state.to(self.head.weight.dtype))
 
-    def embed(self, input_ids: torch.Tensor, num_mask: torch.Tensor, num_values: torch.Tensor, num_scales: torch.Tensor,
-              name_ids: torch.Tensor, name_mask: torch.Tensor, word_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        num_mask: torch.Tensor,
+        num_values: torch.Tensor,
+        num_scales: torch.Tensor,
+        name_ids: torch.Tensor,
+        name_mask: torch.Tensor,
+        word_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The backbone's input embeddings: word embeddings, the numbers' encodings at their placeholders, and the
         mean of its pieces' embeddings at each split word (compact serialization)."""
         words = self.backbone.get_input_embeddings()
@@ -71,8 +90,9 @@ class NCPLNetwork(nn.Module):
         prefix = self.backbone(inputs_embeds=embeds[:1, :shared], use_cache=True)
         cache = prefix.past_key_values
         cache.batch_repeat_interleave(len(embeds))
-        rest = self.backbone(inputs_embeds=embeds[:, shared:], attention_mask=attention_mask, past_key_values=cache,
-                             use_cache=True)
+        rest = self.backbone(
+            inputs_embeds=embeds[:, shared:], attention_mask=attention_mask, past_key_values=cache, use_cache=True
+        )
         return torch.cat([prefix.last_hidden_state.expand(len(embeds), -1, -1), rest.last_hidden_state], dim=1)
 
 
@@ -83,8 +103,14 @@ def shared_prefix(embeds: torch.Tensor, attention_mask: torch.Tensor) -> int:
     return min(int(same.int().cumprod(0).sum()), embeds.shape[1] - 1)
 
 
-def loss_terms(outputs: torch.Tensor, target: torch.Tensor, converged: torch.Tensor, is_final: torch.Tensor,
-               diverged: torch.Tensor, huber_delta: float = 1.0) -> dict[str, torch.Tensor]:
+def loss_terms(
+    outputs: torch.Tensor,
+    target: torch.Tensor,
+    converged: torch.Tensor,
+    is_final: torch.Tensor,
+    diverged: torch.Tensor,
+    huber_delta: float = 1.0,
+) -> dict[str, torch.Tensor]:
     """Huber on the point estimate and pinball on the quantiles (converged runs), BCE on divergence (final-loss examples)."""
     zero = outputs.sum() * 0.0
     terms = {"huber": zero, "pinball": zero, "diverge": zero}
@@ -96,5 +122,7 @@ def loss_terms(outputs: torch.Tensor, target: torch.Tensor, converged: torch.Ten
             error = y - out[:, column]
             terms["pinball"] = terms["pinball"] + torch.maximum(q * error, (q - 1) * error).mean()
     if is_final.any():
-        terms["diverge"] = nn.functional.binary_cross_entropy_with_logits(outputs[is_final, 3], diverged[is_final].to(outputs.dtype))
+        terms["diverge"] = nn.functional.binary_cross_entropy_with_logits(
+            outputs[is_final, 3], diverged[is_final].to(outputs.dtype)
+        )
     return terms

@@ -49,8 +49,12 @@ def cpu_features() -> CPUFeatures:
     if all(found.values()):
         return CPUFeatures(capability, **{name: bool(probe()) for name, probe in found.items()})
     flags = _cpuinfo_flags()
-    return CPUFeatures(capability, avx512_bf16="avx512_bf16" in flags, amx="amx_tile" in flags,
-                       vnni=bool({"avx512_vnni", "avx_vnni"} & flags))
+    return CPUFeatures(
+        capability,
+        avx512_bf16="avx512_bf16" in flags,
+        amx="amx_tile" in flags,
+        vnni=bool({"avx512_vnni", "avx_vnni"} & flags),
+    )
 
 
 def _cpuinfo_flags() -> set[str]:

@@ -57,8 +57,12 @@ def _versions() -> dict[str, str]:
 class NCPL(Predictor):
     name = "ncpl"
 
-    def __init__(self, config: TrainConfig | str | Path | None = None, work_dir: str | Path | None = None,
-                 inference_dtype: str = "auto"):
+    def __init__(
+        self,
+        config: TrainConfig | str | Path | None = None,
+        work_dir: str | Path | None = None,
+        inference_dtype: str = "auto",
+    ):
         if config is None:
             config = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else TrainConfig()
         self.config = config if isinstance(config, TrainConfig) else TrainConfig.from_yaml(config)
@@ -74,7 +78,9 @@ class NCPL(Predictor):
         self.field_scales: dict[str, float] = {}
         self.is_decoder = True
         self.hidden = 0
-        self.train_logs: list[Path] = []  # the metrics of the fit, one a member, drawn into the model directory by save()
+        self.train_logs: list[
+            Path
+        ] = []  # the metrics of the fit, one a member, drawn into the model directory by save()
         # the 10-90% interval widens by margin + slope * distance nats at both ends, per source (POOLED for the rest):
         # distance is the decades (log10 N plus log10 D) beyond the network's training runs of that source
         self.interval_margins: dict[str, float] = {}
@@ -105,9 +111,15 @@ class NCPL(Predictor):
         if not usable(runs).any():
             raise ConfigError("final_loss: no converged training runs")
         baseline = residual_law(cfg.baseline, cfg.baseline_fit_on).fit(law_runs)
-        self.train_ranges = {str(source): [float(np.log10(effective_params(group)).min()), float(np.log10(effective_params(group)).max()),
-                                           float(np.log10(tokens(group)).min()), float(np.log10(tokens(group)).max())]
-                             for source, group in runs.groupby("source")}
+        self.train_ranges = {
+            str(source): [
+                float(np.log10(effective_params(group)).min()),
+                float(np.log10(effective_params(group)).max()),
+                float(np.log10(tokens(group)).min()),
+                float(np.log10(tokens(group)).max()),
+            ]
+            for source, group in runs.groupby("source")
+        }
         ok = runs[usable(runs)]
         residual = ok["final_loss"].to_numpy(float) - baseline.predict(ok)
         # A robust unit (1.4826 x the median absolute deviation: the std of a normal bulk). With the std, a few runs
@@ -119,7 +131,9 @@ class NCPL(Predictor):
         backbone = load_backbone(cfg.backbone)
         self.is_decoder, self.hidden = backbone.is_decoder, backbone.hidden_size
         self.serializer = self._serializer(backbone.tokenizer)
-        backbone.model.resize_token_embeddings(len(backbone.tokenizer), mean_resizing=False)  # the placeholder's embedding is never read
+        backbone.model.resize_token_embeddings(
+            len(backbone.tokenizer), mean_resizing=False
+        )  # the placeholder's embedding is never read
         train_examples = build_examples(runs, self.serializer, self.targets, cfg.max_curve_points)
         values: dict[str, list[float]] = defaultdict(list)
         for example in train_examples:
@@ -135,13 +149,21 @@ class NCPL(Predictor):
         self.networks, self.train_logs, self._low_precision = [], [], {}
         for k in range(cfg.members):
             member = cfg.model_copy(update={"seed": cfg.seed + k})
-            if k:  # a fresh copy of the pretrained backbone, and the member's own initialisation of the encoder and head
+            if (
+                k
+            ):  # a fresh copy of the pretrained backbone, and the member's own initialisation of the encoder and head
                 torch.manual_seed(member.seed)
                 backbone = load_backbone(cfg.backbone)
                 backbone.model.resize_token_embeddings(len(self.serializer.tokenizer), mean_resizing=False)
             network = NCPLNetwork(backbone.model, self.hidden, self.is_decoder, cfg.encoder, **cfg.encoder_options())
-            trainer = Trainer(member, network, self._collator(), work_dir if cfg.members == 1 else work_dir / f"member-{k}",
-                              to_loss=to_loss, accelerator=accelerator)
+            trainer = Trainer(
+                member,
+                network,
+                self._collator(),
+                work_dir if cfg.members == 1 else work_dir / f"member-{k}",
+                to_loss=to_loss,
+                accelerator=accelerator,
+            )
             accelerator = trainer.accelerator
             self.networks.append(trainer.fit(train_examples, val_examples, val_loss).eval())
             self.train_logs.append(trainer.log_path)
@@ -157,7 +179,9 @@ class NCPL(Predictor):
         excess = np.maximum(x - bounds[:, [1, 3]], 0) + np.maximum(bounds[:, [0, 2]] - x, 0)
         return np.nansum(excess, axis=1)
 
-    def _calibrate_interval(self, val: pd.DataFrame, coverage: float = 0.8) -> tuple[dict[str, float], dict[str, float]]:
+    def _calibrate_interval(
+        self, val: pd.DataFrame, coverage: float = 0.8
+    ) -> tuple[dict[str, float], dict[str, float]]:
         """Conformalized quantile regression (Romano et al. 2019), per source (Mondrian conformal prediction), with a
         margin that grows linearly with the distance d beyond the training runs: margin(d) = m0 + k d.
 
@@ -182,7 +206,10 @@ class NCPL(Predictor):
             return float(np.quantile(values, level, method="higher"))
 
         def per_source(values: np.ndarray, where: np.ndarray, floor: float = -np.inf) -> dict[str, float]:
-            out = {source: max(floor, quantile(values[where & (sources == source)])) for source in np.unique(sources[where])}
+            out = {
+                source: max(floor, quantile(values[where & (sources == source)]))
+                for source in np.unique(sources[where])
+            }
             return {**out, POOLED: max(floor, quantile(values[where]))} if where.any() else {}
 
         margins = per_source(scores, inside if inside.any() else beyond)
@@ -195,8 +222,9 @@ class NCPL(Predictor):
 
     def _serializer(self, tokenizer: Any) -> Serializer:
         cfg = self.config
-        return Serializer(tokenizer, numbers_as_text=cfg.numbers_as_text, is_decoder=self.is_decoder,
-                          serialization=cfg.serialization)
+        return Serializer(
+            tokenizer, numbers_as_text=cfg.numbers_as_text, is_decoder=self.is_decoder, serialization=cfg.serialization
+        )
 
     def _collator(self) -> Collator:
         return Collator(self.serializer, self.field_scales)
@@ -215,8 +243,11 @@ class NCPL(Predictor):
         order = sorted(range(len(examples)), key=lambda i: (len(ids[i]), ids[i]))
         lengths = np.array([len(ids[i]) for i in order])
         starts = np.flatnonzero(np.diff(lengths, prepend=-1))  # where each length begins
-        batches = [order[s:min(s + batch_size, end)] for begin, end in zip(starts, [*starts[1:], len(order)])
-                   for s in range(begin, end, batch_size)]
+        batches = [
+            order[s : min(s + batch_size, end)]
+            for begin, end in zip(starts, [*starts[1:], len(order)])
+            for s in range(begin, end, batch_size)
+        ]
         collate = self._collator()
         networks = self._inference_networks()
         out = np.empty((len(networks), len(examples), 4), dtype=np.float64)
@@ -256,12 +287,14 @@ class NCPL(Predictor):
         if self.interval_slopes:
             slope = source.map(self.interval_slopes).fillna(self.interval_slopes.get(POOLED, 0.0)).to_numpy(float)
             margin = margin + slope * self._distance(configs)
-        return pd.DataFrame({
-            "pred_loss": to_loss(0),
-            "pred_loss_lo": np.minimum(low - margin, middle),
-            "pred_loss_hi": np.maximum(high + margin, middle),
-            "p_diverge": (1 / (1 + np.exp(-outputs[:, :, 3]))).mean(axis=0),
-        })
+        return pd.DataFrame(
+            {
+                "pred_loss": to_loss(0),
+                "pred_loss_lo": np.minimum(low - margin, middle),
+                "pred_loss_hi": np.maximum(high + margin, middle),
+                "p_diverge": (1 / (1 + np.exp(-outputs[:, :, 3]))).mean(axis=0),
+            }
+        )
 
     def _predict(self, configs: pd.DataFrame) -> np.ndarray:
         return self._predict_details(configs)["pred_loss"].to_numpy()
@@ -272,19 +305,26 @@ class NCPL(Predictor):
         examples = [self._example(row, float(f)) for row in rows for f in fractions]
         out = self._outputs(examples)[:, :, 0].mean(axis=0).reshape(len(rows), len(fractions))
         n_tokens = configs["data.tokens"].to_numpy(float)
-        return np.stack([self.targets.to_loss(configs, out[:, j], f * n_tokens) for j, f in enumerate(fractions)], axis=1)
+        return np.stack(
+            [self.targets.to_loss(configs, out[:, j], f * n_tokens) for j, f in enumerate(fractions)], axis=1
+        )
 
     # --- saving ---------------------------------------------------------------------------------
 
     def get_state(self) -> dict[str, Any]:
         return {
             "train_config": self.config.model_dump(mode="json"),
-            "backbone": self.config.backbone, "is_decoder": self.is_decoder, "hidden_size": self.hidden,
-            "encoder": self.config.encoder, "numbers_as_text": self.config.numbers_as_text,
+            "backbone": self.config.backbone,
+            "is_decoder": self.is_decoder,
+            "hidden_size": self.hidden,
+            "encoder": self.config.encoder,
+            "numbers_as_text": self.config.numbers_as_text,
             "serialization": self.config.serialization,
             "field_scales": self.field_scales,
-            "baseline": self.targets.baseline.get_state(), "target_scale": self.targets.scale,
-            "interval_margins": self.interval_margins, "interval_slopes": self.interval_slopes,
+            "baseline": self.targets.baseline.get_state(),
+            "target_scale": self.targets.scale,
+            "interval_margins": self.interval_margins,
+            "interval_slopes": self.interval_slopes,
             "train_ranges": self.train_ranges,
             "versions": _versions(),
         }
@@ -302,7 +342,10 @@ class NCPL(Predictor):
         self.targets = Targets(baseline, state["target_scale"])
         # directories saved before per-source margins had one margin, and before that none
         self.interval_margins = state.get("interval_margins", {POOLED: state.get("interval_margin", 0.0)})
-        self.interval_slopes, self.train_ranges = state.get("interval_slopes", {}), state.get("train_ranges", {})  # none: no widening
+        self.interval_slopes, self.train_ranges = (
+            state.get("interval_slopes", {}),
+            state.get("train_ranges", {}),
+        )  # none: no widening
 
     def save(self, directory: str | Path) -> Path:
         """Write the model directory (only the main process does, when several trained it)."""
@@ -344,24 +387,37 @@ class NCPL(Predictor):
         weights = [directory / _member_file(WEIGHTS, k) for k in range(model.config.members)]
         for path in weights:
             if not path.exists():
-                raise ModelDirError(f"{path}: weights file missing; the model directory is incomplete (re-run `ncpl train`)")
+                raise ModelDirError(
+                    f"{path}: weights file missing; the model directory is incomplete (re-run `ncpl train`)"
+                )
         backbone_dir = directory / BACKBONE_DIR
         if not (backbone_dir / "config.json").exists():
-            raise ModelDirError(f"{backbone_dir / 'config.json'}: backbone config missing; the model directory is incomplete "
-                              "(re-run `ncpl train`)")
+            raise ModelDirError(
+                f"{backbone_dir / 'config.json'}: backbone config missing; the model directory is incomplete "
+                "(re-run `ncpl train`)"
+            )
         try:  # local files only: a damaged folder must not turn into a download attempt
             tokenizer = AutoTokenizer.from_pretrained(backbone_dir, local_files_only=True)
             backbone_config = AutoConfig.from_pretrained(backbone_dir, local_files_only=True)
         except (OSError, ValueError) as error:
-            raise ModelDirError(f"{backbone_dir}: cannot read the backbone's config or tokenizer ({type(error).__name__}: {error}); "
-                              "the model directory is incomplete or damaged, re-run `ncpl train`") from None
+            raise ModelDirError(
+                f"{backbone_dir}: cannot read the backbone's config or tokenizer ({type(error).__name__}: {error}); "
+                "the model directory is incomplete or damaged, re-run `ncpl train`"
+            ) from None
         model.serializer = model._serializer(tokenizer)
         for path in weights:
-            network = NCPLNetwork(AutoModel.from_config(backbone_config), model.hidden, model.is_decoder, model.config.encoder,
-                                  **model.config.encoder_options())
+            network = NCPLNetwork(
+                AutoModel.from_config(backbone_config),
+                model.hidden,
+                model.is_decoder,
+                model.config.encoder,
+                **model.config.encoder_options(),
+            )
             try:
                 network.load_state_dict(load_file(str(path)), strict=True)
             except (SafetensorError, RuntimeError, OSError) as error:
-                raise ModelDirError(f"{path}: cannot read the weights ({error}); the file is corrupted, re-run `ncpl train`") from None
+                raise ModelDirError(
+                    f"{path}: cannot read the weights ({error}); the file is corrupted, re-run `ncpl train`"
+                ) from None
             model.networks.append(network.eval())
         return model

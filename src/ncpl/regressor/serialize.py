@@ -46,24 +46,62 @@ SERIALIZATIONS = ("compact", "verbose")
 SECTIONS = ("model", "data", "optimizer", "schedule", "batch", "extra")
 # Within a section the common fields come first in this order, then any others sorted by name.
 CANONICAL = [
-    "model.arch", "model.n_params", "model.n_params_total", "model.n_params_active", "model.d_model", "model.n_layers",
-    "model.n_heads", "model.d_ff", "model.vocab_size", "model.seq_len", "model.n_experts", "model.top_k",
-    "data.tokens", "data.dataset",
-    "optimizer.name", "optimizer.lr", "optimizer.beta1", "optimizer.beta2", "optimizer.eps", "optimizer.weight_decay",
+    "model.arch",
+    "model.n_params",
+    "model.n_params_total",
+    "model.n_params_active",
+    "model.d_model",
+    "model.n_layers",
+    "model.n_heads",
+    "model.d_ff",
+    "model.vocab_size",
+    "model.seq_len",
+    "model.n_experts",
+    "model.top_k",
+    "data.tokens",
+    "data.dataset",
+    "optimizer.name",
+    "optimizer.lr",
+    "optimizer.beta1",
+    "optimizer.beta2",
+    "optimizer.eps",
+    "optimizer.weight_decay",
     "optimizer.grad_clip",
-    "schedule.name", "schedule.warmup_steps", "schedule.total_steps", "schedule.min_lr", "schedule.min_lr_ratio",
+    "schedule.name",
+    "schedule.warmup_steps",
+    "schedule.total_steps",
+    "schedule.min_lr",
+    "schedule.min_lr_ratio",
     "schedule.cooldown_steps",
-    "batch.tokens", "batch.sequences",
+    "batch.tokens",
+    "batch.sequences",
 ]
 _RANK = {name: i for i, name in enumerate(CANONICAL)}
 SHORT_NAMES = {
-    "model.arch": "arch", "model.n_params": "params", "model.n_params_total": "total params",
-    "model.n_params_active": "active params", "model.d_model": "width", "model.n_layers": "depth", "model.n_heads": "heads",
-    "model.d_ff": "ffn", "model.vocab_size": "vocab", "model.seq_len": "seq len", "model.n_experts": "experts",
-    "model.top_k": "top k", "data.tokens": "tokens", "data.dataset": "data", "optimizer.name": "optimizer",
-    "optimizer.weight_decay": "weight decay", "optimizer.grad_clip": "grad clip", "schedule.name": "schedule",
-    "schedule.warmup_steps": "warmup", "schedule.total_steps": "steps", "schedule.min_lr": "min lr",
-    "schedule.min_lr_ratio": "min lr ratio", "schedule.cooldown_steps": "cooldown", "batch.tokens": "batch tokens",
+    "model.arch": "arch",
+    "model.n_params": "params",
+    "model.n_params_total": "total params",
+    "model.n_params_active": "active params",
+    "model.d_model": "width",
+    "model.n_layers": "depth",
+    "model.n_heads": "heads",
+    "model.d_ff": "ffn",
+    "model.vocab_size": "vocab",
+    "model.seq_len": "seq len",
+    "model.n_experts": "experts",
+    "model.top_k": "top k",
+    "data.tokens": "tokens",
+    "data.dataset": "data",
+    "optimizer.name": "optimizer",
+    "optimizer.weight_decay": "weight decay",
+    "optimizer.grad_clip": "grad clip",
+    "schedule.name": "schedule",
+    "schedule.warmup_steps": "warmup",
+    "schedule.total_steps": "steps",
+    "schedule.min_lr": "min lr",
+    "schedule.min_lr_ratio": "min lr ratio",
+    "schedule.cooldown_steps": "cooldown",
+    "batch.tokens": "batch tokens",
     "batch.sequences": "batch",
 }
 
@@ -71,6 +109,8 @@ SHORT_NAMES = {
 def short_name(key: str) -> str:
     """The words a field is written as: ``optimizer.lr`` -> ``lr``, ``extra.moe_name`` -> ``moe name``."""
     return SHORT_NAMES.get(key) or key.partition(".")[2].replace("_", " ") or key
+
+
 FRACTION_FIELD = "frac"
 MAX_LAYOUTS = 4096  # token layouts kept (numbers written as text make every row its own layout)
 
@@ -118,13 +158,21 @@ class Encoded:
 class Serializer:
     """Turns flat config rows into `Encoded` token sequences for one tokenizer."""
 
-    def __init__(self, tokenizer: Any, *, numbers_as_text: bool = False, is_decoder: bool = True,
-                 serialization: Literal["compact", "verbose"] = "compact"):
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        numbers_as_text: bool = False,
+        is_decoder: bool = True,
+        serialization: Literal["compact", "verbose"] = "compact",
+    ):
         if serialization not in SERIALIZATIONS:
             raise ValueError(f"serialization: {serialization!r} is not one of {', '.join(SERIALIZATIONS)}")
         if numbers_as_text and serialization == "compact":
-            raise ValueError("numbers_as_text: needs serialization 'verbose' (compact writes no field names, so a "
-                             "number written as text would not say which field it is)")
+            raise ValueError(
+                "numbers_as_text: needs serialization 'verbose' (compact writes no field names, so a "
+                "number written as text would not say which field it is)"
+            )
         self.tokenizer = tokenizer
         self.numbers_as_text = numbers_as_text
         self.is_decoder = is_decoder
@@ -156,7 +204,9 @@ class Serializer:
         if self.compact:  # the words first (a prefix shared across a sweep), then the numbers in canonical order
             order = sorted(range(len(pairs)), key=lambda i: as_number[i])
             pairs, as_number = [pairs[i] for i in order], [as_number[i] for i in order]
-        layout = tuple((key, None if number else (type(value).__name__, value)) for (key, value), number in zip(pairs, as_number))
+        layout = tuple(
+            (key, None if number else (type(value).__name__, value)) for (key, value), number in zip(pairs, as_number)
+        )
         template = self._layouts.get(layout)
         if template is None:
             if len(self._layouts) >= MAX_LAYOUTS:
@@ -164,8 +214,15 @@ class Serializer:
             encode = self._encode_compact if self.compact else self._encode_verbose
             template = self._layouts[layout] = self._finish(encode(pairs, as_number, final=fraction is None))
         values = [float(value) for (_, value), number in zip(pairs, as_number) if number]
-        return Encoded(list(template.input_ids), list(template.num_positions), values, list(template.num_fields),
-                       template.target_position, template.word_positions, template.word_pieces)
+        return Encoded(
+            list(template.input_ids),
+            list(template.num_positions),
+            values,
+            list(template.num_fields),
+            template.target_position,
+            template.word_positions,
+            template.word_pieces,
+        )
 
     def _as_number(self, value: Any) -> bool:
         """Whether the value goes in as a placeholder (the numeric-field encoder) rather than as words."""

@@ -110,8 +110,16 @@ class Heartbeat:
     """Progress through the batches of a loop: tqdm's bar on a terminal, else (logs, CI, nohup) a line every
     `seconds` and at the end with batches done, rate and time left, where tqdm would print nothing."""
 
-    def __init__(self, iterable: Any, desc: str, total: int, print_fn: Any = print, enabled: bool = True,
-                 seconds: float = 30.0, tty: bool | None = None):
+    def __init__(
+        self,
+        iterable: Any,
+        desc: str,
+        total: int,
+        print_fn: Any = print,
+        enabled: bool = True,
+        seconds: float = 30.0,
+        tty: bool | None = None,
+    ):
         self.iterable, self.desc, self.total, self.print, self.seconds = iterable, desc, total, print_fn, seconds
         self.tty = sys.stdout.isatty() if tty is None else tty
         self.enabled = enabled
@@ -133,7 +141,9 @@ class Heartbeat:
                 last = now
                 rate = done / max(now - started, 1e-9)
                 left = (self.total - done) / rate if self.total else 0.0
-                self.print(f"{self.desc}: {done}/{self.total} batches, {rate:.2f} batch/s, ETA {left:.0f}s{self.postfix}")
+                self.print(
+                    f"{self.desc}: {done}/{self.total} batches, {rate:.2f} batch/s, ETA {left:.0f}s{self.postfix}"
+                )
 
     def set_postfix(self, text: str) -> None:
         self.postfix = f", {text}"
@@ -141,7 +151,9 @@ class Heartbeat:
             self.bar.set_postfix_str(text)
 
 
-def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_frac: float) -> torch.optim.lr_scheduler.LambdaLR:
+def linear_schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_frac: float
+) -> torch.optim.lr_scheduler.LambdaLR:
     warmup = max(1, int(warmup_frac * total_steps))
 
     def factor(step: int) -> float:
@@ -163,15 +175,23 @@ def _mixed_precision(setting: str) -> str:
 class Trainer:
     """Runs both stages for one network; `work_dir` holds checkpoints and the metrics log."""
 
-    def __init__(self, config: TrainConfig, network: NCPLNetwork, collator: Collator, work_dir: str | Path,
-                 to_loss: Any, accelerator: Any = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        network: NCPLNetwork,
+        collator: Collator,
+        work_dir: str | Path,
+        to_loss: Any,
+        accelerator: Any = None,
+    ):
         from accelerate import Accelerator
         from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 
         self.config, self.network, self.collator, self.to_loss = config, network, collator, to_loss
         self.work_dir = Path(work_dir)
         self.accelerator = accelerator or Accelerator(
-            mixed_precision=_mixed_precision(config.mixed_precision), log_with=config.log_with or None,
+            mixed_precision=_mixed_precision(config.mixed_precision),
+            log_with=config.log_with or None,
             project_config=ProjectConfiguration(project_dir=str(self.work_dir)),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
             # one scheduler step an optimizer step: by default accelerate steps it once per process, which on N
@@ -185,7 +205,8 @@ class Trainer:
             raise ConfigError(
                 f"launched {launched} processes (WORLD_SIZE) but accelerate joined {self.accelerator.num_processes} "
                 f"({self.accelerator.distributed_type}): each would train alone. On CPUs accelerate runs no FSDP: "
-                "launch DDP over gloo with `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N`")
+                "launch DDP over gloo with `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N`"
+            )
         self.progress_path = self.work_dir / "checkpoint" / "progress.json"
         self.best_path = self.work_dir / "checkpoint" / "best.safetensors"
         self.log_path = self.work_dir / "train_log.jsonl"
@@ -237,19 +258,33 @@ class Trainer:
         lora = LoraConfig(r=stage2.lora_r, lora_alpha=stage2.lora_alpha, lora_dropout=0.0, target_modules="all-linear")
         self.network.backbone = get_peft_model(self.network.backbone, lora)
 
-    def _stage(self, stage: int, settings: StageConfig, train: list[Example], val: list[Example], val_loss: np.ndarray,
-               progress: dict[str, Any]) -> None:
+    def _stage(
+        self,
+        stage: int,
+        settings: StageConfig,
+        train: list[Example],
+        val: list[Example],
+        val_loss: np.ndarray,
+        progress: dict[str, Any],
+    ) -> None:
         from torch.utils.data import DataLoader
 
         acc, cfg = self.accelerator, self.config
         params = self._trainable(stage)
         optimizer = torch.optim.AdamW(params, lr=settings.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-        loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, collate_fn=self.collator,
-                            generator=torch.Generator().manual_seed(cfg.seed + stage))
+        loader = DataLoader(
+            train,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            collate_fn=self.collator,
+            generator=torch.Generator().manual_seed(cfg.seed + stage),
+        )
         val_loader = DataLoader(val, batch_size=cfg.eval_batch_size, shuffle=False, collate_fn=self.collator)
         steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * acc.num_processes))
         scheduler = linear_schedule(optimizer, max(1, settings.epochs * steps_per_epoch), settings.warmup_frac)
-        network, optimizer, loader, val_loader, scheduler = acc.prepare(self.network, optimizer, loader, val_loader, scheduler)
+        network, optimizer, loader, val_loader, scheduler = acc.prepare(
+            self.network, optimizer, loader, val_loader, scheduler
+        )
         if progress["stage"] == stage and progress["epoch"] >= 0:
             checkpoint = self.work_dir / "checkpoint" / progress["checkpoint"]
             acc.load_state(str(checkpoint))
@@ -261,11 +296,23 @@ class Trainer:
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
             totals: dict[str, float] = {}
-            bar = Heartbeat(loader, f"stage {stage} epoch {epoch + 1}/{settings.epochs}", len(loader), acc.print,
-                            enabled=acc.is_local_main_process)
+            bar = Heartbeat(
+                loader,
+                f"stage {stage} epoch {epoch + 1}/{settings.epochs}",
+                len(loader),
+                acc.print,
+                enabled=acc.is_local_main_process,
+            )
             for batch in bar:
                 outputs = network(**{k: batch[k] for k in MODEL_INPUTS})
-                terms = loss_terms(outputs.float(), batch["target"], batch["converged"], batch["is_final"], batch["diverged"], cfg.huber_delta)
+                terms = loss_terms(
+                    outputs.float(),
+                    batch["target"],
+                    batch["converged"],
+                    batch["is_final"],
+                    batch["diverged"],
+                    cfg.huber_delta,
+                )
                 loss = terms["huber"] + terms["pinball"] + cfg.diverge_weight * terms["diverge"]
                 acc.backward(loss)
                 acc.clip_grad_norm_(network.parameters(), cfg.grad_clip)  # the prepared ones: FSDP replaces them
@@ -280,13 +327,21 @@ class Trainer:
             if improved:
                 progress.update(best=val_mae, best_stage=stage)
                 self._save_best(network)
-            metrics = {"stage": stage, "epoch": epoch + 1, "val_mae": val_mae, "best_val_mae": progress["best"],
-                       "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 2),
-                       **{f"train_{k}": v / max(1, len(loader)) for k, v in totals.items()}}
+            metrics = {
+                "stage": stage,
+                "epoch": epoch + 1,
+                "val_mae": val_mae,
+                "best_val_mae": progress["best"],
+                "lr": scheduler.get_last_lr()[0],
+                "seconds": round(time.perf_counter() - started, 2),
+                **{f"train_{k}": v / max(1, len(loader)) for k, v in totals.items()},
+            }
             self._log(metrics)  # before the checkpoint: a kill in between re-runs the epoch, whose line is then trimmed
             self._checkpoint(progress, stage, epoch)
-            acc.print(f"stage {stage} epoch {epoch + 1}/{settings.epochs}: val MAE {val_mae:.4f} (best {progress['best']:.4f})"
-                      f"{' *' if improved else ''} [{metrics['seconds']:.0f}s]")
+            acc.print(
+                f"stage {stage} epoch {epoch + 1}/{settings.epochs}: val MAE {val_mae:.4f} (best {progress['best']:.4f})"
+                f"{' *' if improved else ''} [{metrics['seconds']:.0f}s]"
+            )
         self.network = acc.unwrap_model(network)
         acc.free_memory()
 
@@ -295,8 +350,13 @@ class Trainer:
         """MAE of the predicted final loss over the validation runs that converged."""
         network.eval()
         outputs = []
-        for batch in Heartbeat(val_loader, "validation", len(val_loader), self.accelerator.print,
-                               enabled=self.accelerator.is_local_main_process):
+        for batch in Heartbeat(
+            val_loader,
+            "validation",
+            len(val_loader),
+            self.accelerator.print,
+            enabled=self.accelerator.is_local_main_process,
+        ):
             out = network(**{k: batch[k] for k in MODEL_INPUTS})[:, 0].float()
             outputs.append(self.accelerator.gather_for_metrics(out))
         predicted = self.to_loss(torch.cat(outputs).cpu().numpy())
@@ -311,8 +371,10 @@ class Trainer:
             return {"stage": 1, "epoch": -1, "best": math.inf, "config": config}
         progress = json.loads(self.progress_path.read_text())
         if progress.get("config") != config:
-            raise ConfigError(f"{self.work_dir}: holds a checkpoint of a different training config; "
-                              "train into a new output folder, or delete this one to start over")
+            raise ConfigError(
+                f"{self.work_dir}: holds a checkpoint of a different training config; "
+                "train into a new output folder, or delete this one to start over"
+            )
         return progress
 
     def _write_progress(self, progress: dict[str, Any]) -> None:

@@ -15,10 +15,22 @@ from ncpl.sources._files import csv_rows
 def record(row: dict[str, Any], line: int) -> RunRecord:
     n_params = float(column(row, "Model Size"))
     flops = float(column(row, "Training FLOP"))
-    config = {"source": "epoch", "model": {"n_params": n_params}, "data": {"tokens": flops / (6 * n_params)},
-              "optimizer": {"name": "adamw"}}
-    return validate(RunRecord, {"run_id": f"epoch/{line}", "config": config, "final_loss": column(row, "loss"),
-                                "loss_kind": "train", "meta": {"training_flop": flops}})
+    config = {
+        "source": "epoch",
+        "model": {"n_params": n_params},
+        "data": {"tokens": flops / (6 * n_params)},
+        "optimizer": {"name": "adamw"},
+    }
+    return validate(
+        RunRecord,
+        {
+            "run_id": f"epoch/{line}",
+            "config": config,
+            "final_loss": column(row, "loss"),
+            "loss_kind": "train",
+            "meta": {"training_flop": flops},
+        },
+    )
 
 
 def rows(path: Path) -> Iterator[Row]:

@@ -51,19 +51,42 @@ def record(data: dict[str, Any]) -> RunRecord:
     shape = shape_of(str(column(hyper, "model")))
     config = {
         "source": "gadre",
-        "model": {"n_params": column(hyper, "params_no_embed"), "n_params_total": column(hyper, "params"),
-                  **shape, "seq_len": SEQ_LEN, "vocab_size": VOCAB},
+        "model": {
+            "n_params": column(hyper, "params_no_embed"),
+            "n_params_total": column(hyper, "params"),
+            **shape,
+            "seq_len": SEQ_LEN,
+            "vocab_size": VOCAB,
+        },
         "data": {"tokens": column(hyper, "tokens"), "dataset": column(data, "dataset_name")},
-        "optimizer": {"name": "adamw", "lr": column(hyper, "lr"), "weight_decay": column(hyper, "wd"),
-                      "beta2": float(args["beta2"]), "grad_clip": float(args["grad-clip-norm"]),
-                      "z_loss": float(hyper.get("z_loss") or 0.0), "qk_norm": bool(hyper.get("qk_norm"))},
-        "schedule": {"name": "cosine", "warmup_steps": column(hyper, "warmup"), "min_lr": column(hyper, "cd"),
-                     "total_steps": round(float(hyper["tokens"]) / (sequences * SEQ_LEN))},
+        "optimizer": {
+            "name": "adamw",
+            "lr": column(hyper, "lr"),
+            "weight_decay": column(hyper, "wd"),
+            "beta2": float(args["beta2"]),
+            "grad_clip": float(args["grad-clip-norm"]),
+            "z_loss": float(hyper.get("z_loss") or 0.0),
+            "qk_norm": bool(hyper.get("qk_norm")),
+        },
+        "schedule": {
+            "name": "cosine",
+            "warmup_steps": column(hyper, "warmup"),
+            "min_lr": column(hyper, "cd"),
+            "total_steps": round(float(hyper["tokens"]) / (sequences * SEQ_LEN)),
+        },
         "batch": {"sequences": sequences, "tokens": sequences * SEQ_LEN},
     }
-    return validate(RunRecord, {"run_id": f"gadre/{column(data, 'name')}", "config": config,
-                                "final_loss": losses.pop("c4_val"), "loss_kind": "c4_val", "other_losses": losses,
-                                "meta": {"chinchilla_multiplier": float(column(hyper, "chinchilla_multiplier"))}})
+    return validate(
+        RunRecord,
+        {
+            "run_id": f"gadre/{column(data, 'name')}",
+            "config": config,
+            "final_loss": losses.pop("c4_val"),
+            "loss_kind": "c4_val",
+            "other_losses": losses,
+            "meta": {"chinchilla_multiplier": float(column(hyper, "chinchilla_multiplier"))},
+        },
+    )
 
 
 def rows(path: Path) -> Iterator[Row]:

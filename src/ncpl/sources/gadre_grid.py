@@ -54,15 +54,25 @@ def record(key: str, loss: Any) -> RunRecord:
     sequences = int(bs)
     config = {
         "source": "gadre-grid",
-        "model": {"n_params": params_no_embed(shape["d_model"], shape["n_layers"]), **shape,
-                  "seq_len": SEQ_LEN, "vocab_size": VOCAB},
+        "model": {
+            "n_params": params_no_embed(shape["d_model"], shape["n_layers"]),
+            **shape,
+            "seq_len": SEQ_LEN,
+            "vocab_size": VOCAB,
+        },
         "data": {"tokens": int(tokens)},
         "optimizer": {"name": "adamw", "lr": float(lr), "weight_decay": float(wd)},
-        "schedule": {"name": "cosine", "warmup_steps": int(warmup), "min_lr": float(cooldown),
-                     "total_steps": round(int(tokens) / (sequences * SEQ_LEN))},
+        "schedule": {
+            "name": "cosine",
+            "warmup_steps": int(warmup),
+            "min_lr": float(cooldown),
+            "total_steps": round(int(tokens) / (sequences * SEQ_LEN)),
+        },
         "batch": {"sequences": sequences, "tokens": sequences * SEQ_LEN},
     }
-    return validate(RunRecord, {"run_id": f"gadre-grid/{key}", "config": config, "final_loss": loss, "loss_kind": "val"})
+    return validate(
+        RunRecord, {"run_id": f"gadre-grid/{key}", "config": config, "final_loss": loss, "loss_kind": "val"}
+    )
 
 
 def rows(path: Path) -> Iterator[Row]:

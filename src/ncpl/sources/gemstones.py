@@ -32,8 +32,11 @@ def variant_of(path: Path) -> str:
 def config(row: dict[str, Any], variant: str, tokens: float, schedule: dict[str, Any]) -> dict[str, Any]:
     return {
         "source": "gemstones",
-        "model": {"n_params": column(row, "params_active_precise"), "d_model": column(row, "width"),
-                  "n_layers": column(row, "depth")},
+        "model": {
+            "n_params": column(row, "params_active_precise"),
+            "d_model": column(row, "width"),
+            "n_layers": column(row, "depth"),
+        },
         "data": {"tokens": tokens},
         "optimizer": {"name": "adamw"},
         "schedule": schedule,
@@ -46,20 +49,32 @@ def curve_record(group: list[dict[str, Any]], variant: str) -> RunRecord:
     group = [raise_if_error(row) for row in group]
     curve = curve_points(group, "tokens", "final_loss")
     run = str(column(group[0], "run_name"))
-    return validate(RunRecord, {
-        "run_id": f"gemstones/{variant}/{run}", "config": config(group[-1], variant, curve["tokens"][-1], {"name": "constant"}),
-        "final_loss": curve["loss"][-1], "loss_kind": "train", "curve": curve, "meta": {"variant": variant},
-    })
+    return validate(
+        RunRecord,
+        {
+            "run_id": f"gemstones/{variant}/{run}",
+            "config": config(group[-1], variant, curve["tokens"][-1], {"name": "constant"}),
+            "final_loss": curve["loss"][-1],
+            "loss_kind": "train",
+            "curve": curve,
+            "meta": {"variant": variant},
+        },
+    )
 
 
 def branch_record(row: dict[str, Any], variant: str) -> RunRecord:
     schedule = {"name": "wsd", "decay": "linear"} if variant.endswith("end") else {"name": "constant"}
     run = str(column(row, "run_name"))
-    return validate(RunRecord, {
-        "run_id": f"gemstones/{variant}/{run}/step{column(row, 'step')}",
-        "config": config(row, variant, column(row, "tokens"), schedule),
-        "final_loss": column(row, "final_loss"), "loss_kind": "train", "meta": {"variant": variant},
-    })
+    return validate(
+        RunRecord,
+        {
+            "run_id": f"gemstones/{variant}/{run}/step{column(row, 'step')}",
+            "config": config(row, variant, column(row, "tokens"), schedule),
+            "final_loss": column(row, "final_loss"),
+            "loss_kind": "train",
+            "meta": {"variant": variant},
+        },
+    )
 
 
 def _not_a_run() -> RunRecord:
@@ -80,5 +95,8 @@ def rows(path: Path) -> Iterator[Row]:
         groups[raw["run_name"] if isinstance(raw, dict) else f"<line {line}>"].append((line, raw))
     for run, items in groups.items():
         lines = [line for line, _ in items]
-        yield Row(f"{path}:{min(lines)}-{max(lines)} (run {run})", len(items),
-                  lambda items=items: curve_record([raw for _, raw in items], variant))
+        yield Row(
+            f"{path}:{min(lines)}-{max(lines)} (run {run})",
+            len(items),
+            lambda items=items: curve_record([raw for _, raw in items], variant),
+        )

@@ -84,15 +84,26 @@ def record(row: dict[str, Any], shapes: dict[str, dict[str, Any]]) -> RunRecord:
         "schedule": {"name": "cosine", "total_steps": column(row, "derived_num_train_steps")},
         "batch": {},
     }
-    meta = present({key: row.get(key) for key in ("model_size", "chinchilla_multiple", "run_type", "ablated_param", "wandb_id")})
+    meta = present(
+        {key: row.get(key) for key in ("model_size", "chinchilla_multiple", "run_type", "ablated_param", "wandb_id")}
+    )
     for key, value in hyper.items():
         section, name = _COMMON.get(key, ("optimizer", key))
         config[section][name] = value
     if "sequences" in config["batch"]:
         config["batch"]["tokens"] = config["batch"]["sequences"] * config["model"]["seq_len"]
     run_id = f"marin/{row['optimizer']}/{size}/x{row.get('chinchilla_multiple')}/{column(row, 'result_key')}"
-    return validate(RunRecord, {"run_id": run_id, "config": config, "final_loss": loss,
-                                "loss_kind": "paloma_c4_en", "diverged": diverged, "meta": meta})
+    return validate(
+        RunRecord,
+        {
+            "run_id": run_id,
+            "config": config,
+            "final_loss": loss,
+            "loss_kind": "paloma_c4_en",
+            "diverged": diverged,
+            "meta": meta,
+        },
+    )
 
 
 def rows(path: Path) -> Iterator[Row]:

@@ -40,20 +40,44 @@ def record(group: pd.DataFrame, shapes: dict[str, dict[str, Any]]) -> RunRecord:
     curve = curve_points(rows, "D", "loss")
     config = {
         "source": "misfitting",
-        "model": {"n_params": column(first, "N_no_emb"), "n_params_total": column(first, "N"),
-                  **({"d_model": shape["hidden_dim"], "n_layers": shape["n_layers"], "n_heads": shape["n_heads"],
-                      "d_ff": swiglu_hidden(shape["hidden_dim"]), "vocab_size": shape["vocab_size"]} if shape else {}),
-                  "seq_len": SEQ_LEN},
+        "model": {
+            "n_params": column(first, "N_no_emb"),
+            "n_params_total": column(first, "N"),
+            **(
+                {
+                    "d_model": shape["hidden_dim"],
+                    "n_layers": shape["n_layers"],
+                    "n_heads": shape["n_heads"],
+                    "d_ff": swiglu_hidden(shape["hidden_dim"]),
+                    "vocab_size": shape["vocab_size"],
+                }
+                if shape
+                else {}
+            ),
+            "seq_len": SEQ_LEN,
+        },
         "data": {"tokens": total_steps * SEQUENCES * SEQ_LEN},
         "optimizer": {"name": "adamw", "lr": column(first, "peak_lr")},
-        "schedule": {"name": "cosine", "total_steps": total_steps, "warmup_steps": WARMUP_STEPS,
-                     "min_lr_ratio": MIN_LR_RATIO},
+        "schedule": {
+            "name": "cosine",
+            "total_steps": total_steps,
+            "warmup_steps": WARMUP_STEPS,
+            "min_lr_ratio": MIN_LR_RATIO,
+        },
         "batch": {"sequences": SEQUENCES, "tokens": SEQUENCES * SEQ_LEN},
     }
     run_id = f"misfitting/{model}/steps{total_steps}/lr{first['peak_lr']:g}/{first['sweep']}"
-    return validate(RunRecord, {"run_id": run_id, "config": config, "final_loss": curve["loss"][-1],
-                                "loss_kind": "c4_eval", "curve": curve,
-                                "meta": {"sweep": str(column(first, "sweep")), "model_name": model}})
+    return validate(
+        RunRecord,
+        {
+            "run_id": run_id,
+            "config": config,
+            "final_loss": curve["loss"][-1],
+            "loss_kind": "c4_eval",
+            "curve": curve,
+            "meta": {"sweep": str(column(first, "sweep")), "model_name": model},
+        },
+    )
 
 
 def rows(path: Path) -> Iterator[Row]:

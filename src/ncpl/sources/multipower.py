@@ -41,13 +41,24 @@ def schedule_of(name: str) -> dict[str, Any]:
         return spec | ({"min_lr": END_LR} if family == "cosine" else {})
     if family in ("wsd", "wsdld") and len(parts) == 3:
         start, total = int(parts[1]), int(parts[2])
-        return {"name": "wsd", "total_steps": total, "cooldown_steps": total - start, "min_lr": END_LR,
-                "decay": "exponential" if family == "wsd" else "linear"}
+        return {
+            "name": "wsd",
+            "total_steps": total,
+            "cooldown_steps": total - start,
+            "min_lr": END_LR,
+            "decay": "exponential" if family == "wsd" else "linear",
+        }
     if family == "wsdcon" and len(parts) == 2:
-        return {"name": "multistep", "total_steps": 16000, "stage_steps": [8000],
-                "stage_lr_ratios": [int(parts[1]) * 1e-5 / PEAK_LR]}
-    raise ValueError(f"file name {name!r}: not one of the repository's schedules (cosine_T, constant_T, wsd_S_T, "
-                     "wsdld_S_T, wsdcon_K)")
+        return {
+            "name": "multistep",
+            "total_steps": 16000,
+            "stage_steps": [8000],
+            "stage_lr_ratios": [int(parts[1]) * 1e-5 / PEAK_LR],
+        }
+    raise ValueError(
+        f"file name {name!r}: not one of the repository's schedules (cosine_T, constant_T, wsd_S_T, "
+        "wsdld_S_T, wsdcon_K)"
+    )
 
 
 def record(path: Path) -> RunRecord:
@@ -73,11 +84,17 @@ def record(path: Path) -> RunRecord:
         "schedule": schedule,
         "extra": {"tokens_are_steps": True, "size_label": label},
     }
-    return validate(RunRecord, {
-        "run_id": f"multipower/{label}/{path.stem}", "config": config, "final_loss": float(frame["loss"].iloc[-1]),
-        "loss_kind": "train", "curve": {"tokens": steps.tolist(), "loss": frame["loss"].tolist()},
-        "meta": {"schedule_file": path.stem},
-    })
+    return validate(
+        RunRecord,
+        {
+            "run_id": f"multipower/{label}/{path.stem}",
+            "config": config,
+            "final_loss": float(frame["loss"].iloc[-1]),
+            "loss_kind": "train",
+            "curve": {"tokens": steps.tolist(), "loss": frame["loss"].tolist()},
+            "meta": {"schedule_file": path.stem},
+        },
+    )
 
 
 def rows(path: Path) -> Iterator[Row]:

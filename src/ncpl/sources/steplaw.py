@@ -42,7 +42,11 @@ def base_config(row: dict[str, Any], source: str) -> dict[str, Any]:
         },
         "data": {"tokens": column(row, "D")},
         "optimizer": {"name": "adamw", "lr": column(row, "lr")},
-        "schedule": {"name": "cosine", "total_steps": column(row, "ti"), "min_lr": min_lr(str(column(row, "exp_name")))},
+        "schedule": {
+            "name": "cosine",
+            "total_steps": column(row, "ti"),
+            "min_lr": min_lr(str(column(row, "exp_name"))),
+        },
         "batch": {"sequences": sequences, "tokens": sequences * int(row.get("seq_len") or SEQ_LEN)},
         "extra": {},
     }
@@ -50,14 +54,17 @@ def base_config(row: dict[str, Any], source: str) -> dict[str, Any]:
 
 def record(row: dict[str, Any], config: dict[str, Any]) -> RunRecord:
     loss = float(column(row, "smooth loss"))
-    return validate(RunRecord, {
-        "run_id": str(column(row, "exp_name")),
-        "config": config,
-        "final_loss": loss,
-        "loss_kind": "train_smoothed",
-        "diverged": loss >= DIVERGED_LOSS,
-        "other_losses": present({"train_unsmoothed": row.get("loss")}),
-    })
+    return validate(
+        RunRecord,
+        {
+            "run_id": str(column(row, "exp_name")),
+            "config": config,
+            "final_loss": loss,
+            "loss_kind": "train_smoothed",
+            "diverged": loss >= DIVERGED_LOSS,
+            "other_losses": present({"train_unsmoothed": row.get("loss")}),
+        },
+    )
 
 
 def rows(path: Path) -> Iterator[Row]:

@@ -16,7 +16,9 @@ _EXTRA = ("moeh", "sed", "numld", "moe_layer_enum_type", "mfa_version", "moe_nam
 
 def moe_record(row: dict[str, Any]) -> RunRecord:
     config = base_config(row, "steplaw-moe")
-    config["model"].update(arch="moe", n_experts=column(row, "nume"), top_k=column(row, "topk"), n_params_active=column(row, "Na"))
+    config["model"].update(
+        arch="moe", n_experts=column(row, "nume"), top_k=column(row, "topk"), n_params_active=column(row, "Na")
+    )
     config["extra"].update(present({key: row.get(key) for key in _EXTRA}))
     return record(row, config)
 

@@ -15,8 +15,12 @@ from ncpl.sources import Row
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True),
-               ".json": lambda p: pd.read_json(p, lines=True)}
+    readers = {
+        ".csv": pd.read_csv,
+        ".parquet": pd.read_parquet,
+        ".jsonl": lambda p: pd.read_json(p, lines=True),
+        ".json": lambda p: pd.read_json(p, lines=True),
+    }
     if path.suffix not in readers:
         raise ValueError(f"{path}: unsupported table format {path.suffix!r}; use .csv, .jsonl or .parquet")
     return readers[path.suffix](path)
