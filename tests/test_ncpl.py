@@ -117,10 +117,12 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     model, work = trained
     log = [json.loads(line) for line in (work / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 4 and log[-1]["train_huber"] < log[0]["train_huber"]
-    details = model.predict_details(runs)
-    head = ["pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge"]
-    assert list(details.columns)[:4] == head  # then how far outside the training runs (`outside*`)
-    assert np.isfinite(details[head].to_numpy()).all() and (details["pred_loss_lo"] <= details["pred_loss_hi"]).all()
+    full = model.predict_details(runs)
+    own = ["pred_loss", "pred_loss_lo", "pred_loss_hi", "p_diverge"]
+    assert list(full.columns) == own + ["outside", "outside_n_params", "outside_tokens", "outside_lr", "outside_batch"]
+    assert (full["outside"].fillna(0) == 0).all()  # its own training runs lie inside (NaN: a run without lr or batch)
+    details = full[own]
+    assert np.isfinite(details.to_numpy()).all() and (details["pred_loss_lo"] <= details["pred_loss_hi"]).all()
     curve = model.predict_curve(runs.head(3), np.array([0.2, 0.6, 1.0]))
     assert curve.shape == (3, 3) and np.isfinite(curve).all()
     model.save(tmp_path / "model")
@@ -131,7 +133,7 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     loaded = predictors.load(tmp_path / "model")
     assert type(loaded.targets.baseline).__name__ == "HparamLaw" and loaded.targets.baseline.bowls.keys() == {"steplaw", "gemstones"}
     assert np.array_equal(loaded.predict(runs), model.predict(runs))
-    pd.testing.assert_frame_equal(loaded.predict_details(runs), details)  # the conformal margin travels with the model
+    pd.testing.assert_frame_equal(loaded.predict_details(runs), full)  # the conformal margin and the range travel with it
     val = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).id
     val = val[usable(val)]
     train = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).train
@@ -222,13 +224,15 @@ def test_two_cpu_processes_with_accelerate(runs, tmp_path):
     write_runs(runs, tmp_path / "runs.parquet")
     config = {**TINY, "stage1": {"epochs": 1, "lr": 3e-3}, "stage2": {"epochs": 1, "lr": 1e-3, "mode": "full"}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ncpl.cli", "train",
                "--train", str(tmp_path / "runs.parquet"), "--config", str(tmp_path / "tiny.yaml"), "-o", str(tmp_path / "model")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # `--cpu` alone starts one process in accelerate 1.15; the multi-GPU launcher with ACCELERATE_USE_CPU starts two on gloo
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    log = [json.loads(line) for line in (tmp_path / "model/work/train_log.jsonl").read_text().splitlines()]
+    assert result.stdout.count("training NCPL") == 2  # both processes ran
+    log = [json.loads(line) for line in (tmp_path / "model/train_log.jsonl").read_text().splitlines()]
     assert [entry["stage"] for entry in log] == [1, 2]  # one log line an epoch: only the main process writes
     assert (tmp_path / "model/training_curves.png").stat().st_size > 10_000
     assert np.isfinite(predictors.load(tmp_path / "model").predict(runs)).all()

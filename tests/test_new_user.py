@@ -58,15 +58,23 @@ def write(path, data):
 
 
 def test_misspelled_field_is_refused_in_yaml_sweeps_and_spaces(models, tmp_path):
-    code, out = invoke("predict", models / "xgb", "--candidate", write(tmp_path / "c.yaml", candidate(**{"optimizer.lrr": 3e-4})))
+    code, out = invoke(
+        "predict", models / "xgb", "--candidate", write(tmp_path / "c.yaml", candidate(**{"optimizer.lrr": 3e-4}))
+    )
     assert code == 2 and "optimizer.lrr" in out and "did you mean 'lr'" in out, out
-    code, out = invoke("predict", models / "xgb", "--candidate", write(tmp_path / "c.yaml", candidate(**{"modle.n_params": 1})))
+    code, out = invoke(
+        "predict", models / "xgb", "--candidate", write(tmp_path / "c.yaml", candidate(**{"modle.n_params": 1}))
+    )
     assert code == 2 and "did you mean 'model'" in out, out
     sweep = pd.read_csv(EXAMPLES / "sweep.csv").rename(columns={"optimizer.lr": "optimizer.lrr"})
-    for suffix in ("csv", "jsonl", "parquet"):
+    writers = {
+        "csv": lambda path: sweep.to_csv(path, index=False),
+        "parquet": lambda path: sweep.to_parquet(path, index=False),
+        "jsonl": lambda path: sweep.to_json(path, orient="records", lines=True),
+    }
+    for suffix, write_sweep in writers.items():
         path = tmp_path / f"sweep.{suffix}"
-        {"csv": lambda: sweep.to_csv(path, index=False), "jsonl": lambda: sweep.to_json(path, orient="records", lines=True),
-         "parquet": lambda: sweep.to_parquet(path, index=False)}[suffix]()
+        write_sweep(path)
         code, out = invoke("score", models / "xgb", path, "-o", tmp_path / "out.parquet")
         assert code == 2 and "optimizer.lrr" in out and "did you mean 'optimizer.lr'" in out, (suffix, out)
     space = write(tmp_path / "space.yaml", {"optimizer.lrr": {"low": 1e-3, "high": 1e-2}})
@@ -75,7 +83,9 @@ def test_misspelled_field_is_refused_in_yaml_sweeps_and_spaces(models, tmp_path)
 
 
 def test_own_field_under_extra_is_accepted_and_warned_as_unseen(models, tmp_path):
-    code, out = invoke("predict", models / "xgb", "--candidate", write(tmp_path / "c.yaml", {**candidate(), "extra": {"knob": 2}}))
+    code, out = invoke(
+        "predict", models / "xgb", "--candidate", write(tmp_path / "c.yaml", {**candidate(), "extra": {"knob": 2}})
+    )
     assert code == 0 and "extra.knob never set" in out, out
 
 
@@ -99,13 +109,28 @@ def test_every_real_optimizer_field_is_declared():
 def test_units_in_every_sweep_format_give_the_same_scores(models, tmp_path):
     sweep = pd.read_csv(EXAMPLES / "sweep.csv")
     assert sweep["data.tokens"].astype(str).str.endswith("B").all()  # the rows carry units
-    paths = {"csv": EXAMPLES / "sweep.csv", "jsonl": tmp_path / "s.jsonl", "parquet": tmp_path / "s.parquet",
-             "yaml": tmp_path / "s.yaml"}
+    paths = {
+        "csv": EXAMPLES / "sweep.csv",
+        "jsonl": tmp_path / "s.jsonl",
+        "parquet": tmp_path / "s.parquet",
+        "yaml": tmp_path / "s.yaml",
+    }
     sweep.to_json(paths["jsonl"], orient="records", lines=True)
     sweep.astype(str).to_parquet(paths["parquet"], index=False)
-    nested = [{"source": r["source"], "model": {"n_params": r["model.n_params"]}, "data": {"tokens": r["data.tokens"]},
-               "optimizer": {"name": r["optimizer.name"], "lr": r["optimizer.lr"], "weight_decay": r["optimizer.weight_decay"]},
-               "batch": {"tokens": r["batch.tokens"]}} for r in sweep.to_dict("records")]
+    nested = [
+        {
+            "source": r["source"],
+            "model": {"n_params": r["model.n_params"]},
+            "data": {"tokens": r["data.tokens"]},
+            "optimizer": {
+                "name": r["optimizer.name"],
+                "lr": r["optimizer.lr"],
+                "weight_decay": r["optimizer.weight_decay"],
+            },
+            "batch": {"tokens": r["batch.tokens"]},
+        }
+        for r in sweep.to_dict("records")
+    ]
     write(paths["yaml"], nested)
     scores = {}
     for fmt, path in paths.items():
@@ -128,7 +153,11 @@ def test_prediction_says_how_far_outside_the_training_runs(models, marin, tmp_pa
     assert result["outside_n_params"] == pytest.approx(np.log10(1.2e9 / marin["model.n_params"].max()))
     assert result["outside"] == result["outside_n_params"] and result["outside_tokens"] == 0
     code, out = invoke("predict", models / "xgb", "--candidate", big)
-    assert code == 0 and "1 of 1 configs lie outside the training runs" in out and "N (non-embedding, active) up to 0.60" in out, out
+    assert (
+        code == 0
+        and "1 of 1 configs lie outside the training runs" in out
+        and "N (non-embedding, active) up to 0.60" in out
+    ), out
     code, out = invoke("score", models / "xgb", EXAMPLES / "sweep.csv", "-o", tmp_path / "scored.parquet")
     scored = pd.read_parquet(tmp_path / "scored.parquet")
     assert code == 0 and {"outside", "outside_lr", "outside_batch", "name"} <= set(scored.columns)
@@ -146,20 +175,47 @@ def test_model_saved_without_the_range_says_it_is_unknown(models, tmp_path):
 
 
 def test_tune_says_when_its_pick_is_outside_and_what_the_model_ignores(models, tmp_path):
-    below = write(tmp_path / "space.yaml", {"batch.tokens": {"low": "16K", "high": "64K"}, "optimizer.lr": {"low": 1e-3, "high": 3e-2}})
-    code, out = invoke("tune", models / "chinchilla", "--base", EXAMPLES / "candidate.yaml", "--space", below, "--n", 16)
+    below = write(
+        tmp_path / "space.yaml",
+        {"batch.tokens": {"low": "16K", "high": "64K"}, "optimizer.lr": {"low": 1e-3, "high": 3e-2}},
+    )
+    code, out = invoke(
+        "tune", models / "chinchilla", "--base", EXAMPLES / "candidate.yaml", "--space", below, "--n", 16
+    )
     assert code == 0, out
     assert "chinchilla ignores batch.tokens, optimizer.lr" in out, out
     assert "the best pick: 1 of 1 configs lie outside the training runs" in out and "batch (tokens) up to" in out, out
-    code, out = invoke("tune", models / "xgb", "--base", EXAMPLES / "candidate.yaml", "--space", EXAMPLES / "space.yaml",
-                       "--n", 16, "--top", 3)
+    code, out = invoke(
+        "tune",
+        models / "xgb",
+        "--base",
+        EXAMPLES / "candidate.yaml",
+        "--space",
+        EXAMPLES / "space.yaml",
+        "--n",
+        16,
+        "--top",
+        3,
+    )
     assert code == 0 and "ignores" not in out, out
 
 
 def test_tune_runs_says_when_none_matched(models, tmp_path):
     base = write(tmp_path / "big.yaml", candidate(**{"model.n_params": "1B"}))
-    code, out = invoke("tune", models / "xgb", "--base", base, "--space", EXAMPLES / "space.yaml", "--n", 16,
-                       "--plot", tmp_path / "map.png", "--runs", ROOT / "data/marin.parquet")
+    code, out = invoke(
+        "tune",
+        models / "xgb",
+        "--base",
+        base,
+        "--space",
+        EXAMPLES / "space.yaml",
+        "--n",
+        16,
+        "--plot",
+        tmp_path / "map.png",
+        "--runs",
+        ROOT / "data/marin.parquet",
+    )
     assert code == 0 and "no run of source marin at N = 1e+09" in out and (tmp_path / "map.png").exists(), out
 
 
@@ -179,10 +235,30 @@ def test_progress_lines_without_a_terminal():
 def tiny_ncpl(marin, tmp_path_factory):
     base = tmp_path_factory.mktemp("ncpl")
     marin.to_parquet(base / "train.parquet")
-    write(base / "tiny.yaml", {"backbone": "tiny-decoder", "batch_size": 16, "eval_batch_size": 64, "max_curve_points": 2,
-                               "seed": 0, "stage1": {"epochs": 1, "lr": 3e-3}, "stage2": {"epochs": 0, "lr": 1e-3}})
-    result = runner.invoke(app, ["train", "--train", str(base / "train.parquet"), "--config", str(base / "tiny.yaml"),
-                                 "-o", str(base / "model")])
+    write(
+        base / "tiny.yaml",
+        {
+            "backbone": "tiny-decoder",
+            "batch_size": 16,
+            "eval_batch_size": 64,
+            "max_curve_points": 2,
+            "seed": 0,
+            "stage1": {"epochs": 1, "lr": 3e-3},
+            "stage2": {"epochs": 0, "lr": 1e-3},
+        },
+    )
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--train",
+            str(base / "train.parquet"),
+            "--config",
+            str(base / "tiny.yaml"),
+            "-o",
+            str(base / "model"),
+        ],
+    )
     return base, result.exit_code, result.output
 
 
@@ -191,29 +267,40 @@ def test_train_prints_batches_and_removes_its_work_folder(tiny_ncpl):
     assert code == 0, out
     assert re.search(r"stage 1 epoch 1/1: \d+/\d+ batches", out) and "validation: 1/1 batches" in out, out
     assert not (base / "model/work").exists() and (base / "model/train_log.jsonl").exists()
-    assert predictors.load(base / "model").coverage_["ranges"]["marin"]["n_params"][1] == pytest.approx(np.log10(301989888))
+    assert predictors.load(base / "model").coverage_["ranges"]["marin"]["n_params"][1] == pytest.approx(
+        np.log10(301989888)
+    )
 
 
 def test_keep_work_keeps_it(tiny_ncpl, tmp_path):
     base, _, _ = tiny_ncpl
-    code, out = invoke("train", "--train", base / "train.parquet", "--config", base / "tiny.yaml", "-o", tmp_path / "m",
-                       "--keep-work")
+    code, out = invoke(
+        "train", "--train", base / "train.parquet", "--config", base / "tiny.yaml", "-o", tmp_path / "m", "--keep-work"
+    )
     assert code == 0 and (tmp_path / "m/work/checkpoint").exists(), out
 
 
 # --- 5. the README's quickstart on the shipped examples --------------------------------------------
 
 
-def test_readme_quickstart_runs_on_the_examples_before_the_benchmarks(models, tmp_path):
+def test_readme_quickstart_runs_on_the_examples_before_the_benchmarks(tiny_ncpl, tmp_path):
     readme = (ROOT / "README.md").read_text()
     quick = readme.index("## Quickstart")
     assert quick < readme.index("| test | source | predictor |")  # before the first benchmark table
-    for name in ("examples/candidate.yaml", "examples/sweep.csv", "examples/space.yaml", ".venv/bin/ncpl",
-                 "source .venv/bin/activate"):
+    for name in (
+        "examples/candidate.yaml",
+        "examples/sweep.csv",
+        "examples/space.yaml",
+        ".venv/bin/ncpl",
+        "source .venv/bin/activate",
+    ):
         assert name in readme[quick:], name
-    for args in (["predict", models / "xgb", "--candidate", EXAMPLES / "candidate.yaml", "--curve"],
-                 ["score", models / "xgb", EXAMPLES / "sweep.csv", "-o", tmp_path / "scored.parquet"],
-                 ["tune", models / "xgb", "--base", EXAMPLES / "candidate.yaml", "--space", EXAMPLES / "space.yaml", "--n", 16]):
+    model = tiny_ncpl[0] / "model"  # an NCPL model, as the README's runs/default/ncpl
+    for args in (
+        ["predict", model, "--candidate", EXAMPLES / "candidate.yaml", "--curve"],
+        ["score", model, EXAMPLES / "sweep.csv", "-o", tmp_path / "scored.parquet"],
+        ["tune", model, "--base", EXAMPLES / "candidate.yaml", "--space", EXAMPLES / "space.yaml", "--n", 16],
+    ):
         code, out = invoke(*args)
         assert code == 0 and "error" not in out, (args[0], out)
 

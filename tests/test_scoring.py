@@ -109,9 +109,9 @@ def test_two_processes_score_like_one(sweep, model_dir, tmp_path):
     args = ["score", str(model_dir), str(tmp_path / "sweep.parquet"), "--batch-size", "40"]  # 7 chunks: 4 on rank 0, 3 on rank 1
     result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "one.parquet")])
     assert result.exit_code == 0, result.output
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ncpl.cli", *args, "-o", str(tmp_path / "two.parquet")]
-    launched = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    launched = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"})
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     assert launched.stdout.count("scored 250 configs") == 1  # only the main process merges and reports
     two = pd.read_parquet(tmp_path / "two.parquet")

@@ -231,36 +231,39 @@ def _fmt(value: float, digits: int = 4) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _table(columns: list[str], rows: list[list[Any]]) -> list[str]:
+    """A markdown table."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)]
+
+
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["| test | source | predictor | n | MAE | RMSE | Spearman | n (all) | MAE (all) | Spearman (all) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in report["accuracy"]:
-        ok, every = row["ok"], row["all"]
-        lines.append(f"| {row['test']} | {row['source']} | {row['predictor']} | {ok['n']} | {_fmt(ok['mae'])} | "
-                     f"{_fmt(ok['rmse'])} | {_fmt(ok['spearman'], 3)} | {every['n']} | {_fmt(every['mae'])} | {_fmt(every['spearman'], 3)} |")
+    lines = _table(
+        ["test", "source", "predictor", "n", "MAE", "RMSE", "Spearman", "n (all)", "MAE (all)", "Spearman (all)"],
+        [[r["test"], r["source"], r["predictor"], r["ok"]["n"], _fmt(r["ok"]["mae"]), _fmt(r["ok"]["rmse"]),
+          _fmt(r["ok"]["spearman"], 3), r["all"]["n"], _fmt(r["all"]["mae"]), _fmt(r["all"]["spearman"], 3)]
+         for r in report["accuracy"]])
     if report.get("interval"):
         lines += ["", "10-90% interval on the converged runs (nominal coverage 0.80) and the divergence probability "
-                  "against the failed (diverged or unstable) runs:", "",
-                  "| test | source | predictor | n | coverage | median width | failed | divergence ROC-AUC |", "|---|---|---|---|---|---|---|---|"]
-        for row in report["interval"]:
-            lines.append(f"| {row['test']} | {row['source']} | {row['predictor']} | {row['n']} | {_fmt(row['coverage_80'], 2)} | "
-                         f"{_fmt(row['median_width'])} | {row['n_failed']} | {_fmt(row['auc_diverge'], 3)} |")
+                  "against the failed (diverged or unstable) runs:", ""]
+        lines += _table(["test", "source", "predictor", "n", "coverage", "median width", "failed", "divergence ROC-AUC"],
+                        [[r["test"], r["source"], r["predictor"], r["n"], _fmt(r["coverage_80"], 2),
+                          _fmt(r["median_width"]), r["n_failed"], _fmt(r["auc_diverge"], 3)] for r in report["interval"]])
     if report["regret"]:
         lines += ["", f"Hyperparameter-selection regret (groups of >= {MIN_GROUP} runs sharing source, N, D and optimizer; "
-                  f"the {STEPLAW_PICKER} row is the StepLaw law, fitted on every StepLaw shape including the test one: leaky):", "",
-                  "| test | source | picker | groups | mean regret | median regret | diverged picks | runs to near-best (random) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for row in report["regret"]:
-            lines.append(f"| {row['test']} | {row['source']} | {row['picker']} | {row['groups']} | {_fmt(row['regret'])} | "
-                         f"{_fmt(row['median_regret'])} | {_fmt(row['diverged_picks'], 2)} | "
-                         f"{_fmt(row['runs_to_near_best'], 1)} ({_fmt(row['random_runs_to_near_best'], 1)}) |")
+                  f"{STEPLAW_PICKER} is the StepLaw law, fitted on every StepLaw shape including a test one):", ""]
+        lines += _table(["test", "source", "picker", "groups", "mean regret", "median regret", "diverged picks",
+                         "runs to near-best (random)"],
+                        [[r["test"], r["source"], r["picker"], r["groups"], _fmt(r["regret"]), _fmt(r["median_regret"]),
+                          _fmt(r["diverged_picks"], 2),
+                          f"{_fmt(r['runs_to_near_best'], 1)} ({_fmt(r['random_runs_to_near_best'], 1)})"]
+                         for r in report["regret"]])
     if report.get("curves"):
-        lines += ["", "Loss curves: MAE of the absolute loss on the checkpoints after the prefix (prefix laws are fitted to it; "
-                  "the others see only the config), and at the last checkpoint:", "",
-                  "| test | source | prefix | method | runs | points | MAE | end MAE |", "|---|---|---|---|---|---|---|---|"]
-        for row in report["curves"]:
-            lines.append(f"| {row['test']} | {row['source']} | {row['prefix']:.0%} | {row['method']} | {row['runs']} | {row['points']} | "
-                         f"{_fmt(row['mae'])} | {_fmt(row['end_mae'])} |")
+        lines += ["", "Loss curves: MAE of the absolute loss on the checkpoints after the prefix (prefix laws are fitted "
+                  "to it; the others see only the config), and at the last checkpoint:", ""]
+        lines += _table(["test", "source", "prefix", "method", "runs", "points", "MAE", "end MAE"],
+                        [[r["test"], r["source"], f"{r['prefix']:.0%}", r["method"], r["runs"], r["points"],
+                          _fmt(r["mae"]), _fmt(r["end_mae"])] for r in report["curves"]])
     return "\n".join(lines) + "\n"
 
 

@@ -387,7 +387,7 @@ def known_fields(model: type[BaseModel] = RunConfig) -> list[str]:
     """The flat dotted fields of `model` (``model.n_params``, ``optimizer.lr``, ...), read from the pydantic models,
     with every optimizer's specific fields; ``extra.*`` takes any name."""
     fields = []
-    for name, field in model.model_fields.items():
+    for name in model.model_fields:
         section = _section_model(model, (name,))
         fields += [f"{name}.{inner}" for inner in section.model_fields] if section else [name]
     specific = sorted({f for names in OPTIMIZER_FIELDS.values() for f in names})

@@ -140,6 +140,24 @@ def _nest(row: dict) -> dict:
     return nested
 
 
+def process_state():
+    """accelerate's view of the processes scoring together, joined over gloo on CPUs as `Accelerator` joins them.
+
+    `PartialState()` alone ignores ACCELERATE_USE_CPU: launched on CPUs, every process would think itself the only
+    one, score every chunk and race the others to merge and delete the parts. A launch whose processes did not join
+    is refused.
+    """
+    from accelerate import PartialState
+
+    state = PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"))
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != state.num_processes:
+        raise ConfigError(f"launched {launched} processes (WORLD_SIZE) but accelerate joined {state.num_processes}: "
+                          "each would score the whole sweep. On CPUs launch with "
+                          "`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N`")
+    return state
+
+
 def score_file(model: Predictor, path: str | Path, output: str | Path, *, batch_size: int = 4096, resume: bool = False,
                rank: int = 0, world: int = 1, on_chunk=None) -> Path:
     """Score `path` into the part files of `output` (merge them with `merge_parts`); returns their folder.

@@ -70,11 +70,19 @@ def _axes(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     from ncpl.columns import effective_params, tokens
 
     def column(name: str) -> np.ndarray:
-        return pd.to_numeric(frame[name], errors="coerce").to_numpy(float) if name in frame else np.full(len(frame), np.nan)
+        return (
+            pd.to_numeric(frame[name], errors="coerce").to_numpy(float)
+            if name in frame
+            else np.full(len(frame), np.nan)
+        )
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        return {"n_params": np.log10(effective_params(frame)), "tokens": np.log10(tokens(frame)),
-                "lr": np.log10(column("optimizer.lr")), "batch": np.log10(column("batch.tokens"))}
+        return {
+            "n_params": np.log10(effective_params(frame)),
+            "tokens": np.log10(tokens(frame)),
+            "lr": np.log10(column("optimizer.lr")),
+            "batch": np.log10(column("batch.tokens")),
+        }
 
 
 def training_coverage(runs: pd.DataFrame) -> dict[str, Any]:
@@ -104,8 +112,13 @@ def merge_coverage(coverages: list[dict[str, Any] | None]) -> dict[str, Any] | N
         for source, axes in coverage["ranges"].items():
             for axis, bounds in axes.items():
                 known = ranges.setdefault(source, {}).get(axis)
-                ranges[source][axis] = bounds if known is None else known if bounds is None else [
-                    min(known[0], bounds[0]), max(known[1], bounds[1])]
+                ranges[source][axis] = (
+                    bounds
+                    if known is None
+                    else known
+                    if bounds is None
+                    else [min(known[0], bounds[0]), max(known[1], bounds[1])]
+                )
     return {"ranges": ranges, "fields": sorted({f for c in coverages for f in c["fields"]})}
 
 
@@ -164,15 +177,21 @@ class Predictor(ABC):
     def outside_of_training(self, configs: Configs) -> pd.DataFrame:
         """Per config, how many decades each axis (``outside_n_params``, ``outside_tokens``, ``outside_lr``,
         ``outside_batch``) lies beyond the training runs of its source: positive above their max, negative below their
-        min, 0 inside (or within `OUTSIDE_TOLERANCE`); ``outside`` the largest absolute value. NaN where unknown (a model saved before, a source or an
-        axis without training runs, a config without the value)."""
+        min, 0 inside (or within `OUTSIDE_TOLERANCE`); ``outside`` the largest absolute value. NaN where unknown (a
+        model saved before, a source or an axis without training runs, a config without the value)."""
         frame = as_frame(configs)
         sources = frame["source"].astype(str).to_numpy() if "source" in frame else np.full(len(frame), "")
         ranges = (self.coverage_ or {}).get("ranges", {})
         out = {}
         for axis, values in _axes(frame).items():
-            bounds = np.array([(ranges.get(s, {}).get(axis) or [np.nan, np.nan]) for s in sources], float).reshape(-1, 2)
-            beyond = np.where(values > bounds[:, 1], values - bounds[:, 1], np.where(values < bounds[:, 0], values - bounds[:, 0], 0.0))
+            bounds = np.array([(ranges.get(s, {}).get(axis) or [np.nan, np.nan]) for s in sources], float).reshape(
+                -1, 2
+            )
+            beyond = np.where(
+                values > bounds[:, 1],
+                values - bounds[:, 1],
+                np.where(values < bounds[:, 0], values - bounds[:, 0], 0.0),
+            )
             out[f"{OUTSIDE}{axis}"] = np.where(np.abs(beyond) < OUTSIDE_TOLERANCE, 0.0, beyond)
             out[f"{OUTSIDE}{axis}"][~np.isfinite(values) | np.isnan(bounds).any(axis=1)] = np.nan
         table = pd.DataFrame(out)
@@ -186,8 +205,19 @@ class Predictor(ABC):
             return []
         frame = as_frame(configs)
         seen = set(self.coverage_["fields"])
-        sections = {field.partition(".")[0] for field in seen if "." in field} | {"model", "data", "optimizer", "schedule", "batch", "extra"}
-        return [c for c in frame.columns if c.partition(".")[0] in sections and "." in c and c not in seen and frame[c].notna().any()]
+        sections = {field.partition(".")[0] for field in seen if "." in field} | {
+            "model",
+            "data",
+            "optimizer",
+            "schedule",
+            "batch",
+            "extra",
+        }
+        return [
+            c
+            for c in frame.columns
+            if c.partition(".")[0] in sections and "." in c and c not in seen and frame[c].notna().any()
+        ]
 
     def predict_curve(self, configs: Configs, fractions: np.ndarray) -> np.ndarray:
         """Loss at each fraction of training: shape (configs, fractions). The point at fraction 1 is the final-loss
@@ -231,7 +261,12 @@ class Predictor(ABC):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{META_FILE}.tmp"
-        meta = {"format_version": FORMAT_VERSION, "predictor": self.name, "state": self.get_state(), "coverage": self.coverage_}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "predictor": self.name,
+            "state": self.get_state(),
+            "coverage": self.coverage_,
+        }
         tmp.write_text(json.dumps(meta, indent=2))
         tmp.replace(directory / META_FILE)
         return directory
@@ -297,7 +332,11 @@ def load(directory: str | Path) -> Predictor:
             dropped.append(key)
     if version > FORMAT_VERSION or dropped:
         message = f"{meta_path}: model format {version}, this ncpl reads formats up to {FORMAT_VERSION}; "
-        message += f"dropped the keys it does not know: {', '.join(dropped)}" if dropped else "what that format added is ignored"
+        message += (
+            f"dropped the keys it does not know: {', '.join(dropped)}"
+            if dropped
+            else "what that format added is ignored"
+        )
         warnings.warn(f"{message}; upgrade ncpl to use them", stacklevel=2)
     predictor.coverage_ = meta.get("coverage")  # absent in directories saved before: the range is unknown
     return predictor
