@@ -91,17 +91,16 @@ def score(
     """Score a sweep: every input column kept, pred_loss (and interval, p_diverge) added. Streams; runs under
     accelerate launch too."""
     import pyarrow.parquet as pq
-    from accelerate import PartialState
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ncpl import predictors
     from ncpl.predictors import OUTSIDE
     from ncpl.regressor.precision import DTYPES, set_inference_dtype
-    from ncpl.scoring import CONFIG_SECTIONS, merge_parts, parts_folder, score_file, sweep_rows
+    from ncpl.scoring import CONFIG_SECTIONS, merge_parts, parts_folder, process_state, score_file, sweep_rows
 
     if dtype not in DTYPES:
         fail(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
-    state = PartialState()
+    state = process_state()
     columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     model = set_inference_dtype(predictors.load(model_dir), dtype)
     total = sweep_rows(sweep)
