@@ -133,7 +133,7 @@ def ensemble(
     except ValueError:
         raise ConfigError(f"--weights: got {weights!r}, expected numbers separated by commas, e.g. 1,1") from None
     with as_flags(weights="--weights"):
-        model = Ensemble([predictors.load(directory) for directory in members], parsed)
+        model = Ensemble([predictors.load_predictor(directory) for directory in members], parsed)
     model.coverage_ = predictors.merge_coverage([member.coverage_ for member in model.members])
     model.save(output)
     console.print(
@@ -183,7 +183,7 @@ def eval_predictors(
     fitted = {}
     for name, directory in _predictor_specs(models):
         if directory:
-            fitted[name] = predictors.load(directory)
+            fitted[name] = predictors.load_predictor(directory)
         else:
             with console.status(f"fitting {name} on {len(runs)} runs"):
                 fitted[name] = predictors.create(name).fit(runs)

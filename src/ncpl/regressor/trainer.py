@@ -30,7 +30,7 @@ from ncpl.errors import ConfigError
 from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example
 from ncpl.regressor.network import NCPLNetwork, loss_terms
 from ncpl.regressor.precision import cpu_features
-from ncpl.schema import load
+from ncpl.schema import read_config
 
 
 class StageConfig(BaseModel):
@@ -109,7 +109,7 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        return load(path, cls)
+        return read_config(path, cls)
 
 
 class Heartbeat:
