@@ -30,7 +30,9 @@ def test_weighted_mean_save_load_and_cli(runs, tmp_path):
     )
     with pytest.raises(ConfigError, match="do not predict curves"):
         model.predict_curve(runs, [0.5])
-    np.testing.assert_array_equal(predictors.load_predictor(model.save(tmp_path / "ens")).predict(runs), model.predict(runs))
+    np.testing.assert_array_equal(
+        predictors.load_predictor(model.save(tmp_path / "ens")).predict(runs), model.predict(runs)
+    )
 
     law.save(tmp_path / "law")
     trees.save(tmp_path / "trees")

@@ -87,7 +87,9 @@ def test_bad_row_is_named(sweep, model_dir, tmp_path):
     bad.loc[bad.index[7], "optimizer.lr"] = -3.0
     bad.to_parquet(tmp_path / "bad.parquet", index=False)
     with pytest.raises(DataError, match=r"bad\.parquet:8: .*optimizer\.lr"):
-        score_file(predictors.load_predictor(model_dir), tmp_path / "bad.parquet", tmp_path / "out.parquet", batch_size=5)
+        score_file(
+            predictors.load_predictor(model_dir), tmp_path / "bad.parquet", tmp_path / "out.parquet", batch_size=5
+        )
 
 
 def test_predict_command_and_python_api(sweep, model_dir, tmp_path):

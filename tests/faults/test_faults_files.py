@@ -50,7 +50,9 @@ def test_truncated_runs_file_read_runs_and_data_show(truncated):
 
 def test_truncated_sweep_score_file(truncated, tiny_model, tmp_path):
     with pytest.raises(DataError, match=f"sweep.parquet: {UNREADABLE}.*{REEXPORT}"):
-        score_file(predictors.load_predictor(tiny_model), truncated / "sweep.parquet", tmp_path / "out.parquet", batch_size=100)
+        score_file(
+            predictors.load_predictor(tiny_model), truncated / "sweep.parquet", tmp_path / "out.parquet", batch_size=100
+        )
     assert not (tmp_path / "out.parquet").exists()
 
 
