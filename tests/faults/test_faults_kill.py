@@ -67,7 +67,8 @@ def test_killed_train_resumes_to_the_uninterrupted_model(tmp_path):
     resumed = ncpl(*command, "-o", tmp_path / "killed")
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert f"resumed stage 1 after epoch {done}" in resumed.stdout, resumed.stdout[-3000:]
-    assert logged_epochs(work) == [1, 2, 3, 4]  # checkpointed epochs not redone, an epoch cut short logged once
+    assert not work.exists()  # the checkpoints go once the model directory is complete; the log stays beside it
+    assert logged_epochs(tmp_path / "killed") == [1, 2, 3, 4]  # checkpointed epochs not redone, a cut epoch logged once
     straight_out, _ = straight.communicate(timeout=300)
     assert straight.returncode == 0, straight_out[-3000:]
     reference = predictors.load_predictor(tmp_path / "straight").predict(runs)
