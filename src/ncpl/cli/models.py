@@ -106,8 +106,10 @@ def train(
     )
     model.fit(runs, read_runs(val) if val else None)
     model.save(output)
-    work = output / "work"
-    if not keep_work and work.exists():
+    from accelerate import PartialState
+
+    work = output / "work"  # the others are done with it: training ended on a barrier, and only they save
+    if PartialState().is_main_process and not keep_work and work.exists():
         import shutil
 
         for k, log in enumerate(model.train_logs):  # the metrics of the fit stay beside its plots
