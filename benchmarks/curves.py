@@ -78,7 +78,7 @@ def main() -> None:
     train = train[~train["diverged"]]
     start = time.perf_counter()
     if args.model:
-        ncpl = predictors.load(args.model)
+        ncpl = predictors.load_predictor(args.model)
     else:
         ncpl = NCPL(args.config, work_dir=args.work / "work").fit(train)
         ncpl.save(args.work / "model")

@@ -120,7 +120,7 @@ def run_once(
     model_dir = here / "model"
     start = time.perf_counter()
     if (model_dir / "predictor.json").exists():  # trained before an interruption: its log gives the minutes
-        models["ncpl"] = predictors.load(model_dir)
+        models["ncpl"] = predictors.load_predictor(model_dir)
         log = [json.loads(line) for path in here.rglob("train_log.jsonl") for line in path.read_text().splitlines()]
         minutes = sum(entry["seconds"] for entry in log) / 60
     else:

@@ -121,7 +121,7 @@ def score_one(backbone: str, dtype: str, n: int, shared: Path) -> dict:
 
 def precision_shift(model_dir: Path, dtypes: list[str], shared: Path) -> list[dict]:
     """MAE of the predicted final loss per dtype, and its shift from fp32's, on the validation runs and dev splits."""
-    model = predictors.load(model_dir)
+    model = predictors.load_predictor(model_dir)
     splits = benchmarks(shared)
     train = pd.concat([splits["steplaw"][0], splits["marin"][0]], ignore_index=True)
     sets = {

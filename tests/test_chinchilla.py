@@ -47,7 +47,7 @@ def test_per_source_fit_predict_save_load(tmp_path):
     assert np.abs(model.predict(ok) - ok["final_loss"]).max() < 1e-3
     curve = model.predict_curve(ok.head(3), np.array([0.5, 1.0]))
     assert curve.shape == (3, 2) and (curve[:, 0] > curve[:, 1]).all()
-    loaded = predictors.load(model.save(tmp_path / "law"))
+    loaded = predictors.load_predictor(model.save(tmp_path / "law"))
     assert np.array_equal(loaded.predict(ok), model.predict(ok))
     with pytest.raises(ConfigError, match="no Chinchilla law fitted for 'c'"):
         model.predict(ok.head(1).assign(source="c"))

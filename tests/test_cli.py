@@ -96,7 +96,7 @@ def test_eval_command(shared, tmp_path):
     assert "| ood | gadre | saved |" in out and (tmp_path / "report/parity_xgboost_ood.png").exists()
     # the saved law is evaluated as saved (not refitted): its printed and written MAE are the loaded model's
     ood = read_runs(tmp_path / "split/ood.parquet")
-    mae = np.abs(predictors.load(tmp_path / "law").predict(ood) - ood["final_loss"].to_numpy()).mean()
+    mae = np.abs(predictors.load_predictor(tmp_path / "law").predict(ood) - ood["final_loss"].to_numpy()).mean()
     assert f"| ood | gadre | saved | {len(ood)} | {mae:.4f} |" in out
     rows = {row["predictor"]: row for row in json.loads((tmp_path / "report/report.json").read_text())["accuracy"]}
     assert rows["saved"]["ok"]["mae"] == pytest.approx(mae) and rows["xgboost"]["ok"]["n"] == len(ood)

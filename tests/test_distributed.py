@@ -94,7 +94,7 @@ def train(
 
 def predict(folder: Path, output: str) -> np.ndarray:
     runs = read_runs(folder / "train.parquet", folder / "val.parquet")
-    return predictors.load(folder / output).predict(runs)
+    return predictors.load_predictor(folder / output).predict(runs)
 
 
 def test_two_processes_train_the_one_process_network(files):
@@ -119,13 +119,13 @@ def test_two_processes_train_the_one_process_network(files):
     )
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     assert (
-        launched.stdout.count("training NCPL") == 2 and launched.stdout.count("stage 2 epoch 1/1") == 1
+        launched.stdout.count("training NCPL") == 2 and launched.stdout.count("stage 2 epoch 1/1: val MAE") == 1
     )  # 2 ran, 1 reports
     for name, config in (("one", "one.yaml"), ("one-small-batch", "two.yaml")):
         single = train(files, config, name)
         assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
     two, one, other_steps = (predict(files, name) for name in ("two", "one", "one-small-batch"))
-    untrained = predictors.load(files / "one").targets.baseline.predict(
+    untrained = predictors.load_predictor(files / "one").targets.baseline.predict(
         read_runs(files / "train.parquet", files / "val.parquet")
     )
     assert np.abs(one - untrained).max() > 1e-3  # training moved the predictions (the head starts at zero)

@@ -30,7 +30,9 @@ def test_weighted_mean_save_load_and_cli(runs, tmp_path):
     )
     with pytest.raises(ConfigError, match="do not predict curves"):
         model.predict_curve(runs, [0.5])
-    np.testing.assert_array_equal(predictors.load(model.save(tmp_path / "ens")).predict(runs), model.predict(runs))
+    np.testing.assert_array_equal(
+        predictors.load_predictor(model.save(tmp_path / "ens")).predict(runs), model.predict(runs)
+    )
 
     law.save(tmp_path / "law")
     trees.save(tmp_path / "trees")
@@ -39,7 +41,7 @@ def test_weighted_mean_save_load_and_cli(runs, tmp_path):
         ["ensemble", str(tmp_path / "law"), str(tmp_path / "trees"), "--weights", "1,3", "-o", str(tmp_path / "cli")],
     )
     assert result.exit_code == 0, result.output
-    np.testing.assert_allclose(predictors.load(tmp_path / "cli").predict(runs), expected)
+    np.testing.assert_allclose(predictors.load_predictor(tmp_path / "cli").predict(runs), expected)
     bad = CliRunner().invoke(app, ["ensemble", str(tmp_path / "law"), "--weights", "1,x", "-o", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "--weights" in bad.output
     with pytest.raises(ConfigError, match="weights"):

@@ -40,9 +40,9 @@ def test_residual_law_refuses_an_unknown_name():
 
 def test_loading_a_missing_or_foreign_model_directory_is_a_model_dir_error(tmp_path):
     with pytest.raises(ModelDirError, match="model directory not found"):
-        predictors.load(tmp_path / "absent")
+        predictors.load_predictor(tmp_path / "absent")
     with pytest.raises(ModelDirError, match="not a predictor directory"):
-        predictors.load(tmp_path)
+        predictors.load_predictor(tmp_path)
     (tmp_path / predictors.META_FILE).write_text('{"predictor": "gpt-oracle", "state": {}}')
     with pytest.raises(ModelDirError, match="unknown predictor 'gpt-oracle'"):
-        predictors.load(tmp_path)
+        predictors.load_predictor(tmp_path)

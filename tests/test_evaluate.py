@@ -121,7 +121,7 @@ def test_trees_fit_save_load(name, steplaw_split, tmp_path, monkeypatch):
     json.loads((directory / "predictor.json").read_text())
     for refused in ("load", "loads", "Unpickler"):  # loading must not unpickle anything
         monkeypatch.setattr(pickle, refused, lambda *args, **kwargs: pytest.fail("the model directory was unpickled"))
-    assert np.array_equal(predictors.load(directory).predict(test), pred)
+    assert np.array_equal(predictors.load_predictor(directory).predict(test), pred)
 
 
 def test_evaluate_end_to_end_on_real_subset(steplaw_split, tmp_path):

@@ -61,7 +61,7 @@ def test_recovers_the_optimum_and_carries_it_to_a_larger_model(tmp_path):
     error = np.abs(law.predict(larger) - larger["final_loss"].to_numpy())
     chinchilla = np.abs(Chinchilla(fit_on="best").fit(train).predict(larger) - larger["final_loss"].to_numpy())
     assert error.mean() < 0.004 < chinchilla.mean()
-    loaded = predictors.load(law.save(tmp_path / "law"))
+    loaded = predictors.load_predictor(law.save(tmp_path / "law"))
     assert np.array_equal(loaded.predict(larger), law.predict(larger))
 
 

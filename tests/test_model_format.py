@@ -41,14 +41,14 @@ def test_save_writes_the_format_version(saved):
     assert meta["format_version"] == FORMAT_VERSION >= 1 and meta["predictor"] == "chinchilla"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the current format loads without a warning
-        assert np.array_equal(predictors.load(directory).predict(runs), pred)
+        assert np.array_equal(predictors.load_predictor(directory).predict(runs), pred)
 
 
 def test_directory_without_a_version_still_loads(saved, tmp_path):
     directory, runs, pred = saved
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        loaded = predictors.load(rewrite(directory, tmp_path, lambda meta: meta.pop("format_version")))
+        loaded = predictors.load_predictor(rewrite(directory, tmp_path, lambda meta: meta.pop("format_version")))
     assert np.array_equal(loaded.predict(runs), pred)
 
 
@@ -65,7 +65,7 @@ def test_newer_format_warns_and_drops_unknown_keys(saved, tmp_path):
     with pytest.warns(
         UserWarning, match=f"model format {FORMAT_VERSION + 1}, this ncpl reads formats up to {FORMAT_VERSION}"
     ) as caught:
-        loaded = predictors.load(rewrite(directory, tmp_path, newer))
+        loaded = predictors.load_predictor(rewrite(directory, tmp_path, newer))
     assert "dropped the keys it does not know: trained_with, irreducible_floor" in str(caught[0].message)
     assert np.array_equal(loaded.predict(runs), pred)
 
@@ -73,7 +73,7 @@ def test_newer_format_warns_and_drops_unknown_keys(saved, tmp_path):
 def test_newer_format_with_nothing_to_drop_still_warns(saved, tmp_path):
     directory, runs, pred = saved
     with pytest.warns(UserWarning, match="what that format added is ignored; upgrade ncpl"):
-        loaded = predictors.load(
+        loaded = predictors.load_predictor(
             rewrite(directory, tmp_path, lambda meta: meta.update(format_version=FORMAT_VERSION + 5))
         )
     assert np.array_equal(loaded.predict(runs), pred)
@@ -83,7 +83,7 @@ def test_newer_format_with_nothing_to_drop_still_warns(saved, tmp_path):
 def test_a_version_that_is_not_a_whole_number_is_corruption(saved, tmp_path, version):
     directory, _, _ = saved
     with pytest.raises(ModelDirError, match="corrupted predictor file .*format_version"):
-        predictors.load(rewrite(directory, tmp_path, lambda meta: meta.update(format_version=version)))
+        predictors.load_predictor(rewrite(directory, tmp_path, lambda meta: meta.update(format_version=version)))
 
 
 def test_a_missing_field_is_still_corruption_not_an_unknown_key(saved, tmp_path):
@@ -95,7 +95,7 @@ def test_a_missing_field_is_still_corruption_not_an_unknown_key(saved, tmp_path)
             del law["alpha"]
 
     with pytest.raises(ModelDirError, match="corrupted predictor file"):
-        predictors.load(rewrite(directory, tmp_path, damaged))
+        predictors.load_predictor(rewrite(directory, tmp_path, damaged))
 
 
 class Settings(BaseModel):
@@ -134,8 +134,8 @@ def test_unknown_field_of_a_pydantic_settings_object_is_dropped(tmp_path, monkey
     meta["state"]["settings"]["depth"] = 4
     (directory / "predictor.json").write_text(json.dumps(meta))
     with pytest.warns(UserWarning, match="dropped the keys it does not know: depth"):
-        assert predictors.load(directory).settings == Settings(width=3)
+        assert predictors.load_predictor(directory).settings == Settings(width=3)
     meta["state"]["settings"]["width"] = "three"  # a wrong value is not an unknown key
     (directory / "predictor.json").write_text(json.dumps(meta))
     with pytest.raises(ModelDirError, match="corrupted predictor file"):
-        predictors.load(directory)
+        predictors.load_predictor(directory)

@@ -150,7 +150,7 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     height, width, _ = imread(tmp_path / "model/training_curves.png").shape
     assert height >= 300 and width >= 600  # drawn from the fit's train_log.jsonl
     assert not list((tmp_path / "model").rglob("*.bin")) and not list((tmp_path / "model").rglob("*.pt"))
-    loaded = predictors.load(tmp_path / "model")
+    loaded = predictors.load_predictor(tmp_path / "model")
     assert type(loaded.targets.baseline).__name__ == "HparamLaw" and loaded.targets.baseline.bowls.keys() == {
         "steplaw",
         "gemstones",
@@ -193,7 +193,7 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     assert 0.8 - 0.04 <= np.mean(covered) <= 0.8 + 2 / 21 + 0.04, np.mean(covered)
     (tmp_path / "model/model.safetensors").write_bytes(b"not a weights file")
     with pytest.raises(ModelDirError, match="corrupted"):
-        predictors.load(tmp_path / "model")
+        predictors.load_predictor(tmp_path / "model")
 
 
 def test_decoder_shared_prefix_cache_equals_the_full_pass(runs, trained):
@@ -260,7 +260,7 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
     for option in ("baseline", "fourier_min_period", "serialization"):  # as written before the options existed
         del meta["state"]["train_config"][option]
     (tmp_path / "old/predictor.json").write_text(json.dumps(meta))
-    assert np.array_equal(predictors.load(tmp_path / "old").predict(runs), resumed)
+    assert np.array_equal(predictors.load_predictor(tmp_path / "old").predict(runs), resumed)
     changed = TrainConfig(**{**config.model_dump(), "seed": 1})
     with pytest.raises(ValueError, match="different training config"):
         NCPL(changed, work_dir=tmp_path / "broken").fit(runs)
@@ -301,7 +301,7 @@ def test_two_cpu_processes_with_accelerate(runs, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "model/train_log.jsonl").read_text().splitlines()]
     assert [entry["stage"] for entry in log] == [1, 2]  # one log line an epoch: only the main process writes
     assert (tmp_path / "model/training_curves.png").stat().st_size > 10_000
-    assert np.isfinite(predictors.load(tmp_path / "model").predict(runs)).all()
+    assert np.isfinite(predictors.load_predictor(tmp_path / "model").predict(runs)).all()
 
 
 def test_tune_honours_the_divergence_cap(runs, trained):
@@ -342,11 +342,11 @@ def test_members_average_and_member_zero_is_the_single_model(runs, tmp_path):
     assert {"model.member-1.safetensors", "training_curves.member-1.png"} <= {
         p.name for p in (tmp_path / "model").iterdir()
     }
-    loaded = predictors.load(tmp_path / "model")
+    loaded = predictors.load_predictor(tmp_path / "model")
     pd.testing.assert_frame_equal(loaded.predict_details(runs), model.predict_details(runs))
     (tmp_path / "model/model.member-1.safetensors").unlink()
     with pytest.raises(ModelDirError, match="model.member-1.safetensors: weights file missing"):
-        predictors.load(tmp_path / "model")
+        predictors.load_predictor(tmp_path / "model")
 
 
 def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(shared, tmp_path):
@@ -377,6 +377,6 @@ def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(
     assert np.all(margins >= model.interval_margins["steplaw"]) and np.all(model._distance(larger) > distance)
     assert np.all(width(model.predict_details(larger)) >= 2 * margins - 1e-9)
     model.save(tmp_path / "model")
-    loaded = predictors.load(tmp_path / "model")
+    loaded = predictors.load_predictor(tmp_path / "model")
     assert loaded.interval_slopes == model.interval_slopes and loaded.train_ranges == model.train_ranges
     pd.testing.assert_frame_equal(loaded.predict_details(val), got)

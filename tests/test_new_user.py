@@ -267,7 +267,7 @@ def test_train_prints_batches_and_removes_its_work_folder(tiny_ncpl):
     assert code == 0, out
     assert re.search(r"stage 1 epoch 1/1: \d+/\d+ batches", out) and "validation: 1/1 batches" in out, out
     assert not (base / "model/work").exists() and (base / "model/train_log.jsonl").exists()
-    assert predictors.load(base / "model").coverage_["ranges"]["marin"]["n_params"][1] == pytest.approx(
+    assert predictors.load_predictor(base / "model").coverage_["ranges"]["marin"]["n_params"][1] == pytest.approx(
         np.log10(301989888)
     )
 

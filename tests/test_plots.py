@@ -48,7 +48,7 @@ def tuned_run(base, **optimizer):
 
 def test_landscape_is_the_model_on_the_slice_at_the_base(steplaw):
     runs, model, base, _ = steplaw
-    space = [Dimension("optimizer.lr", 1e-4, 1e-2), Dimension("optimizer.warmup_ratio", 0.01, 0.1)]
+    space = [Dimension("optimizer.lr", 1e-4, 1e-2), Dimension("optimizer.weight_decay", 0.01, 0.1)]
     best = tune(model, base, space, n=32, rounds=1, top=1).iloc[0]
     lr, batch, loss, at = landscape(model, base, space, best, size=12)
     assert loss.shape == (12, 12) and np.isfinite(loss).all()
@@ -56,7 +56,7 @@ def test_landscape_is_the_model_on_the_slice_at_the_base(steplaw):
     assert batch[[0, -1]] == pytest.approx(
         [base.batch.tokens / 10, base.batch.tokens * 10]
     )  # not searched: a decade either side
-    assert at["optimizer.lr"] == best["optimizer.lr"] and at["optimizer.warmup_ratio"] == best["optimizer.warmup_ratio"]
+    assert at["optimizer.lr"] == best["optimizer.lr"] and at["optimizer.weight_decay"] == best["optimizer.weight_decay"]
     assert (at["model.n_params"], at["data.tokens"]) == (base.model.n_params, base.data.tokens)
     cell = score_suggestions(
         model,
@@ -65,7 +65,7 @@ def test_landscape_is_the_model_on_the_slice_at_the_base(steplaw):
             "cell": {
                 "optimizer.lr": lr[5],
                 "batch.tokens": batch[7],
-                "optimizer.warmup_ratio": best["optimizer.warmup_ratio"],
+                "optimizer.weight_decay": best["optimizer.weight_decay"],
             }
         },
     )

@@ -82,9 +82,9 @@ def test_yaml_and_json_round_trip(tmp_path):
     )
     for name in ("run.yaml", "run.json"):
         schema.save(record, tmp_path / name)
-        assert schema.load(tmp_path / name, RunRecord) == record
+        assert schema.read_config(tmp_path / name, RunRecord) == record
     schema.save(record.config, tmp_path / "config.yaml")
-    assert schema.load(tmp_path / "config.yaml") == record.config
+    assert schema.read_config(tmp_path / "config.yaml") == record.config
 
 
 def test_flat_round_trip():
@@ -96,10 +96,10 @@ def test_flat_round_trip():
 
 def test_load_reports_file_problems(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
-        schema.load(tmp_path / "missing.yaml")
+        schema.read_config(tmp_path / "missing.yaml")
     (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        schema.load(tmp_path / "bad.yaml")
+        schema.read_config(tmp_path / "bad.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
-        schema.load(tmp_path / "list.yaml")
+        schema.read_config(tmp_path / "list.yaml")

@@ -45,7 +45,7 @@ def test_score_keeps_rows_and_columns(sweep, model_dir, tmp_path):
     scored = pd.read_parquet(tmp_path / "out.parquet")
     assert len(scored) == len(sweep) and list(scored["run_id"]) == list(sweep["run_id"])
     assert set(sweep.columns) - {"curve_tokens", "curve_loss"} < set(scored.columns) and "pred_loss" in scored
-    expected = predictors.load(model_dir).predict(sweep)
+    expected = predictors.load_predictor(model_dir).predict(sweep)
     assert np.allclose(scored["pred_loss"], expected)
     assert not (tmp_path / "out.parquet.parts").exists()
 
@@ -53,7 +53,7 @@ def test_score_keeps_rows_and_columns(sweep, model_dir, tmp_path):
 def test_ranks_in_any_order_lose_no_rows(sweep, model_dir, tmp_path):
     """Rank 1 finishing before rank 0 starts: its parts survive, since the folder is cleared once, up front."""
     sweep.to_parquet(tmp_path / "sweep.parquet", index=False)
-    model, output = predictors.load(model_dir), tmp_path / "out.parquet"
+    model, output = predictors.load_predictor(model_dir), tmp_path / "out.parquet"
     parts_folder(output, resume=False)
     for rank in (1, 0):
         parts = score_file(model, tmp_path / "sweep.parquet", output, batch_size=50, resume=True, rank=rank, world=2)
@@ -63,7 +63,7 @@ def test_ranks_in_any_order_lose_no_rows(sweep, model_dir, tmp_path):
 
 def test_killed_score_leaves_no_output_and_resumes_to_the_same_result(sweep, model_dir, tmp_path):
     sweep.to_parquet(tmp_path / "sweep.parquet", index=False)
-    model = predictors.load(model_dir)
+    model = predictors.load_predictor(model_dir)
     straight = tmp_path / "straight.parquet"
     merge_parts(score_file(model, tmp_path / "sweep.parquet", straight, batch_size=50), straight)
 
@@ -87,7 +87,9 @@ def test_bad_row_is_named(sweep, model_dir, tmp_path):
     bad.loc[bad.index[7], "optimizer.lr"] = -3.0
     bad.to_parquet(tmp_path / "bad.parquet", index=False)
     with pytest.raises(DataError, match=r"bad\.parquet:8: .*optimizer\.lr"):
-        score_file(predictors.load(model_dir), tmp_path / "bad.parquet", tmp_path / "out.parquet", batch_size=5)
+        score_file(
+            predictors.load_predictor(model_dir), tmp_path / "bad.parquet", tmp_path / "out.parquet", batch_size=5
+        )
 
 
 def test_predict_command_and_python_api(sweep, model_dir, tmp_path):

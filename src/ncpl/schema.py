@@ -476,7 +476,7 @@ def validate(model: type[BaseModel], data: Any) -> Any:
 # --- YAML / JSON files --------------------------------------------------------------------------
 
 
-def load(path: str | Path, kind: type[BaseModel] = RunConfig) -> Any:
+def read_config(path: str | Path, kind: type[BaseModel] = RunConfig) -> Any:
     """Load a RunConfig (or RunRecord) from .yaml/.yml/.json."""
     path = Path(path)
     if not path.exists():

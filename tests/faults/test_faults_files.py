@@ -50,7 +50,9 @@ def test_truncated_runs_file_read_runs_and_data_show(truncated):
 
 def test_truncated_sweep_score_file(truncated, tiny_model, tmp_path):
     with pytest.raises(DataError, match=f"sweep.parquet: {UNREADABLE}.*{REEXPORT}"):
-        score_file(predictors.load(tiny_model), truncated / "sweep.parquet", tmp_path / "out.parquet", batch_size=100)
+        score_file(
+            predictors.load_predictor(tiny_model), truncated / "sweep.parquet", tmp_path / "out.parquet", batch_size=100
+        )
     assert not (tmp_path / "out.parquet").exists()
 
 
@@ -75,7 +77,7 @@ def test_sweep_damaged_in_the_middle_names_the_file_and_writes_no_output(tiny_mo
     sweep.write_bytes(bytes(data))
     output = tmp_path / "out.parquet"
     with pytest.raises(DataError) as error:
-        score_file(predictors.load(tiny_model), sweep, output, batch_size=500)
+        score_file(predictors.load_predictor(tiny_model), sweep, output, batch_size=500)
     assert str(sweep) in str(error.value) and (UNREADABLE in str(error.value)) and REEXPORT in str(error.value)
     assert not output.exists()
     assert (

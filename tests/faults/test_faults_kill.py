@@ -67,11 +67,12 @@ def test_killed_train_resumes_to_the_uninterrupted_model(tmp_path):
     resumed = ncpl(*command, "-o", tmp_path / "killed")
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert f"resumed stage 1 after epoch {done}" in resumed.stdout, resumed.stdout[-3000:]
-    assert logged_epochs(work) == [1, 2, 3, 4]  # checkpointed epochs not redone, an epoch cut short logged once
+    assert not work.exists()  # the checkpoints go once the model directory is complete; the log stays beside it
+    assert logged_epochs(tmp_path / "killed") == [1, 2, 3, 4]  # checkpointed epochs not redone, a cut epoch logged once
     straight_out, _ = straight.communicate(timeout=300)
     assert straight.returncode == 0, straight_out[-3000:]
-    reference = predictors.load(tmp_path / "straight").predict(runs)
-    assert np.array_equal(predictors.load(tmp_path / "killed").predict(runs), reference)
+    reference = predictors.load_predictor(tmp_path / "straight").predict(runs)
+    assert np.array_equal(predictors.load_predictor(tmp_path / "killed").predict(runs), reference)
 
 
 def test_killed_score_leaves_no_output_and_resume_completes_it(tiny_model, write_sweep, tmp_path):
@@ -90,6 +91,6 @@ def test_killed_score_leaves_no_output_and_resume_completes_it(tiny_model, write
     assert resumed.returncode == 0 and "scored 2400 configs" in resumed.stdout, resumed.stdout[-3000:]
     assert not parts.exists()
     straight = tmp_path / "straight.parquet"
-    merge_parts(score_file(predictors.load(tiny_model), sweep, straight, batch_size=200), straight)
+    merge_parts(score_file(predictors.load_predictor(tiny_model), sweep, straight, batch_size=200), straight)
     pd.testing.assert_frame_equal(pd.read_parquet(output), pd.read_parquet(straight))
     assert list(pd.read_parquet(output)["run_id"]) == [f"sweep-{i}" for i in range(2400)]

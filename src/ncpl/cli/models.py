@@ -106,8 +106,10 @@ def train(
     )
     model.fit(runs, read_runs(val) if val else None)
     model.save(output)
-    work = output / "work"
-    if not keep_work and work.exists():
+    from accelerate import PartialState
+
+    work = output / "work"  # the others are done with it: training ended on a barrier, and only they save
+    if PartialState().is_main_process and not keep_work and work.exists():
         import shutil
 
         for k, log in enumerate(model.train_logs):  # the metrics of the fit stay beside its plots
@@ -133,7 +135,7 @@ def ensemble(
     except ValueError:
         raise ConfigError(f"--weights: got {weights!r}, expected numbers separated by commas, e.g. 1,1") from None
     with as_flags(weights="--weights"):
-        model = Ensemble([predictors.load(directory) for directory in members], parsed)
+        model = Ensemble([predictors.load_predictor(directory) for directory in members], parsed)
     model.coverage_ = predictors.merge_coverage([member.coverage_ for member in model.members])
     model.save(output)
     console.print(
@@ -183,7 +185,7 @@ def eval_predictors(
     fitted = {}
     for name, directory in _predictor_specs(models):
         if directory:
-            fitted[name] = predictors.load(directory)
+            fitted[name] = predictors.load_predictor(directory)
         else:
             with console.status(f"fitting {name} on {len(runs)} runs"):
                 fitted[name] = predictors.create(name).fit(runs)

@@ -41,8 +41,8 @@ def predict(
     candidate_file = candidate_file or config
     if candidate_file is None:
         raise ConfigError("--candidate: required; a RunConfig YAML or JSON, e.g. --candidate examples/candidate.yaml")
-    model = predictors.load(model_dir)
-    candidate = schema.load(candidate_file)
+    model = predictors.load_predictor(model_dir)
+    candidate = schema.read_config(candidate_file)
     frame = predictors.as_frame(candidate)
     details = model.predict_details(frame)
     fractions = np.round(np.linspace(0.1, 1.0, 10), 2)
@@ -102,7 +102,7 @@ def score(
         fail(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     state = process_state()
     columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    model = set_inference_dtype(predictors.load(model_dir), dtype)
+    model = set_inference_dtype(predictors.load_predictor(model_dir), dtype)
     total = sweep_rows(sweep)
     if state.is_main_process:  # one process clears an earlier run's parts before any scores
         parts_folder(output, resume)
@@ -193,8 +193,8 @@ def tune(
 
     if runs is not None and plot is None:
         raise ConfigError("--runs: only drawn on the landscape plot; add --plot OUT.png")
-    model = predictors.load(model_dir)
-    base_config = schema.load(base)
+    model = predictors.load_predictor(model_dir)
+    base_config = schema.read_config(base)
     with as_flags(fix="--fix", max_p_diverge="--max-p-diverge", tuned="--transfer-from", target="--base"):
         result = tune_with_suggestions(
             model,
@@ -206,7 +206,7 @@ def tune(
             top=top,
             max_p_diverge=max_p_diverge,
             seed=seed,
-            tuned=schema.load(transfer_from) if transfer_from else None,
+            tuned=schema.read_config(transfer_from) if transfer_from else None,
             tuned_label=transfer_from.name if transfer_from else "",
             plot=plot,
             runs=read_runs(runs) if runs else None,

@@ -25,7 +25,7 @@ from scipy.optimize import least_squares, minimize_scalar
 
 from ncpl.columns import best_runs, compute, effective_params
 from ncpl.errors import ConfigError, DataError
-from ncpl.schema import load, save
+from ncpl.schema import read_config, save
 from ncpl.sources import ImportFailed, import_runs
 from ncpl.store import read_runs, to_frame
 
@@ -81,7 +81,7 @@ class CPTLaws(_Law):
 
     @classmethod
     def load(cls, path: str | Path) -> CPTLaws:
-        return load(path, cls)
+        return read_config(path, cls)
 
     def at(self, flops: float, n_params: float) -> dict[str, float]:
         """Predicted lr and batch of a from-scratch run of `flops` compute and `n_params` parameters."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from ncpl.errors import ConfigError
-from ncpl.schema import load
+from ncpl.schema import read_config
 
 
 class ModuleValues(BaseModel):
@@ -59,7 +59,7 @@ class TransferConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TransferConfig:
-        return load(path, cls)
+        return read_config(path, cls)
 
 
 def multipliers(m_n: float, m_l: float, m_b: float, m_d: float, alpha: float) -> dict[str, float]:

@@ -3,7 +3,7 @@
 In the spirit of scikit-learn: construct with hyperparameters, ``fit(runs)`` on a runs table (the
 flat frame of `ncpl.store`), ``predict(configs)`` the final loss of each row, ``predict_curve`` the
 loss at fractions of training where the predictor has curves, ``save(dir)`` and
-``ncpl.predictors.load(dir)``. Nothing is pickled: a directory holds JSON (and safetensors or the
+``ncpl.predictors.load_predictor(dir)``. Nothing is pickled: a directory holds JSON (and safetensors or the
 model's own format for weights).
 """
 
@@ -160,7 +160,7 @@ class Predictor(ABC):
         if not self.__sklearn_is_fitted__():
             raise NotFittedError(
                 f"this {self.name} predictor is not fitted: call fit() first, or load a fitted one "
-                "with ncpl.predictors.load"
+                "with ncpl.predictors.load_predictor"
             )
 
     def predict(self, configs: Configs) -> np.ndarray:
@@ -299,7 +299,7 @@ def create(name: str, **params: Any) -> Predictor:
     return predictor_class(name)(**params)
 
 
-def load(directory: str | Path) -> Predictor:
+def load_predictor(directory: str | Path) -> Predictor:
     from pydantic import ValidationError
 
     meta_path = Path(directory) / META_FILE

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ncpl.errors import ConfigError
-from ncpl.predictors import Predictor, load
+from ncpl.predictors import Predictor, load_predictor
 
 
 class Ensemble(Predictor):
@@ -81,5 +81,5 @@ class Ensemble(Predictor):
 
     @classmethod
     def from_directory(cls, directory: str | Path, state: dict[str, Any]) -> Ensemble:
-        members = [load(Path(directory) / f"member-{i}") for i in range(len(state["members"]))]
+        members = [load_predictor(Path(directory) / f"member-{i}") for i in range(len(state["members"]))]
         return cls(members, state["weights"])

@@ -164,8 +164,9 @@ def _tiny(*, decoder: bool, dtype: torch.dtype) -> Backbone:
         intermediate_size=64,
         pad_token_id=tokenizer.pad_token_id,
     )
-    torch.manual_seed(0)
-    model = LlamaModel(LlamaConfig(**sizes)) if decoder else BertModel(BertConfig(**sizes))
+    with torch.random.fork_rng(devices=[]):  # seeded, and the caller's random state left as it was
+        torch.manual_seed(0)
+        model = LlamaModel(LlamaConfig(**sizes)) if decoder else BertModel(BertConfig(**sizes))
     return _backbone(model, tokenizer, dtype)
 
 

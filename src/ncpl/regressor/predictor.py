@@ -34,7 +34,6 @@ from ncpl.regressor.precision import DTYPES, for_inference, resolve
 from ncpl.regressor.serialize import Serializer
 from ncpl.regressor.trainer import TrainConfig, Trainer
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "cpu.yaml"
 WEIGHTS = "model.safetensors"
 BACKBONE_DIR = "backbone"
 POOLED = "*"  # the interval margin of a source without validation runs
@@ -64,7 +63,7 @@ class NCPL(Predictor):
         inference_dtype: str = "auto",
     ):
         if config is None:
-            config = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else TrainConfig()
+            config = TrainConfig()
         self.config = config if isinstance(config, TrainConfig) else TrainConfig.from_yaml(config)
         self.work_dir = Path(work_dir) if work_dir else None
         if inference_dtype not in DTYPES:
@@ -94,6 +93,11 @@ class NCPL(Predictor):
         by `val_split`). The residual law is fitted on the runs the network trains on, except under the `largest`
         split, where it is fitted on every run: a law without the largest size may be a law of one model size,
         which cannot say how the loss moves with N; there the validation runs are held out from the network only."""
+        with torch.random.fork_rng():  # seeded from `seed`; the caller's random state is left as it was
+            torch.manual_seed(self.config.seed)
+            return self._fit(runs, val)
+
+    def _fit(self, runs: pd.DataFrame, val: pd.DataFrame | None) -> NCPL:
         import tempfile
 
         from ncpl.regressor.backbones import load_backbone
@@ -101,8 +105,6 @@ class NCPL(Predictor):
         from ncpl.splits import validation_split
 
         cfg = self.config
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed)
         law_runs = runs
         if val is None:
             runs, val = validation_split(runs, cfg.val_split, cfg.val_frac, cfg.seed)

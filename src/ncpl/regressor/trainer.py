@@ -30,7 +30,7 @@ from ncpl.errors import ConfigError
 from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example
 from ncpl.regressor.network import NCPLNetwork, loss_terms
 from ncpl.regressor.precision import cpu_features
-from ncpl.schema import load
+from ncpl.schema import read_config
 
 
 class StageConfig(BaseModel):
@@ -47,7 +47,11 @@ class FinetuneConfig(StageConfig):
 
 
 class TrainConfig(BaseModel):
-    """One YAML file of configs/: the backbone, the encoder and the schedule."""
+    """One YAML file of configs/: the backbone, the encoder and the schedule.
+
+    The defaults are the CPU default, configs/cpu.yaml (a test holds the two equal), so an installed wheel and a
+    checkout build the same model.
+    """
 
     model_config = ConfigDict(extra="forbid")
     backbone: str = "all-minilm-l6-v2"
@@ -62,7 +66,9 @@ class TrainConfig(BaseModel):
     serialization: Literal["compact", "verbose"] = "compact"
     numbers_as_text: bool = Field(False, description="write the numbers as text (needs serialization: verbose)")
     max_curve_points: int = Field(16, ge=0)
-    batch_size: int = Field(32, gt=0)
+    # Batch 8 beat 32 on the ID validation runs at equal compute (best val MAE 0.051 vs 0.063): more steps in the
+    # few epochs a CPU affords.
+    batch_size: int = Field(8, gt=0)
     eval_batch_size: int = Field(128, gt=0)
     seed: int = 42
     members: int = Field(1, ge=1, description="networks trained from seeds seed .. seed+members-1, outputs averaged")
@@ -87,8 +93,8 @@ class TrainConfig(BaseModel):
     # auto: bf16 autocast where the hardware has bf16 units (a GPU that supports it, a CPU with AVX512_BF16 or AMX)
     mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
     log_with: list[str] = Field(default_factory=list, description="accelerate trackers, e.g. [tensorboard]")
-    stage1: StageConfig = StageConfig(epochs=20, lr=5e-4)
-    stage2: FinetuneConfig = FinetuneConfig(epochs=8, lr=5e-5)
+    stage1: StageConfig = StageConfig(epochs=6, lr=1e-3)
+    stage2: FinetuneConfig = FinetuneConfig(epochs=3, lr=5e-5)
 
     @model_validator(mode="after")
     def _numbers_need_names(self) -> TrainConfig:
@@ -103,7 +109,7 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        return load(path, cls)
+        return read_config(path, cls)
 
 
 class Heartbeat:
@@ -215,8 +221,12 @@ class Trainer:
 
     def fit(self, train: list[Example], val: list[Example], val_loss: np.ndarray) -> NCPLNetwork:
         """Train; returns the network holding the best weights (LoRA merged)."""
+        with torch.random.fork_rng():  # seeded from `seed`; the caller's random state is left as it was
+            torch.manual_seed(self.config.seed)
+            return self._fit(train, val, val_loss)
+
+    def _fit(self, train: list[Example], val: list[Example], val_loss: np.ndarray) -> NCPLNetwork:
         acc = self.accelerator
-        torch.manual_seed(self.config.seed)
         if self.config.log_with:
             acc.init_trackers("ncpl", config=self.config.model_dump(mode="json"))
         progress = self._read_progress()
