@@ -143,7 +143,9 @@ def test_malformed_row_fails_or_is_skipped_and_counted(shared, tmp_path):
     raw.to_csv(bad, index=False)
     with pytest.raises(ImportFailed) as error:
         import_runs("steplaw", [bad])
-    assert "dense.csv:9" in str(error.value) and "optimizer.lr" in str(error.value) and "skip_bad=True" in str(error.value)
+    assert (
+        "dense.csv:9" in str(error.value) and "optimizer.lr" in str(error.value) and "skip_bad=True" in str(error.value)
+    )
     result = import_runs("steplaw", [bad], skip_bad=True)
     assert len(result.records) == 18 and sum(result.skipped.values()) == 2 and result.rows_read == 20
 
