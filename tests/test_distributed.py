@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import TWO_CPU_PROCESSES
 
 from ncpl import predictors
 from ncpl.columns import usable
@@ -98,25 +99,7 @@ def predict(folder: Path, output: str) -> np.ndarray:
 
 
 def test_two_processes_train_the_one_process_network(files):
-    # accelerate 1.15 starts CPU processes with torchrun only through the multi-GPU launcher, which tells them
-    # nothing of the CPU: ACCELERATE_USE_CPU makes them join over gloo (`--cpu` alone starts one process).
-    launched = train(
-        files,
-        "two.yaml",
-        "two",
-        [
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-        ],
-        ACCELERATE_USE_CPU="true",
-    )
+    launched = train(files, "two.yaml", "two", TWO_CPU_PROCESSES, ACCELERATE_USE_CPU="true")
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     assert (
         launched.stdout.count("training NCPL") == 2 and launched.stdout.count("stage 2 epoch 1/1: val MAE") == 1

@@ -1,9 +1,6 @@
 """The NCPL regressor on a tiny random backbone: serialization, encoders, training, save/load, resume, 2 processes."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -267,22 +264,12 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
 
 
 def test_two_cpu_processes_with_accelerate(runs, tmp_path):
+    from conftest import launch_two_cpu_processes
+
     write_runs(runs, tmp_path / "runs.parquet")
     config = {**TINY, "stage1": {"epochs": 1, "lr": 3e-3}, "stage2": {"epochs": 1, "lr": 1e-3, "mode": "full"}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+    result = launch_two_cpu_processes(
         "-m",
         "ncpl.cli",
         "train",
@@ -292,10 +279,7 @@ def test_two_cpu_processes_with_accelerate(runs, tmp_path):
         str(tmp_path / "tiny.yaml"),
         "-o",
         str(tmp_path / "model"),
-    ]
-    # `--cpu` alone starts one process in accelerate 1.15; the multi-GPU launcher with ACCELERATE_USE_CPU starts two on gloo
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("training NCPL") == 2  # both processes ran
     log = [json.loads(line) for line in (tmp_path / "model/train_log.jsonl").read_text().splitlines()]

@@ -117,9 +117,7 @@ def test_predict_command_and_python_api(sweep, model_dir, tmp_path):
 
 def test_two_processes_score_like_one(sweep, model_dir, tmp_path):
     """Under accelerate launch the ranks score alternate chunks; the merged file is the single-process one."""
-    import os
-    import subprocess
-    import sys
+    from conftest import launch_two_cpu_processes
 
     sweep.to_parquet(tmp_path / "sweep.parquet", index=False)
     args = [
@@ -131,32 +129,7 @@ def test_two_processes_score_like_one(sweep, model_dir, tmp_path):
     ]  # 7 chunks: 4 on rank 0, 3 on rank 1
     result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "one.parquet")])
     assert result.exit_code == 0, result.output
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "ncpl.cli",
-        *args,
-        "-o",
-        str(tmp_path / "two.parquet"),
-    ]
-    launched = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"},
-    )
+    launched = launch_two_cpu_processes("-m", "ncpl.cli", *args, "-o", str(tmp_path / "two.parquet"))
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     assert launched.stdout.count("scored 250 configs") == 1  # only the main process merges and reports
     two = pd.read_parquet(tmp_path / "two.parquet")
