@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TWO_CPU_PROCESSES
+from processes import TWO_CPU_PROCESSES
 
 from ncpl import predictors
 from ncpl.columns import usable

@@ -264,7 +264,7 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
 
 
 def test_two_cpu_processes_with_accelerate(runs, tmp_path):
-    from conftest import launch_two_cpu_processes
+    from processes import launch_two_cpu_processes
 
     write_runs(runs, tmp_path / "runs.parquet")
     config = {**TINY, "stage1": {"epochs": 1, "lr": 3e-3}, "stage2": {"epochs": 1, "lr": 1e-3, "mode": "full"}}

@@ -117,7 +117,7 @@ def test_predict_command_and_python_api(sweep, model_dir, tmp_path):
 
 def test_two_processes_score_like_one(sweep, model_dir, tmp_path):
     """Under accelerate launch the ranks score alternate chunks; the merged file is the single-process one."""
-    from conftest import launch_two_cpu_processes
+    from processes import launch_two_cpu_processes
 
     sweep.to_parquet(tmp_path / "sweep.parquet", index=False)
     args = [

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
 NCPL_BIN = str(Path(sys.executable).with_name("ncpl"))
 
 

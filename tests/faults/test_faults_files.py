@@ -24,7 +24,7 @@ REEXPORT = "re-export it"
 @pytest.fixture(scope="module")
 def truncated(tmp_path_factory, write_sweep):
     """The bundled Marin runs cut to half their bytes, and a sweep cut the same way."""
-    from conftest import ROOT
+    from faultkit import ROOT
 
     folder = tmp_path_factory.mktemp("truncated")
     data = (ROOT / "data/marin.parquet").read_bytes()

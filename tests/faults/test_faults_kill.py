@@ -43,7 +43,7 @@ def logged_epochs(work) -> list[int]:
 
 
 def test_killed_train_resumes_to_the_uninterrupted_model(tmp_path):
-    from conftest import ROOT
+    from faultkit import ROOT
 
     runs = read_runs(ROOT / "data/marin.parquet").sample(120, random_state=1)
     write_runs(runs, tmp_path / "runs.parquet")
