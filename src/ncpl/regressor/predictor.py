@@ -167,7 +167,10 @@ class NCPL(Predictor):
                 accelerator=accelerator,
             )
             accelerator = trainer.accelerator
-            self.networks.append(trainer.fit(train_examples, val_examples, val_loss).eval())
+            trained = trainer.fit(train_examples, val_examples, val_loss)
+            if trainer.whole_state is not None:  # sharded in place by fully_shard: keep a plain, whole copy
+                trained = self._network(backbone.model.config, trainer.whole_state)
+            self.networks.append(trained.eval())
             self.train_logs.append(trainer.log_path)
         self.interval_margins, self.interval_slopes = self._calibrate_interval(val[usable(val)])
         return self
@@ -381,7 +384,7 @@ class NCPL(Predictor):
     def from_directory(cls, directory: str | Path, state: dict[str, Any]) -> NCPL:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         directory = Path(directory)
         model = cls()
@@ -408,18 +411,24 @@ class NCPL(Predictor):
             ) from None
         model.serializer = model._serializer(tokenizer)
         for path in weights:
-            network = NCPLNetwork(
-                AutoModel.from_config(backbone_config),
-                model.hidden,
-                model.is_decoder,
-                model.config.encoder,
-                **model.config.encoder_options(),
-            )
             try:
-                network.load_state_dict(load_file(str(path)), strict=True)
+                model.networks.append(model._network(backbone_config, load_file(str(path))))
             except (SafetensorError, RuntimeError, OSError) as error:
                 raise ModelDirError(
                     f"{path}: cannot read the weights ({error}); the file is corrupted, re-run `ncpl train`"
                 ) from None
-            model.networks.append(network.eval())
         return model
+
+    def _network(self, backbone_config: Any, state: dict[str, torch.Tensor]) -> NCPLNetwork:
+        """A plain network of this model's architecture, built from the backbone's config, holding `state`."""
+        from transformers import AutoModel
+
+        network = NCPLNetwork(
+            AutoModel.from_config(backbone_config),
+            self.hidden,
+            self.is_decoder,
+            self.config.encoder,
+            **self.config.encoder_options(),
+        )
+        network.load_state_dict(state, strict=True)
+        return network.eval()

@@ -216,6 +216,7 @@ class Trainer:
         self.progress_path = self.work_dir / "checkpoint" / "progress.json"
         self.best_path = self.work_dir / "checkpoint" / "best.safetensors"
         self.log_path = self.work_dir / "train_log.jsonl"
+        self.whole_state: dict[str, torch.Tensor] | None = None  # under FSDP2: the trained weights, unsharded
 
     # --- the stages -----------------------------------------------------------------------------
 
@@ -251,6 +252,8 @@ class Trainer:
             self._load_best()
         if lora:
             self.network.backbone = self.network.backbone.merge_and_unload()
+        if acc.is_fsdp2:  # before end_training, which ends the process group the gathering needs
+            self.whole_state = self._gather_whole_state()
         acc.end_training()
         return self.network
 
@@ -416,6 +419,15 @@ class Trainer:
             save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
             tmp.replace(self.best_path)
         self.accelerator.wait_for_everyone()
+
+    def _gather_whole_state(self) -> dict[str, torch.Tensor]:
+        """The network's weights, whole on every process (a collective under FSDP2, which leaves each a shard)."""
+        from torch.distributed.tensor import DTensor
+
+        return {
+            key: (value.full_tensor() if isinstance(value, DTensor) else value).detach().cpu()
+            for key, value in self.network.state_dict().items()
+        }
 
     def _load_best(self) -> None:
         from safetensors.torch import load_file
