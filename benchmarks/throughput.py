@@ -10,9 +10,9 @@ the training time per epoch of the CPU default with each serialization.
   once a batch); achieved GFLOP/s = 2 x the backbone's non-embedding parameters x tokens run / s; a matmul's GFLOP/s
   in the same dtype, measured in the same process just before (int8: a dynamically quantized Linear); their ratio.
   bf16 is measured only where the CPU has bf16 units (elsewhere torch emulates it: not a setting anyone should run).
-- precision (--model, the CPU default trained by benchmarks/ncpl_accuracy.py): MAE of each dtype's predicted final
-  loss against fp32's, on the validation runs carved from the training runs (which decides `auto`) and on the dev
-  splits.
+- precision (--model, a model trained on StepLaw + Marin, e.g. by benchmarks/ncpl_accuracy.py): MAE of each dtype's
+  predicted final loss against fp32's, on the validation runs carved from the test protocol's training runs (which
+  decide) and, reported only, on its ID / OOD test splits (benchmarks/accuracy.py).
 - training: seconds per epoch of configs/cpu.yaml with each serialization, timed on one epoch of each stage over a
   seeded fraction of the StepLaw + Marin training runs and divided by that fraction (validation on 16 runs).
 """
@@ -120,7 +120,7 @@ def score_one(backbone: str, dtype: str, n: int, shared: Path) -> dict:
 
 
 def precision_shift(model_dir: Path, dtypes: list[str], shared: Path) -> list[dict]:
-    """MAE of the predicted final loss per dtype, and its shift from fp32's, on the validation runs and dev splits."""
+    """MAE of the predicted final loss per dtype, and its shift from fp32's, on the validation runs and test splits."""
     model = predictors.load_predictor(model_dir)
     splits = benchmarks(shared)
     train = pd.concat([splits["steplaw"][0], splits["marin"][0]], ignore_index=True)
