@@ -65,14 +65,19 @@ def files(tmp_path_factory):
 
 
 def train(
-    folder: Path, config: str, output: str, launcher: list[str] | None = None, **env: str
+    folder: Path,
+    config: str,
+    output: str,
+    launcher: list[str] | None = None,
+    program: tuple[str, ...] = ("-m", "ncpl.cli"),
+    **env: str,
 ) -> subprocess.CompletedProcess:
-    """`ncpl train` in a subprocess of one thread a process, under `accelerate launch LAUNCHER` if given."""
+    """`PROGRAM train` (the ncpl CLI by default) in a subprocess of one thread a process, under `accelerate launch
+    LAUNCHER` if given."""
     command = [
         sys.executable,
         *(["-m", "accelerate.commands.launch", *launcher] if launcher else []),
-        "-m",
-        "ncpl.cli",
+        *program,
         "train",
         "--train",
         str(folder / "train.parquet"),
@@ -91,6 +96,14 @@ def train(
         check=False,
         env={**os.environ, "OMP_NUM_THREADS": "1", **env},
     )
+
+
+def trained(folder: Path, output: str, config: str) -> Path:
+    """The one-process model (another test may have trained it already)."""
+    if not (folder / output / "predictor.json").exists():
+        single = train(folder, config, output)
+        assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
+    return folder / output
 
 
 def predict(folder: Path, output: str) -> np.ndarray:
@@ -132,22 +145,12 @@ def test_fsdp_on_cpu_is_refused_not_run_twice(files):
     assert not (files / "fsdp/predictor.json").exists()
 
 
-def trained(folder: Path, output: str, config: str) -> Path:
-    """The one-process model (another test may have trained it already)."""
-    if not (folder / output / "predictor.json").exists():
-        single = train(folder, config, output)
-        assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
-    return folder / output
-
-
 def test_fsdp2_forced_on_cpu_trains_and_saves_the_one_process_network(files):
     """scripts/fsdp_on_cpu.py: fully_shard over gloo, as on a GPU cluster. The saved model holds the whole weights
     (every process gathers them after training), and predicts what one process with the global batch does."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
-    command += [str(ROOT / "scripts/fsdp_on_cpu.py"), "train", "--train", str(files / "train.parquet")]
-    command += ["--val", str(files / "val.parquet"), "--config", str(files / "two.yaml"), "-o", str(files / "fsdp2")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    launched = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
+    torchrun = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517")
+    fsdp_on_cpu = (*torchrun, str(ROOT / "scripts/fsdp_on_cpu.py"))
+    launched = train(files, "two.yaml", "fsdp2", program=fsdp_on_cpu, ACCELERATE_USE_CPU="true")
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     trained(files, "one", "one.yaml")
     np.testing.assert_allclose(predict(files, "fsdp2"), predict(files, "one"), rtol=0, atol=1e-5)

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from faultkit import ROOT  # noqa: E402
+from faultkit import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import score_memory  # noqa: E402  (the sweep generator and the peak-RSS runner are shared with the benchmark)

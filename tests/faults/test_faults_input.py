@@ -53,9 +53,8 @@ def test_good_candidate_config_is_accepted(tiny_model, tmp_path):
     )
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)  # one JSON object, nothing else on stdout
-    expected = (
-        predictors.load_predictor(tiny_model).predict_details(GOOD).iloc[0]
-    )  # the same config through the library
+    # the same config through the library
+    expected = predictors.load_predictor(tiny_model).predict_details(GOOD).iloc[0]
     outside = {
         "outside",
         "outside_n_params",
