@@ -156,7 +156,7 @@ def precision_shift(model_dir: Path, dtypes: list[str], shared: Path) -> list[di
     return rows
 
 
-def epoch_seconds(serialization: str, fraction: float, shared: Path) -> dict:
+def epoch_seconds(serialization: str, mixed_precision: str, fraction: float, shared: Path) -> dict:
     """Seconds per epoch of each stage of configs/cpu.yaml, from one epoch on `fraction` of the training runs."""
     splits = benchmarks(shared)
     train = pd.concat([splits["steplaw"][0], splits["marin"][0]], ignore_index=True)
@@ -167,16 +167,21 @@ def epoch_seconds(serialization: str, fraction: float, shared: Path) -> dict:
         {
             **config.model_dump(),
             "serialization": serialization,
+            "mixed_precision": mixed_precision,
             "stage1": {**config.stage1.model_dump(), "epochs": 1},
             "stage2": {**config.stage2.model_dump(), "epochs": 1},
         }
     )
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()  # one process, several settings: accelerate keeps the first mixed_precision
     with tempfile.TemporaryDirectory() as work:
         NCPL(config, work_dir=work).fit(subset, val=val)
         log = [json.loads(line) for line in (Path(work) / "train_log.jsonl").read_text().splitlines()]
     seconds = {entry["stage"]: entry["seconds"] for entry in log}
     return {
         "serialization": serialization,
+        "mixed_precision": mixed_precision,
         "train_runs": len(subset),
         "fraction": fraction,
         "stage1_epoch_s": round(seconds[1] / fraction, 1),
@@ -257,7 +262,9 @@ def main() -> None:
         )
     if "training" not in skip:
         before = load_average()
-        rows = [epoch_seconds(s, args.train_fraction, args.shared) for s in ("verbose", "compact")]
+        # bf16 autocast only where the CPU has bf16 units (emulated elsewhere: many times slower)
+        settings = [("verbose", "no"), ("compact", "no")] + [("compact", "bf16")] * features.bf16_units
+        rows = [epoch_seconds(s, m, args.train_fraction, args.shared) for s, m in settings]
         for row in rows:
             row["speedup"] = round(
                 (rows[0]["stage1_epoch_s"] + rows[0]["stage2_epoch_s"])
@@ -266,7 +273,7 @@ def main() -> None:
             )
         results["training"] = rows
         sections.append(
-            f"Training configs/cpu.yaml: seconds per epoch, timed on one epoch of each stage over "
+            f"Training configs/cpu.yaml (`mixed_precision`: `no` = fp32, `bf16` = autocast): seconds per epoch, timed on one epoch of each stage over "
             f"{args.train_fraction:.0%} of the training runs and divided by it (load average {before} / "
             f"{load_average()}):\n\n{table(rows)}"
         )
