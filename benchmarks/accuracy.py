@@ -65,6 +65,21 @@ def benchmarks(shared: Path) -> dict[str, tuple[pd.DataFrame, dict[str, pd.DataF
     }
 
 
+def other_sources(shared: Path, splits: dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame]]]) -> pd.DataFrame:
+    """Every run of the sources beyond StepLaw dense and Marin, for training only (Gadre: its training split, its
+    test runs kept out); unstable runs marked as failed. Bundled sources are read from data/, the rest from
+    `shared`."""
+    from ncpl.store import read_runs
+
+    frames = [
+        load("steplaw-moe", shared / "steplaw/moe_lr_bs_loss.csv"),
+        load("misfitting", shared / "misfitting/scaling_results.csv"),
+        load("epoch", shared / "epoch_chinchilla/data/svg_extracted_data.csv"),
+        *(read_runs(ROOT / "data" / f"{name}.parquet") for name in ("gadre-grid", "gemstones", "multipower")),
+    ]
+    return pd.concat([*map(mark_unstable, frames), splits["gadre"][0]], ignore_index=True)
+
+
 def development(
     splits: dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame]]],
 ) -> dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame]]]:

@@ -1,7 +1,8 @@
-"""NCPL against every baseline, trained jointly on StepLaw and Marin, under the development / test protocol.
+"""NCPL against every baseline, trained jointly on StepLaw and Marin (--all-sources: and every other source in
+../shared/data), tested on StepLaw and Marin under the development / test protocol.
 
     python benchmarks/ncpl_accuracy.py [--config configs/cpu.yaml] [--seeds 42,43,44,45,46] [--stages dev,test]
-        [--set KEY=VALUE ...] [--grid KEY=V1,V2 ...] [--tag NAME] [--no-readme]
+        [--set KEY=VALUE ...] [--grid KEY=V1,V2 ...] [--all-sources] [--tag NAME] [--no-readme]
 
 Protocol (splits in benchmarks/accuracy.py): the development splits (dev-ID; dev-OOD = the largest
 training size: StepLaw h1024, Marin's largest token counts) are where defaults are chosen; the test
@@ -36,7 +37,7 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import ROOT, benchmarks, development, machine, update_readme  # noqa: E402
+from accuracy import ROOT, benchmarks, development, machine, other_sources, update_readme  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
 from ncpl.evaluate import STEPLAW_PICKER, paired_bootstrap  # noqa: E402
@@ -288,6 +289,12 @@ def main() -> None:
         metavar="KEY=V1,V2",
         help="replace one axis of the trees' tuning grid (a smoke run: --grid max_depth=3 --grid learning_rate=0.3)",
     )
+    parser.add_argument(
+        "--all-sources",
+        action="store_true",
+        help="also train every predictor on the other sources' runs (StepLaw MoE, Gadre and its grid, Gemstones, "
+        "(Mis)Fitting, Epoch, Multi-Power); tested on StepLaw and Marin as always",
+    )
     parser.add_argument("--tag", default=None, help="results name (default: the config's name)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     parser.add_argument(
@@ -307,9 +314,10 @@ def main() -> None:
 
     test_splits = benchmarks(args.shared)
     protocol = {"dev": development(test_splits), "test": test_splits}
+    others = [other_sources(args.shared, test_splits)] if args.all_sources else []
     reports = []
     for stage in stages:
-        train = pd.concat([protocol[stage][source][0] for source in SOURCES], ignore_index=True)
+        train = pd.concat([protocol[stage][source][0] for source in SOURCES] + others, ignore_index=True)
         tests = {name: frame for source in SOURCES for name, frame in protocol[stage][source][1].items()}
         for seed in seeds:
             reports.append(run_once(stage, seed, train, tests, configs[seed], args.work / tag, tree_grid(args.grid)))
@@ -327,6 +335,7 @@ def main() -> None:
         "tree_grid": tree_grid(args.grid) or GRID,
         "seeds": seeds,
         "stages": stages,
+        "all_sources": args.all_sources,
         "val_split": configs[seeds[0]].val_split,
         "train_minutes": minutes,
         "train_runs": {r["meta"]["stage"]: r["meta"]["train_runs"] for r in reports},
@@ -340,11 +349,13 @@ def main() -> None:
         f" --seeds {args.seeds} --stages {args.stages}"
         + "".join(f" --set {o}" for o in args.overrides)
         + "".join(f" --grid {g}" for g in args.grid)
+        + " --all-sources" * args.all_sources
     )
     spent = ", ".join(f"{k} {v:.1f}" for k, v in minutes.items())
+    trained_on = "every source in ../shared/data" if args.all_sources else "StepLaw + Marin"
     body = (
         f"Measured {meta['date']} on {meta['machine']} (load average {load_average:.1f} at the start) by `{command}`: "
-        f"NCPL trained jointly on StepLaw + Marin ({', '.join(f'{k}: {v} runs' for k, v in meta['train_runs'].items())}), "
+        f"every learned predictor trained jointly on {trained_on} ({', '.join(f'{k}: {v} runs' for k, v in meta['train_runs'].items())}), "
         f"validation split `{meta['val_split']}`, minutes per training: {spent}. "
         f"Mean ± sd over seeds {', '.join(map(str, seeds))}.\n\n{markdown(tables, versus)}"
     )
