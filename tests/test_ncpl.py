@@ -156,6 +156,7 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     pd.testing.assert_frame_equal(
         loaded.predict_details(runs), full
     )  # the conformal margin and the range travel with it
+    assert loaded.field_ranges == model.field_ranges and set(model.field_ranges) == {"steplaw", "gemstones"}
     val = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).id
     val = val[usable(val)]
     train = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).train
@@ -191,6 +192,21 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     (tmp_path / "model/model.safetensors").write_bytes(b"not a weights file")
     with pytest.raises(ModelDirError, match="corrupted"):
         predictors.load_predictor(tmp_path / "model")
+
+
+def test_numbers_beyond_the_training_range_are_read_at_its_edge(runs, trained):
+    model, _ = trained
+    row = runs[runs["source"] == "steplaw"].head(1)
+    low, high = model.field_ranges["steplaw"]["model.d_model"]
+    at_edge, beyond = row.assign(**{"model.d_model": high}), row.assign(**{"model.d_model": 4 * high})
+    outputs = lambda frame: model._outputs([model._example(r) for r in frame.to_dict("records")])  # noqa: E731
+    assert low < high and np.array_equal(outputs(beyond), outputs(at_edge))
+    clamped = model.config
+    model.config = clamped.model_copy(update={"clamp_numbers": False})
+    try:
+        assert not np.allclose(outputs(beyond), outputs(at_edge))
+    finally:
+        model.config = clamped
 
 
 def test_decoder_shared_prefix_cache_equals_the_full_pass(runs, trained):

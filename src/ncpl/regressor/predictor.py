@@ -85,6 +85,9 @@ class NCPL(Predictor):
         self.interval_margins: dict[str, float] = {}
         self.interval_slopes: dict[str, float] = {}
         self.train_ranges: dict[str, list[float]] = {}  # source -> [log10 N min, max, log10 D min, max]
+        # source -> field -> [min, max] of the numbers the network was trained on; with `clamp_numbers`, a number
+        # beyond them is read at the edge (the residual extrapolates flat, as a tree's does; the law carries the trend)
+        self.field_ranges: dict[str, dict[str, list[float]]] = {}
 
     # --- training -------------------------------------------------------------------------------
 
@@ -137,6 +140,7 @@ class NCPL(Predictor):
             len(backbone.tokenizer), mean_resizing=False
         )  # the placeholder's embedding is never read
         train_examples = build_examples(runs, self.serializer, self.targets, cfg.max_curve_points)
+        self.field_ranges = self._field_ranges(runs)
         values: dict[str, list[float]] = defaultdict(list)
         for example in train_examples:
             for name, value in zip(example.encoded.num_fields, example.encoded.num_values):
@@ -222,8 +226,24 @@ class NCPL(Predictor):
         slopes = per_source((scores - m0) / np.where(beyond, distance, 1.0), beyond, floor=0.0)
         return margins, slopes
 
+    def _field_ranges(self, runs: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
+        ranges: dict[str, dict[str, list[float]]] = defaultdict(dict)
+        for row in runs.to_dict("records"):
+            encoded, seen = self.serializer.encode(row), ranges[str(row["source"])]
+            for name, value in zip(encoded.num_fields, encoded.num_values):
+                low, high = seen.get(name, (value, value))
+                seen[name] = [min(low, value), max(high, value)]
+        return dict(ranges)
+
     def _example(self, row: dict[str, Any], fraction: float | None = None) -> Example:
-        return Example(self.serializer.encode(row, fraction), math.nan, fraction is None, False)
+        encoded = self.serializer.encode(row, fraction)
+        ranges = self.field_ranges.get(str(row["source"]), {}) if self.config.clamp_numbers else {}
+        if ranges:
+            encoded.num_values = [
+                min(max(value, ranges[name][0]), ranges[name][1]) if name in ranges else value
+                for name, value in zip(encoded.num_fields, encoded.num_values)
+            ]
+        return Example(encoded, math.nan, fraction is None, False)
 
     def _serializer(self, tokenizer: Any) -> Serializer:
         cfg = self.config
@@ -331,6 +351,7 @@ class NCPL(Predictor):
             "interval_margins": self.interval_margins,
             "interval_slopes": self.interval_slopes,
             "train_ranges": self.train_ranges,
+            "field_ranges": self.field_ranges,
             "versions": _versions(),
         }
 
@@ -351,6 +372,7 @@ class NCPL(Predictor):
             state.get("interval_slopes", {}),
             state.get("train_ranges", {}),
         )  # none: no widening
+        self.field_ranges = state.get("field_ranges", {})  # none: numbers are read as they are
 
     def save(self, directory: str | Path) -> Path:
         """Write the model directory (only the main process does, when several trained it)."""

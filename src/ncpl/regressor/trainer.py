@@ -78,6 +78,11 @@ class TrainConfig(BaseModel):
     # plus a seeded val_frac of the rest, the step a user takes to a larger model (the law is then fitted on
     # every run, the validation runs held out from the network only).
     val_split: Literal["largest", "random"] = "random"
+    # Read a number beyond the range its field (per source) had in the training runs at the range's edge: the network's
+    # residual then extrapolates flat, as a tree's does, and the law alone carries the trend to a larger model.
+    # Marin dev-OOD MAE 0.0215 -> 0.0184 (seeds 42-44); no change in distribution or on StepLaw (h1024 is 0.03
+    # decades beyond h960: the Fourier features barely move).
+    clamp_numbers: bool = True
     # The law whose residual the network learns: the per-source Chinchilla law, or that law with the
     # lr / batch bowl (ncpl.predictors.hparam_law), which carries the optimum's move with N and D out
     # of distribution. Chinchilla is fitted through the best run of each (N, D) group by default: a law
