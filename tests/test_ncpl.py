@@ -166,6 +166,9 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
         1.4826 * np.median(np.abs(residual - np.median(residual)))
     )  # robust, not the std
     assert set(model.interval_margins) == {"*", *val["source"]}
+    # the interval's widening beyond the training range, from a second network trained without the largest sizes
+    assert (work / "extrapolation" / "train_log.jsonl").exists()
+    assert set(model.interval_slopes) == {"*", "steplaw", "gemstones"} and min(model.interval_slopes.values()) >= 0
     assert model.interval_margins["steplaw"] != model.interval_margins["gemstones"]
     # The conformal guarantee on runs neither the network nor the margins saw: StepLaw runs outside the training sample
     # (and inside its range, d = 0) are exchangeable with each other, so margins calibrated on 20 of them hold at least
@@ -324,14 +327,15 @@ def test_members_average_and_member_zero_is_the_single_model(runs, tmp_path):
     single_config = TrainConfig(**{**TINY, "stage2": {"epochs": 0, "lr": 1e-3}})
     single = NCPL(single_config, work_dir=tmp_path / "single").fit(runs)
     model = NCPL(single_config.model_copy(update={"members": 2}), work_dir=tmp_path / "pair").fit(runs)
-    assert [p.name for p in sorted((tmp_path / "pair").iterdir())] == ["member-0", "member-1"]
+    assert [p.name for p in sorted((tmp_path / "pair").iterdir())] == ["extrapolation", "member-0", "member-1"]
     first, second = (NCPL(model.config) for _ in range(2))
     for view, network in zip((first, second), model.networks):
-        view.networks, view.serializer, view.targets, view.field_scales = (
+        view.networks, view.serializer, view.targets, view.field_scales, view.field_ranges = (
             [network],
             model.serializer,
             model.targets,
             model.field_scales,
+            model.field_ranges,
         )
     np.testing.assert_allclose(
         first.predict(runs), single.predict(runs), atol=1e-6

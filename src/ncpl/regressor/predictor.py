@@ -37,6 +37,25 @@ from ncpl.regressor.trainer import TrainConfig, Trainer
 WEIGHTS = "model.safetensors"
 BACKBONE_DIR = "backbone"
 POOLED = "*"  # the interval margin of a source without validation runs
+COVERAGE = 0.8  # of the 10-90% interval
+
+
+def _per_source_quantile(
+    values: np.ndarray, sources: np.ndarray, where: np.ndarray, floor: float = -np.inf
+) -> dict[str, float]:
+    """The split-conformal quantile (level ceil((n + 1) COVERAGE) / n) of `values[where]`, per source and over all
+    (POOLED), at least `floor`; {} when `where` selects nothing."""
+
+    def quantile(chosen: np.ndarray) -> float:
+        level = min(1.0, math.ceil((len(chosen) + 1) * COVERAGE) / len(chosen))
+        return max(floor, float(np.quantile(chosen, level, method="higher")))
+
+    if not where.any():
+        return {}
+    return {
+        **{s: quantile(values[where & (sources == s)]) for s in np.unique(sources[where])},
+        POOLED: quantile(values[where]),
+    }
 
 
 def _member_file(stem: str, k: int) -> str:
@@ -96,11 +115,17 @@ class NCPL(Predictor):
         by `val_split`). The residual law is fitted on the runs the network trains on, except under the `largest`
         split, where it is fitted on every run: a law without the largest size may be a law of one model size,
         which cannot say how the loss moves with N; there the validation runs are held out from the network only."""
+        accelerator = self._fit_seeded(runs, val, accelerator=None)
+        accelerator.end_training()  # once, after every network of the fit: it ends the process group
+        return self
+
+    def _fit_seeded(self, runs: pd.DataFrame, val: pd.DataFrame | None, accelerator: Any) -> Any:
         with torch.random.fork_rng():  # seeded from `seed`; the caller's random state is left as it was
             torch.manual_seed(self.config.seed)
-            return self._fit(runs, val)
+            return self._fit(runs, val, accelerator)
 
-    def _fit(self, runs: pd.DataFrame, val: pd.DataFrame | None) -> NCPL:
+    def _fit(self, runs: pd.DataFrame, val: pd.DataFrame | None, accelerator: Any) -> Any:
+        """Trains and calibrates this model; returns the accelerator its networks were trained with."""
         import tempfile
 
         from ncpl.regressor.backbones import load_backbone
@@ -108,7 +133,7 @@ class NCPL(Predictor):
         from ncpl.splits import validation_split
 
         cfg = self.config
-        law_runs = runs
+        law_runs = everything = runs
         if val is None:
             runs, val = validation_split(runs, cfg.val_split, cfg.val_frac, cfg.seed)
         if cfg.val_split != "largest":
@@ -151,7 +176,6 @@ class NCPL(Predictor):
         val_loss = np.where(usable(val), pd.to_numeric(val["final_loss"], errors="coerce"), np.nan)
         work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="ncpl-train-"))
         to_loss = lambda target: self.targets.to_loss(val, target, val["data.tokens"].to_numpy(float))  # noqa: E731
-        accelerator = None
         self.networks, self.train_logs, self._low_precision = [], [], {}
         for k in range(cfg.members):
             member = cfg.model_copy(update={"seed": cfg.seed + k})
@@ -177,7 +201,9 @@ class NCPL(Predictor):
             self.networks.append(trained.eval())
             self.train_logs.append(trainer.log_path)
         self.interval_margins, self.interval_slopes = self._calibrate_interval(val[usable(val)])
-        return self
+        if cfg.calibrate_extrapolation and not self.interval_slopes:
+            self.interval_slopes = self._extrapolation_slopes(everything, work_dir / "extrapolation", accelerator)
+        return accelerator
 
     def _distance(self, configs: pd.DataFrame) -> np.ndarray:
         """Decades beyond the network's training runs of the config's source: the excess of log10 N over that
@@ -188,43 +214,55 @@ class NCPL(Predictor):
         excess = np.maximum(x - bounds[:, [1, 3]], 0) + np.maximum(bounds[:, [0, 2]] - x, 0)
         return np.nansum(excess, axis=1)
 
-    def _calibrate_interval(
-        self, val: pd.DataFrame, coverage: float = 0.8
-    ) -> tuple[dict[str, float], dict[str, float]]:
+    def _calibrate_interval(self, val: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:
         """Conformalized quantile regression (Romano et al. 2019), per source (Mondrian conformal prediction), with a
         margin that grows linearly with the distance d beyond the training runs: margin(d) = m0 + k d.
 
-        m0 makes the quantile heads' interval hold `coverage` of the source's validation runs inside the training
+        m0 makes the quantile heads' interval hold COVERAGE of the source's validation runs inside the training
         range (d = 0). k is calibrated on the validation runs beyond it (the `largest` split's step to a larger
-        model): the conformal quantile of (score - m0) / d, so that m0 + k d holds `coverage` of them (the
+        model): the conformal quantile of (score - m0) / d, so that m0 + k d holds COVERAGE of them (the
         normalised scores of locally weighted conformal prediction, Lei et al. 2018), at least 0. A source
-        without such runs takes the quantile over all sources (POOLED); without any (the `random` split) k = 0.
+        without such runs takes the quantile over all sources (POOLED); without any (the `random` split) k = 0,
+        and `calibrate_extrapolation` calibrates k on a second network instead (`_extrapolation_slopes`).
         One decade in N is taken to cost what one in D does: the validation step of a source of one model size
         is in D. The validation runs also chose the checkpoint, so the margins are slightly optimistic."""
         if val.empty:
             return {}, {}
         self.interval_margins, self.interval_slopes = {}, {}
-        details = self._predict_details(val)
-        loss = val["final_loss"].to_numpy(float)
-        scores = np.maximum(details["pred_loss_lo"].to_numpy() - loss, loss - details["pred_loss_hi"].to_numpy())
-        sources, distance = val["source"].astype(str).to_numpy(), self._distance(val)
+        scores, sources, distance = self._conformity(val)
         inside, beyond = distance <= 1e-9, distance > 1e-9
-
-        def quantile(values: np.ndarray) -> float:
-            level = min(1.0, math.ceil((len(values) + 1) * coverage) / len(values))
-            return float(np.quantile(values, level, method="higher"))
-
-        def per_source(values: np.ndarray, where: np.ndarray, floor: float = -np.inf) -> dict[str, float]:
-            out = {
-                source: max(floor, quantile(values[where & (sources == source)]))
-                for source in np.unique(sources[where])
-            }
-            return {**out, POOLED: max(floor, quantile(values[where]))} if where.any() else {}
-
-        margins = per_source(scores, inside if inside.any() else beyond)
+        margins = _per_source_quantile(scores, sources, inside if inside.any() else beyond)
         m0 = np.array([margins.get(source, margins.get(POOLED, 0.0)) for source in sources])
-        slopes = per_source((scores - m0) / np.where(beyond, distance, 1.0), beyond, floor=0.0)
+        slopes = _per_source_quantile((scores - m0) / np.where(beyond, distance, 1.0), sources, beyond, floor=0.0)
         return margins, slopes
+
+    def _conformity(self, runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """How far each run's loss lies outside this model's interval (negative: inside), its source and its
+        distance beyond the training runs."""
+        details = self._predict_details(runs)
+        loss = runs["final_loss"].to_numpy(float)
+        scores = np.maximum(details["pred_loss_lo"].to_numpy() - loss, loss - details["pred_loss_hi"].to_numpy())
+        return scores, runs["source"].astype(str).to_numpy(), self._distance(runs)
+
+    def _extrapolation_slopes(self, runs: pd.DataFrame, work_dir: Path, accelerator: Any) -> dict[str, float]:
+        """k of the interval's margin m0 + k d, for a model whose validation runs all lie inside its training range:
+        a second network, trained the same way on `runs` less each source's largest size(s) (`largest_sizes`),
+        predicts those; its calibrated interval (m0 included) must widen by k per decade beyond its training
+        range to hold COVERAGE of them. The step it measures is the one a user takes from the largest training
+        model to a larger one; k is assumed to carry over to the step beyond the full model's range."""
+        from ncpl.splits import largest_sizes
+
+        runs = runs.reset_index(drop=True)
+        beyond = largest_sizes(runs, self.config.val_frac)
+        held_out = runs[beyond & usable(runs)]
+        if held_out.empty or not usable(runs[~beyond]).any():
+            return {}
+        config = self.config.model_copy(update={"calibrate_extrapolation": False, "members": 1})
+        calibrator = NCPL(config, work_dir=work_dir, inference_dtype=self.inference_dtype)
+        calibrator._fit_seeded(runs[~beyond], None, accelerator)
+        scores, sources, distance = calibrator._conformity(held_out.reset_index(drop=True))
+        far = distance > 1e-9
+        return _per_source_quantile(scores / np.where(far, distance, 1.0), sources, far, floor=0.0)
 
     def _field_ranges(self, runs: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
         ranges: dict[str, dict[str, list[float]]] = defaultdict(dict)

@@ -83,6 +83,10 @@ class TrainConfig(BaseModel):
     # Marin dev-OOD MAE 0.0215 -> 0.0184 (seeds 42-44); no change in distribution or on StepLaw (h1024 is 0.03
     # decades beyond h960: the Fourier features barely move).
     clamp_numbers: bool = True
+    # Under the `random` split no validation run lies beyond the training range, so the interval could not widen
+    # there: a second network, trained without each source's largest size(s), calibrates how fast it must widen
+    # per decade beyond the range (NCPL._extrapolation_slopes). Doubles the training time.
+    calibrate_extrapolation: bool = True
     # The law whose residual the network learns: the per-source Chinchilla law, or that law with the
     # lr / batch bowl (ncpl.predictors.hparam_law), which carries the optimum's move with N and D out
     # of distribution. Chinchilla is fitted through the best run of each (N, D) group by default: a law
@@ -257,9 +261,8 @@ class Trainer:
             self._load_best()
         if lora:
             self.network.backbone = self.network.backbone.merge_and_unload()
-        if acc.is_fsdp2:  # before end_training, which ends the process group the gathering needs
+        if acc.is_fsdp2:  # a collective: while the process group lives (NCPL.fit ends it after its last network)
             self.whole_state = self._gather_whole_state()
-        acc.end_training()
         return self.network
 
     def _trainable(self, stage: int) -> list[torch.nn.Parameter]:
