@@ -73,7 +73,7 @@ def cpt(
     import json
 
     from ncpl.laws.cpt import CPTLaws, fit_laws, read_grid
-    from ncpl.schema import parse_quantity
+    from ncpl.field_types import parse_quantity
 
     if (laws_from is None) == (laws_json is None):
         raise ConfigError(
@@ -223,7 +223,7 @@ def _extrapolate_prefix(
     import json
 
     from ncpl.laws.temporal import LAWS, forecast_tokens, plot_forecast, read_curve
-    from ncpl.schema import parse_quantity
+    from ncpl.field_types import parse_quantity
 
     if fit_on:
         raise ConfigError(
