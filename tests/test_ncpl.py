@@ -16,7 +16,7 @@ from ncpl.regressor.backbones import load_backbone
 from ncpl.regressor.encoders import FourierEncoder, MLPEncoder
 from ncpl.regressor.predictor import NCPL
 from ncpl.regressor.serialize import NUM_TOKEN, Serializer, config_fields
-from ncpl.regressor.trainer import TrainConfig
+from ncpl.regressor.train_config import TrainConfig
 from ncpl.sources import import_runs
 from ncpl.splits import split_runs
 from ncpl.store import to_frame, write_runs

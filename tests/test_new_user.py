@@ -223,7 +223,7 @@ def test_tune_runs_says_when_none_matched(models, tmp_path):
 
 
 def test_progress_lines_without_a_terminal():
-    from ncpl.regressor.trainer import Heartbeat
+    from ncpl.regressor.heartbeat import Heartbeat
 
     lines = []
     items = list(Heartbeat(range(5), "stage 1 epoch 1/2", 5, lines.append, seconds=0.0, tty=False))
