@@ -135,12 +135,12 @@ class OptimizerSpec(BaseModel):
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     name: str = "adamw"
-    lr: Positive | None = None
-    beta1: Beta | None = None
-    beta2: Beta | None = None
-    eps: NonNegative | None = None
+    lr: Positive | None = Field(None, description="the peak learning rate (the schedule scales it)")
+    beta1: Beta | None = Field(None, description="decay of the first-moment (momentum) average")
+    beta2: Beta | None = Field(None, description="decay of the second-moment average")
+    eps: NonNegative | None = Field(None, description="added to the denominator of the update")
     weight_decay: NonNegative | None = None
-    grad_clip: NonNegative | None = None
+    grad_clip: NonNegative | None = Field(None, description="the gradient norm clipped to")
 
     @field_validator("name", mode="before")
     @classmethod
