@@ -32,7 +32,8 @@ from pathlib import Path
 import pandas as pd
 
 from ncpl import predictors
-from ncpl.evaluate import evaluate, markdown, write_report
+from ncpl.evaluate import evaluate
+from ncpl.report import markdown, write_report
 from ncpl.sources import import_runs
 from ncpl.splits import largest_sizes, split_runs
 from ncpl.store import to_frame

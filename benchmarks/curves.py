@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import ROOT, SEED, load, machine, update_readme  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
-from ncpl.evaluate import evaluate, write_report  # noqa: E402
+from ncpl.evaluate import evaluate  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
+from ncpl.report import write_report  # noqa: E402
 from ncpl.splits import split_runs  # noqa: E402
 from ncpl.store import read_runs  # noqa: E402
 

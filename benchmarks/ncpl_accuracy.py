@@ -45,7 +45,7 @@ from ncpl.evaluate import evaluate as evaluate_models  # noqa: E402
 from ncpl.predictors.ensemble import Ensemble  # noqa: E402
 from ncpl.predictors.trees import GRID  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
-from ncpl.regressor.trainer import TrainConfig  # noqa: E402
+from ncpl.regressor.train_config import TrainConfig  # noqa: E402
 
 SOURCES = ("steplaw", "marin")
 LAWS = ("chinchilla", "hparam-law")

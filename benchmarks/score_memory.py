@@ -77,7 +77,7 @@ def write_sweep(path: Path, n: int, *, chunk: int = 100_000, seed: int = 0, pad_
 def train_tiny_model(directory: Path, work: Path | None = None) -> Path:
     """NCPL on tiny-decoder, one epoch on 200 Marin runs (about 15 s)."""
     from ncpl.regressor.predictor import NCPL
-    from ncpl.regressor.trainer import TrainConfig
+    from ncpl.regressor.train_config import TrainConfig
     from ncpl.store import read_runs
 
     runs = read_runs(ROOT / "data" / "marin.parquet").sample(200, random_state=0)

@@ -41,7 +41,7 @@ from ncpl import predictors  # noqa: E402
 from ncpl.columns import usable  # noqa: E402
 from ncpl.regressor.precision import cpu_features  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
-from ncpl.regressor.trainer import TrainConfig  # noqa: E402
+from ncpl.regressor.train_config import TrainConfig  # noqa: E402
 from ncpl.splits import split_runs  # noqa: E402
 
 CPU_DEFAULT = ROOT / "configs" / "cpu.yaml"

@@ -6,7 +6,7 @@ import torch
 
 from ncpl.regressor.backbones import load_backbone
 from ncpl.regressor.predictor import NCPL
-from ncpl.regressor.trainer import TrainConfig
+from ncpl.regressor.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

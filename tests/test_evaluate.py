@@ -8,8 +8,9 @@ import pytest
 
 from ncpl import predictors
 from ncpl.columns import usable
-from ncpl.evaluate import STEPLAW_PICKER, accuracy, evaluate, regret, write_report
+from ncpl.evaluate import STEPLAW_PICKER, accuracy, evaluate, regret
 from ncpl.laws import steplaw
+from ncpl.report import write_report
 from ncpl.sources import import_runs
 from ncpl.store import to_frame
 
@@ -159,7 +160,8 @@ def test_evaluate_end_to_end_on_real_subset(steplaw_split, tmp_path):
 
 def test_curve_metrics_on_real_gemstones_curves(tmp_path):
     """Config-only and prefix-fitted forecasts are scored on the same checkpoints; the temporal law beats the power law."""
-    from ncpl.evaluate import curve_runs, markdown
+    from ncpl.curve_metrics import curve_runs
+    from ncpl.report import markdown
     from ncpl.store import read_runs
 
     runs = read_runs(Path(__file__).resolve().parents[1] / "data" / "gemstones.parquet")

@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 from matplotlib.image import imread
+from tiny import tiny_training
 
 from ncpl import predictors
 from ncpl.columns import usable
@@ -16,20 +17,12 @@ from ncpl.regressor.backbones import load_backbone
 from ncpl.regressor.encoders import FourierEncoder, MLPEncoder
 from ncpl.regressor.predictor import NCPL
 from ncpl.regressor.serialize import NUM_TOKEN, Serializer, config_fields
-from ncpl.regressor.trainer import TrainConfig
+from ncpl.regressor.train_config import TrainConfig
 from ncpl.sources import import_runs
 from ncpl.splits import split_runs
 from ncpl.store import to_frame, write_runs
 
-TINY = {
-    "backbone": "tiny-decoder",
-    "batch_size": 16,
-    "eval_batch_size": 64,
-    "max_curve_points": 2,
-    "seed": 0,
-    "stage1": {"epochs": 3, "lr": 3e-3},
-    "stage2": {"epochs": 1, "lr": 1e-3, "mode": "lora", "lora_r": 4},
-}
+TINY = tiny_training(3, stage2={"epochs": 1, "lr": 1e-3, "mode": "lora", "lora_r": 4})
 
 
 @pytest.fixture(scope="module")

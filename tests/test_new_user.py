@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from tiny import tiny_training
 from typer.testing import CliRunner
 
 from ncpl import predictors
@@ -223,7 +224,7 @@ def test_tune_runs_says_when_none_matched(models, tmp_path):
 
 
 def test_progress_lines_without_a_terminal():
-    from ncpl.regressor.trainer import Heartbeat
+    from ncpl.regressor.heartbeat import Heartbeat
 
     lines = []
     items = list(Heartbeat(range(5), "stage 1 epoch 1/2", 5, lines.append, seconds=0.0, tty=False))
@@ -235,18 +236,7 @@ def test_progress_lines_without_a_terminal():
 def tiny_ncpl(marin, tmp_path_factory):
     base = tmp_path_factory.mktemp("ncpl")
     marin.to_parquet(base / "train.parquet")
-    write(
-        base / "tiny.yaml",
-        {
-            "backbone": "tiny-decoder",
-            "batch_size": 16,
-            "eval_batch_size": 64,
-            "max_curve_points": 2,
-            "seed": 0,
-            "stage1": {"epochs": 1, "lr": 3e-3},
-            "stage2": {"epochs": 0, "lr": 1e-3},
-        },
-    )
+    write(base / "tiny.yaml", tiny_training(1))
     result = runner.invoke(
         app,
         [

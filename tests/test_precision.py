@@ -15,7 +15,7 @@ from ncpl.regressor.precision import (
     set_inference_dtype,
 )
 from ncpl.regressor.predictor import NCPL
-from ncpl.regressor.trainer import TrainConfig
+from ncpl.regressor.train_config import TrainConfig
 from ncpl.sources import import_runs
 from ncpl.store import to_frame
 

@@ -6,9 +6,10 @@ import pytest
 
 from ncpl.errors import ConfigError
 from ncpl.schedules import lr_at_steps, tokens_to_steps
-from ncpl.schema import RunConfig, RunRecord, ScheduleSpec, config_from_flat, config_to_flat, validate
+from ncpl.schema import RunConfig, RunRecord, ScheduleSpec, config_from_flat, config_to_flat
 from ncpl.sources import import_runs
 from ncpl.store import read_runs, write_runs
+from ncpl.validation import validate
 
 
 def test_families():

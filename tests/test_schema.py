@@ -4,7 +4,8 @@ import pytest
 
 from ncpl import schema
 from ncpl.errors import ConfigError
-from ncpl.schema import RunConfig, RunRecord, config_from_flat, config_to_flat, validate
+from ncpl.schema import RunConfig, RunRecord, config_from_flat, config_to_flat
+from ncpl.validation import validate
 
 BASE = {
     "source": "mine",

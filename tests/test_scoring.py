@@ -13,6 +13,7 @@ from ncpl.errors import DataError
 from ncpl.scoring import merge_parts, parts_folder, score_file
 from ncpl.sources import import_runs
 from ncpl.store import to_frame
+from ncpl.validation import validate
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_bad_row_is_named(sweep, model_dir, tmp_path):
 def test_predict_command_and_python_api(sweep, model_dir, tmp_path):
     import ncpl
 
-    record = schema.validate(schema.RunRecord, {**schema.RunRecord.from_flat(sweep.iloc[0].to_dict()).model_dump()})
+    record = validate(schema.RunRecord, {**schema.RunRecord.from_flat(sweep.iloc[0].to_dict()).model_dump()})
     schema.save(record.config, tmp_path / "candidate.yaml")
     result = CliRunner().invoke(
         app, ["predict", str(model_dir), "--candidate", str(tmp_path / "candidate.yaml"), "--json"]

@@ -16,7 +16,7 @@ from ncpl.regressor.dataset import build_examples
 from ncpl.regressor.network import NCPLNetwork
 from ncpl.regressor.serialize import Serializer
 from ncpl.regressor.sizing import layer_activation_bytes, size
-from ncpl.regressor.trainer import TrainConfig
+from ncpl.regressor.train_config import TrainConfig
 from ncpl.splits import split_runs
 from ncpl.store import read_runs, write_runs
 

@@ -62,36 +62,15 @@ def test_tune_command(fitted, tmp_path):
     model, base = fitted
     model.save(tmp_path / "model")
     save(base, tmp_path / "base.yaml")
-    (tmp_path / "space.yaml").write_text(
-        yaml.safe_dump({"optimizer.lr": {"low": 1e-4, "high": 1e-2}, "batch.tokens": {"low": 1e5, "high": 1e7}})
-    )
-    result = CliRunner().invoke(
-        app,
-        [
-            "tune",
-            str(tmp_path / "model"),
-            "--base",
-            str(tmp_path / "base.yaml"),
-            "--space",
-            str(tmp_path / "space.yaml"),
-            "--n",
-            "64",
-            "--top",
-            "3",
-        ],
-    )
+
+    def tune_command(space: dict, *options: str):
+        (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+        command = ["tune", str(tmp_path / "model"), "--base", str(tmp_path / "base.yaml")]
+        return CliRunner().invoke(app, [*command, "--space", str(tmp_path / "space.yaml"), *options])
+
+    space = {"optimizer.lr": {"low": 1e-4, "high": 1e-2}, "batch.tokens": {"low": 1e5, "high": 1e7}}
+    result = tune_command(space, "--n", "64", "--top", "3")
     assert result.exit_code == 0, result.output
     assert "top 3" in result.output and "StepLaw law" in result.output
-    (tmp_path / "space2.yaml").write_text(yaml.safe_dump({"tokens": {"low": 1e9, "high": 1e10}}))
-    result = CliRunner().invoke(
-        app,
-        [
-            "tune",
-            str(tmp_path / "model"),
-            "--base",
-            str(tmp_path / "base.yaml"),
-            "--space",
-            str(tmp_path / "space2.yaml"),
-        ],
-    )
+    result = tune_command({"tokens": {"low": 1e9, "high": 1e10}})
     assert result.exit_code == 2 and "data.tokens" in result.output

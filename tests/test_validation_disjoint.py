@@ -60,7 +60,8 @@ def test_ncpl_picks_its_checkpoint_on_runs_it_does_not_train_on(monkeypatch, tmp
     """NCPL.fit's own validation split: the runs that choose the checkpoint (and the interval margins) are none of
     the runs its training examples are built from. Stops before the first epoch; bundled real Marin runs."""
     from ncpl.regressor import predictor as ncpl_module
-    from ncpl.regressor.trainer import TrainConfig, Trainer
+    from ncpl.regressor.train_config import TrainConfig
+    from ncpl.regressor.trainer import Trainer
     from ncpl.store import read_runs
 
     runs = read_runs(ROOT / "data" / "marin.parquet").sample(120, random_state=0)

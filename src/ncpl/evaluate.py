@@ -16,19 +16,12 @@ predictor's order, it takes to reach one within `NEAR_BEST` of the group's best,
 expectation for a random order, (n + 1) / (k + 1) with k such runs among n. Tied scores (a law blind to
 hyperparameters ranks a whole group equal) count as a random pick among them.
 
-Loss curves: on test runs with a logged curve, the per-point MAE of the absolute loss on the
-checkpoints after the first 10, 20 and 40% of training, for every predictor that predicts curves
-from the configuration alone and the same shifted to the observed prefix, and for two laws fitted to
-that prefix (a power law in tokens and the temporal law, `ncpl.laws.temporal`). A run counts at a
-prefix only where both laws can be fitted to it, so that every method is scored on the same points.
+Loss curves are scored by `ncpl.curve_metrics`; `ncpl.report` writes the report as markdown, JSON and plots.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,18 +30,13 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from ncpl.columns import hparam_groups, usable
-from ncpl.errors import ConfigError
+from ncpl.curve_metrics import evaluate_curves
 from ncpl.laws import steplaw
 from ncpl.predictors import Predictor
 
 MIN_GROUP = 5
 NEAR_BEST = 0.005  # "reached the best": within this many nats of the group's best converged run
 STEPLAW_PICKER = "steplaw-law (fitted on every shape, leaky)"
-PREFIXES = (0.1, 0.2, 0.4)
-MAX_CURVE_POINTS = 32  # checkpoints scored per curve, evenly spaced (the paper subsamples 15-29)
-PLOTTED_CURVES = 6  # runs per test set drawn with their predicted curves
-PLOT_PREFIX = 0.2
-ANCHOR_POINTS = 3  # last checkpoints of a prefix that a config-only curve is shifted to
 
 
 def accuracy(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -141,91 +129,6 @@ def _expected_tries(score: np.ndarray, near: np.ndarray) -> float:
     return float(tried)
 
 
-def curve_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The converged runs with a logged loss curve."""
-    if "curve_loss" not in runs:
-        return runs.iloc[:0]
-    has_curve = runs["curve_loss"].map(lambda c: isinstance(c, (list, np.ndarray)) and len(c) > 1)
-    return runs[has_curve.to_numpy() & usable(runs).to_numpy()].reset_index(drop=True)
-
-
-def evaluate_curves(
-    models: dict[str, Predictor], runs: pd.DataFrame, test_name: str, prefixes: tuple[float, ...] = PREFIXES
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Curve accuracy rows (test, source, method, prefix, runs, points, MAE, end MAE) and the curves to plot.
-
-    Each curve predictor is scored twice: from the config alone, and conditioned on the observed prefix
-    (`NAME+prefix`): its curve shifted by its mean miss on the last `ANCHOR_POINTS` checkpoints seen.
-    """
-    from ncpl.laws.temporal import PowerLaw, TemporalLaw
-
-    laws = {"power-law prefix": PowerLaw, "temporal-law prefix": TemporalLaw}
-    runs = curve_runs(runs)
-    errors: dict[tuple[str, str, float], list[np.ndarray]] = {}
-    plotted = []
-    for i, run in enumerate(runs.to_dict("records")):
-        tokens_seen, loss = np.asarray(run["curve_tokens"], float), np.asarray(run["curve_loss"], float)
-        fractions = tokens_seen / float(run["data.tokens"])
-        keep = np.unique(np.linspace(0, len(loss) - 1, min(len(loss), MAX_CURVE_POINTS)).round().astype(int))
-        anchors = {prefix: np.flatnonzero(fractions <= prefix + 1e-9)[-ANCHOR_POINTS:] for prefix in prefixes}
-        points = np.unique(np.concatenate([keep, *anchors.values()]))
-        curves = {}
-        for name, model in models.items():
-            curves[name] = np.full(len(loss), np.nan)
-            curves[name][points] = model.predict_curve(runs.iloc[[i]], fractions[points])[0]
-        for prefix in prefixes:
-            seen = fractions <= prefix + 1e-9
-            later = keep[~seen[keep]]
-            if not len(later) or seen.sum() < max(law().min_points for law in laws.values()):
-                continue
-            try:
-                fitted = {name: law().fit(tokens_seen[seen], loss[seen]) for name, law in laws.items()}
-            except ConfigError:  # a prefix the laws refuse (tokens not increasing, a NaN): the run does not count here
-                continue
-            predicted = {}
-            for name, curve in curves.items():
-                predicted[name] = curve[later]
-                predicted[f"{name}+prefix"] = curve[later] + np.mean(loss[anchors[prefix]] - curve[anchors[prefix]])
-            predicted.update({name: law.predict(tokens_seen[later]) for name, law in fitted.items()})
-            for name, prediction in predicted.items():
-                errors.setdefault((str(run["source"]), name, prefix), []).append(np.abs(prediction - loss[later]))
-            if prefix == PLOT_PREFIX and len(plotted) < PLOTTED_CURVES:
-                plotted.append(
-                    {
-                        "run_id": run["run_id"],
-                        "tokens": tokens_seen.tolist(),
-                        "loss": loss.tolist(),
-                        "prefix_tokens": float(tokens_seen[seen][-1]),
-                        "predicted": {
-                            **{
-                                name: {"tokens": tokens_seen[keep].tolist(), "loss": curve[keep].tolist()}
-                                for name, curve in curves.items()
-                            },
-                            **{
-                                name: {"tokens": tokens_seen[later].tolist(), "loss": predicted[name].tolist()}
-                                for name in (*(f"{n}+prefix" for n in curves), *fitted)
-                            },
-                        },
-                    }
-                )
-    rows = [
-        {
-            "test": test_name,
-            "source": source,
-            "method": name,
-            "prefix": prefix,
-            "runs": len(per_run),
-            "points": int(sum(len(e) for e in per_run)),
-            "mae": float(np.concatenate(per_run).mean()),
-            "end_mae": float(np.mean([e[-1] for e in per_run])),
-        }
-        for (source, name, prefix), per_run in sorted(
-            errors.items(), key=lambda item: (item[0][0], item[0][2], item[0][1])
-        )
-    ]
-    return rows, plotted
-
-
 def evaluate(models: dict[str, Predictor], tests: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Accuracy, interval and regret of each model on each test set (runs marked by `ncpl.unstable.mark_unstable`
     count their unstable runs as failed; unmarked tables count only the diverged ones)."""
@@ -289,147 +192,3 @@ def evaluate(models: dict[str, Predictor], tests: dict[str, pd.DataFrame]) -> di
         if plotted:
             report["curve_plots"][test_name] = plotted
     return report
-
-
-def _fmt(value: float, digits: int = 4) -> str:
-    return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _table(columns: list[str], rows: list[list[Any]]) -> list[str]:
-    """A markdown table."""
-    return [
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
-        *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows),
-    ]
-
-
-def markdown(report: dict[str, Any]) -> str:
-    lines = _table(
-        ["test", "source", "predictor", "n", "MAE", "RMSE", "Spearman", "n (all)", "MAE (all)", "Spearman (all)"],
-        [
-            [
-                r["test"],
-                r["source"],
-                r["predictor"],
-                r["ok"]["n"],
-                _fmt(r["ok"]["mae"]),
-                _fmt(r["ok"]["rmse"]),
-                _fmt(r["ok"]["spearman"], 3),
-                r["all"]["n"],
-                _fmt(r["all"]["mae"]),
-                _fmt(r["all"]["spearman"], 3),
-            ]
-            for r in report["accuracy"]
-        ],
-    )
-    if report.get("interval"):
-        lines += [
-            "",
-            "10-90% interval on the converged runs (nominal coverage 0.80) and the divergence probability "
-            "against the failed (diverged or unstable) runs:",
-            "",
-        ]
-        lines += _table(
-            ["test", "source", "predictor", "n", "coverage", "median width", "failed", "divergence ROC-AUC"],
-            [
-                [
-                    r["test"],
-                    r["source"],
-                    r["predictor"],
-                    r["n"],
-                    _fmt(r["coverage_80"], 2),
-                    _fmt(r["median_width"]),
-                    r["n_failed"],
-                    _fmt(r["auc_diverge"], 3),
-                ]
-                for r in report["interval"]
-            ],
-        )
-    if report["regret"]:
-        lines += [
-            "",
-            f"Hyperparameter-selection regret (groups of >= {MIN_GROUP} runs sharing source, N, D and optimizer; "
-            f"{STEPLAW_PICKER} is the StepLaw law, fitted on every StepLaw shape including a test one):",
-            "",
-        ]
-        lines += _table(
-            [
-                "test",
-                "source",
-                "picker",
-                "groups",
-                "mean regret",
-                "median regret",
-                "diverged picks",
-                "runs to near-best (random)",
-            ],
-            [
-                [
-                    r["test"],
-                    r["source"],
-                    r["picker"],
-                    r["groups"],
-                    _fmt(r["regret"]),
-                    _fmt(r["median_regret"]),
-                    _fmt(r["diverged_picks"], 2),
-                    f"{_fmt(r['runs_to_near_best'], 1)} ({_fmt(r['random_runs_to_near_best'], 1)})",
-                ]
-                for r in report["regret"]
-            ],
-        )
-    if report.get("curves"):
-        lines += [
-            "",
-            "Loss curves: MAE of the absolute loss on the checkpoints after the prefix (prefix laws are fitted "
-            "to it; the others see only the config), and at the last checkpoint:",
-            "",
-        ]
-        lines += _table(
-            ["test", "source", "prefix", "method", "runs", "points", "MAE", "end MAE"],
-            [
-                [
-                    r["test"],
-                    r["source"],
-                    f"{r['prefix']:.0%}",
-                    r["method"],
-                    r["runs"],
-                    r["points"],
-                    _fmt(r["mae"]),
-                    _fmt(r["end_mae"]),
-                ]
-                for r in report["curves"]
-            ],
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def write_report(report: dict[str, Any], directory: str | Path) -> list[Path]:
-    from ncpl import plots  # matplotlib only when writing
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = [directory / "report.md", directory / "report.json"]
-    _atomic_write(written[0], markdown(report))
-    _atomic_write(written[1], json.dumps(report, indent=1, allow_nan=True))
-    for test_name, predictions in report["predictions"].items():
-        for predictor in predictions:
-            if predictor in ("run_id", "source", "final_loss", "usable"):
-                continue
-            path = directory / f"parity_{predictor}_{test_name}.png"
-            written.append(plots.parity(predictions, predictor, f"{predictor} on {test_name}", path))
-    for test_name, curves in report.get("curve_plots", {}).items():
-        written.append(
-            plots.loss_curves(
-                curves,
-                f"{test_name}: predicted and true loss curves ({PLOT_PREFIX:.0%} prefix for the prefix laws)",
-                directory / f"curves_{test_name}.png",
-            )
-        )
-    return written

@@ -3,64 +3,24 @@
 `RunConfig` is everything a run was configured with; `RunRecord` adds what came out of it. Both
 validate on construction: a bad value raises `ConfigError` naming the field, the value and what was
 expected. `to_flat` / `from_flat` give the dotted-key view (``model.n_params``, ``optimizer.lr``)
-that Parquet files and tabular models use.
+that Parquet files and tabular models use. The field types are in `ncpl.field_types`, the error messages
+in `ncpl.validation`, the helpers of the flat view in `ncpl.flat`.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
-import math
-import re
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ncpl.atomic import atomic_path
 from ncpl.errors import ConfigError
-
-# --- numbers with units -------------------------------------------------------------------------
-
-_SUFFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
-
-
-def parse_quantity(value: Any) -> Any:
-    """Accept counts written as 1.2e9, "1.2e9", "1.2B", "350M", "4K" (case-insensitive)."""
-    if isinstance(value, str):
-        match = _QUANTITY.match(value)
-        if not match:
-            raise ValueError(f"expected a number, optionally with a unit suffix K/M/B/T, got {value!r}")
-        number, unit = match.groups()
-        if unit.lower() not in _SUFFIXES:
-            raise ValueError(f"unknown unit {unit!r} in {value!r}; use one of K, M, B (=G), T or none")
-        return float(number) * _SUFFIXES[unit.lower()]
-    return value
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"expected a finite number, got {value}")
-    return value
-
-
-def _no_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got the boolean {value}")
-    return value
-
-
-Count = Annotated[
-    float, Field(gt=0), BeforeValidator(_finite), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)
-]
-Positive = Annotated[float, Field(gt=0), BeforeValidator(_finite), BeforeValidator(_no_bool)]
-NonNegative = Annotated[float, Field(ge=0), BeforeValidator(_finite), BeforeValidator(_no_bool)]
-PositiveInt = Annotated[int, Field(gt=0), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)]
-NonNegativeInt = Annotated[int, Field(ge=0), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)]
-Beta = Annotated[float, Field(ge=0, lt=1), BeforeValidator(_finite), BeforeValidator(_no_bool)]
-Scalar = str | int | float | bool | None
+from ncpl.field_types import Beta, Count, NonNegative, Positive, PositiveInt, Ratio, Scalar, check_scalar
+from ncpl.flat import SCHEDULE_LR, present, to_python, unflatten
+from ncpl.validation import did_you_mean, nested_model, validate
 
 # --- optimizers ---------------------------------------------------------------------------------
 
@@ -169,28 +129,18 @@ OPTIMIZER_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def did_you_mean(name: str, known: typing.Iterable[str]) -> str:
-    """' (did you mean 'lr'?)' for the close matches of `name` among `known`, else ''."""
-    known = list(known)
-    matches = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    if not matches:  # a dotted name: compare the last part too (`optimizer.lrr` -> `optimizer.lr`)
-        leaf = name.rpartition(".")[2]
-        matches = [k for k in known if difflib.get_close_matches(leaf, [k.rpartition(".")[2]], n=1, cutoff=0.75)][:3]
-    return f" (did you mean {' or '.join(repr(m) for m in matches)}?)" if matches else ""
-
-
 class OptimizerSpec(BaseModel):
     """Common optimizer fields, and the optimizer-specific ones its real runs carry (`OPTIMIZER_FIELDS`)."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     name: str = "adamw"
-    lr: Positive | None = None
-    beta1: Beta | None = None
-    beta2: Beta | None = None
-    eps: NonNegative | None = None
+    lr: Positive | None = Field(None, description="the peak learning rate (the schedule scales it)")
+    beta1: Beta | None = Field(None, description="decay of the first-moment (momentum) average")
+    beta2: Beta | None = Field(None, description="decay of the second-moment average")
+    eps: NonNegative | None = Field(None, description="added to the denominator of the update")
     weight_decay: NonNegative | None = None
-    grad_clip: NonNegative | None = None
+    grad_clip: NonNegative | None = Field(None, description="the gradient norm clipped to")
 
     @field_validator("name", mode="before")
     @classmethod
@@ -209,13 +159,12 @@ class OptimizerSpec(BaseModel):
                     f"optimizer.{key}: unknown field for optimizer {self.name!r}{did_you_mean(key, known)}; its fields are "
                     f"{', '.join(known)}; put a field of your own under 'extra' (extra.{key})"
                 )
-            _check_scalar(f"optimizer.{key}", value)
+            check_scalar(f"optimizer.{key}", value)
         return self
 
 
 SCHEDULE_FAMILIES = ("constant", "cosine", "linear", "wsd", "multistep", "explicit")
 DECAY_SHAPES = ("linear", "cosine", "exponential")
-Ratio = Annotated[float, Field(ge=0, le=1), BeforeValidator(_finite), BeforeValidator(_no_bool)]
 
 
 class ScheduleSpec(_Section):
@@ -265,13 +214,6 @@ class BatchSpec(_Section):
     sequences: PositiveInt | None = None
 
 
-def _check_scalar(field: str, value: Any) -> None:
-    if not isinstance(value, (str, int, float, bool, type(None))):
-        raise ValueError(f"{field} must be a scalar (number, string, bool), got {type(value).__name__} {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{field} must be a finite number, got {value}")
-
-
 class RunConfig(_Section):
     source: str = Field(min_length=1, description="where the run comes from; losses compare only within a source")
     model: ModelSpec
@@ -285,7 +227,7 @@ class RunConfig(_Section):
     @classmethod
     def _scalar_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key, item in value.items():
-            _check_scalar(f"extra.{key}", item)
+            check_scalar(f"extra.{key}", item)
         return value
 
     @property
@@ -351,14 +293,14 @@ class RunRecord(_Section):
 
     @classmethod
     def from_flat(cls, row: dict[str, Any]) -> RunRecord:
-        row = {k: v for k, v in row.items() if not _missing(v)}
+        row = present(row)
         curve = None
         if "curve_tokens" in row or "curve_loss" in row:
             curve = {"tokens": list(row.pop("curve_tokens", [])), "loss": list(row.pop("curve_loss", []))}
         top = {k: row.pop(k) for k in ("run_id", "final_loss", "loss_kind", "diverged") if k in row}
         other = {k.removeprefix("other_loss."): row.pop(k) for k in list(row) if k.startswith("other_loss.")}
-        meta = {k.removeprefix("meta."): _to_python(row.pop(k)) for k in list(row) if k.startswith("meta.")}
-        return validate(cls, {**top, "curve": curve, "other_losses": other, "meta": meta, "config": _unflatten(row)})
+        meta = {k.removeprefix("meta."): to_python(row.pop(k)) for k in list(row) if k.startswith("meta.")}
+        return validate(cls, {**top, "curve": curve, "other_losses": other, "meta": meta, "config": unflatten(row)})
 
 
 def config_to_flat(config: RunConfig) -> dict[str, Any]:
@@ -373,66 +315,7 @@ def config_to_flat(config: RunConfig) -> dict[str, Any]:
 
 
 def config_from_flat(row: dict[str, Any]) -> RunConfig:
-    row = {k: v for k, v in row.items() if not _missing(v)}
-    return validate(RunConfig, _unflatten(row))
-
-
-_RECORD_COLUMNS = {"run_id", "final_loss", "loss_kind", "diverged", "curve_tokens", "curve_loss"}
-SCHEDULE_LR = "schedule_lr"  # flat column of the explicit per-step lr (schedule.lr)
-
-
-def _unflatten(row: dict[str, Any]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for key, value in row.items():
-        if key in _RECORD_COLUMNS:
-            continue
-        if key == SCHEDULE_LR:
-            nested.setdefault("schedule", {})["lr"] = [float(v) for v in value]
-            continue
-        head, _, rest = key.partition(".")
-        if not rest:
-            nested[head] = value
-        else:
-            nested.setdefault(head, {})[rest] = _to_python(value)
-    return nested
-
-
-def _to_python(value: Any) -> Any:
-    if getattr(value, "ndim", 0) > 0:  # a list cell read back from Parquet is a numpy array
-        return value.tolist()
-    item = getattr(value, "item", None)  # numpy scalars from pandas
-    return item() if callable(item) and not isinstance(value, (str, bytes)) else value
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    try:
-        return bool(value != value)  # numpy NaN, pandas NA
-    except (TypeError, ValueError):
-        return False
-
-
-# --- validation with readable errors ------------------------------------------------------------
-
-
-def _section_model(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
-    """The model class at `path` (field names) below `model`, read from the annotations; None past a leaf."""
-    for part in path:
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return None
-        nested = [
-            t
-            for t in (field.annotation, *typing.get_args(field.annotation))
-            if isinstance(t, type) and issubclass(t, BaseModel)
-        ]
-        if not nested:
-            return None
-        model = nested[0]
-    return model
+    return validate(RunConfig, unflatten(present(row)))
 
 
 def known_fields(model: type[BaseModel] = RunConfig) -> list[str]:
@@ -440,37 +323,10 @@ def known_fields(model: type[BaseModel] = RunConfig) -> list[str]:
     with every optimizer's specific fields; ``extra.*`` takes any name."""
     fields = []
     for name in model.model_fields:
-        section = _section_model(model, (name,))
+        section = nested_model(model, (name,))
         fields += [f"{name}.{inner}" for inner in section.model_fields] if section else [name]
     specific = sorted({f for names in OPTIMIZER_FIELDS.values() for f in names})
     return fields + [f"optimizer.{name}" for name in specific if f"optimizer.{name}" not in fields]
-
-
-def format_validation_error(error: ValidationError, model: type[BaseModel] | None = None) -> str:
-    lines = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "<root>"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "missing":
-            lines.append(f"{field}: required field is missing")
-        elif item["type"] == "extra_forbidden":
-            parent = _section_model(model, item["loc"][:-1]) if model else None
-            hint = did_you_mean(str(item["loc"][-1]), parent.model_fields) if parent else ""
-            lines.append(
-                f"{field}: unknown field (value {item['input']!r}){hint}; put source-specific fields under 'extra'"
-            )
-        elif message.startswith(f"{field}."):  # a section's validator that names the field itself
-            lines.append(message)
-        else:
-            lines.append(f"{field}: got {item['input']!r}: {message}")
-    return "; ".join(lines)
-
-
-def validate(model: type[BaseModel], data: Any) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(f"invalid {model.__name__}: {format_validation_error(error, model)}") from None
 
 
 # --- YAML / JSON files --------------------------------------------------------------------------
@@ -498,7 +354,5 @@ def save(obj: BaseModel, path: str | Path) -> None:
     path = Path(path)
     data = obj.model_dump(mode="json", exclude_none=True)
     text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

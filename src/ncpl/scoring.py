@@ -19,12 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from ncpl.atomic import atomic_path
 from ncpl.errors import ConfigError, DataError, NcplError
+from ncpl.flat import CONFIG_PREFIXES, RECORD_COLUMNS
 from ncpl.predictors import Predictor
-from ncpl.schema import RunConfig, config_to_flat, did_you_mean, known_fields, validate
+from ncpl.schema import RunConfig, config_from_flat, config_to_flat, known_fields
 from ncpl.store import unreadable_parquet
+from ncpl.validation import did_you_mean, validate
 
-CONFIG_SECTIONS = ("model.", "data.", "optimizer.", "schedule.", "batch.", "extra.")
 FORMATS = (".parquet", ".csv", ".jsonl", ".yaml", ".yml")
 
 
@@ -104,15 +106,12 @@ def where(path: Path, row: int) -> str:
     return f"{path}:{row + (2 if suffix == '.csv' else 1)}"
 
 
-_RECORD = {"run_id", "final_loss", "loss_kind", "diverged", "curve_tokens", "curve_loss"}
-
-
 def check_columns(columns: list[str], path: Path) -> None:
     """A dotted column must be a config field (`known_fields`, any ``extra.*``) or a record's (``meta.*``,
     ``other_loss.*``). Columns without a dot (ids, notes) are carried through."""
     known = known_fields()
     for column in map(str, columns):
-        if column in known or column in _RECORD or column.startswith(("extra.", "meta.", "other_loss.")):
+        if column in known or column in RECORD_COLUMNS or column.startswith(("extra.", "meta.", "other_loss.")):
             continue
         if "." in column:
             raise DataError(
@@ -125,26 +124,14 @@ def check_rows(chunk: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Every row must be a valid config; the error names the row (`where`) and the field. Returns the flat configs
     as validated: counts with units (130M, 2.6B) as numbers, optimizer names normalised."""
     check_columns(list(chunk.columns), path)
-    columns = [c for c in chunk.columns if c == "source" or c.startswith(CONFIG_SECTIONS)]
+    columns = [c for c in chunk.columns if c == "source" or c.startswith(CONFIG_PREFIXES)]
     flat = []
     for number, row in zip(chunk.index, chunk[columns].to_dict("records")):
-        row = {k: v for k, v in row.items() if not (v is None or (isinstance(v, float) and v != v))}
         try:
-            flat.append(config_to_flat(validate(RunConfig, _nest(row))))
+            flat.append(config_to_flat(config_from_flat(row)))
         except ConfigError as error:
             raise DataError(f"{where(path, number)}: {error}") from None
     return pd.DataFrame(flat, index=chunk.index)
-
-
-def _nest(row: dict) -> dict:
-    nested: dict = {}
-    for key, value in row.items():
-        head, _, rest = key.partition(".")
-        if rest:
-            nested.setdefault(head, {})[rest] = value.item() if hasattr(value, "item") else value
-        else:
-            nested[head] = value
-    return nested
 
 
 def process_state():
@@ -195,9 +182,8 @@ def score_file(
             continue
         details = model.predict_details(check_rows(chunk, path)).set_index(chunk.index)
         scored = pd.concat([chunk, details], axis=1)
-        tmp = part.with_name(f".{part.name}.tmp")
-        scored.to_parquet(tmp, index=False)
-        os.replace(tmp, part)
+        with atomic_path(part) as tmp:
+            scored.to_parquet(tmp, index=False)
         if on_chunk:
             on_chunk(len(chunk))
     return parts
@@ -218,14 +204,12 @@ def merge_parts(parts: Path, output: Path) -> int:
     if not files:
         raise DataError(f"{parts}: nothing was scored (empty sweep?)")
     schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     rows = 0
-    with pq.ParquetWriter(tmp, schema) as writer:
+    with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for file in files:
             table = pq.read_table(file)
             table = table.cast(schema) if table.schema != schema else table
             writer.write_table(table)
             rows += table.num_rows
-    os.replace(tmp, output)
     shutil.rmtree(parts)
     return rows

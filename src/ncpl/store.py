@@ -6,12 +6,12 @@ is. Writes are atomic (a temporary file renamed into place).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
+from ncpl.atomic import atomic_path
 from ncpl.errors import DataError
 from ncpl.schema import RunRecord
 
@@ -42,39 +42,27 @@ def write_runs(records: Iterable[RunRecord] | pd.DataFrame, path: str | Path) ->
 
     frame = records if isinstance(records, pd.DataFrame) else to_frame(records)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Dataset.from_pandas(frame, preserve_index=False).to_parquet(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Dataset.from_pandas(frame, preserve_index=False).to_parquet(str(tmp))
     return path
 
 
 RUN_COLUMNS = {"run_id", "source", "final_loss", "model.n_params", "data.tokens"}
-CONFIG_COLUMNS = {"source", "model.n_params", "data.tokens"}
 
 
 def read_runs(*paths: str | Path) -> pd.DataFrame:
     """One frame of the runs in the given Parquet files (columns are the union)."""
-    return _read(paths, RUN_COLUMNS, "runs")
-
-
-def read_configs(*paths: str | Path) -> pd.DataFrame:
-    """Candidate configs: like runs, but without outcomes."""
-    return _read(paths, CONFIG_COLUMNS, "configs")
-
-
-def _read(paths: tuple[str | Path, ...], required: set[str], kind: str) -> pd.DataFrame:
     frames = []
     for path in map(Path, paths):
         if not path.exists():
-            raise DataError(f"{path}: {kind} file not found (make one with `ncpl data import`)")
+            raise DataError(f"{path}: runs file not found (make one with `ncpl data import`)")
         try:
             frame = pd.read_parquet(path)
         except Exception as error:  # pyarrow raises several types for a damaged file
             raise unreadable_parquet(path, error) from None
-        missing = required - set(frame.columns)
+        missing = RUN_COLUMNS - set(frame.columns)
         if missing:
-            raise DataError(f"{path}: not a {kind} file, columns {sorted(missing)} are missing")
+            raise DataError(f"{path}: not a runs file, columns {sorted(missing)} are missing")
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return frame.reindex(columns=_column_order(frame.columns))
@@ -86,16 +74,6 @@ def unreadable_parquet(path: Path, error: Exception) -> DataError:
         f"{path}: not a readable Parquet file ({type(error).__name__}: {error}); "
         "it is truncated, damaged or in another format: re-export it (e.g. `ncpl data import`)"
     )
-
-
-def atomic_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a frame as Parquet so that the file appears whole or not at all."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
 
 
 def to_records(frame: pd.DataFrame) -> list[RunRecord]:

@@ -24,18 +24,12 @@ from scipy.stats import qmc
 
 from ncpl.columns import effective_params, tokens
 from ncpl.errors import ConfigError
+from ncpl.field_types import parse_quantity
 from ncpl.laws import steplaw
 from ncpl.laws.transfer import TransferConfig, transfer
 from ncpl.predictors import Predictor
-from ncpl.schema import (
-    RunConfig,
-    config_from_flat,
-    config_to_flat,
-    did_you_mean,
-    known_fields,
-    parse_quantity,
-    validate,
-)
+from ncpl.schema import RunConfig, config_from_flat, config_to_flat, known_fields
+from ncpl.validation import did_you_mean, validate
 
 SIZE, TOKENS = "model.n_params", "data.tokens"
 LR, BATCH = "optimizer.lr", "batch.tokens"

@@ -14,20 +14,13 @@ import numpy as np
 import pandas as pd
 import yaml
 from faultkit import NCPL_BIN, ncpl, wait_for
+from tiny import tiny_training
 
 from ncpl import predictors
 from ncpl.scoring import merge_parts, score_file
 from ncpl.store import read_runs, write_runs
 
-TINY = {
-    "backbone": "tiny-decoder",
-    "batch_size": 16,
-    "eval_batch_size": 64,
-    "max_curve_points": 0,
-    "seed": 0,
-    "stage1": {"epochs": 4, "lr": 3e-3},
-    "stage2": {"epochs": 0, "lr": 1e-3},
-}
+TINY = tiny_training(4, max_curve_points=0)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

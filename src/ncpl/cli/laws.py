@@ -20,8 +20,7 @@ def transfer(
         typer.Argument(
             help=(
                 "YAML: width, depth, batch (tokens), tokens, alpha and per-module lr / eps / weight_decay / "
-                "init_variance, "
-                "beta1, beta2"
+                "init_variance, beta1, beta2"
             )
         ),
     ],
@@ -72,8 +71,8 @@ def cpt(
     """Peak lr and batch to continue a checkpoint: its loss -> equivalent compute C_eq, laws at C_eq + 6 N D_planned."""
     import json
 
+    from ncpl.field_types import parse_quantity
     from ncpl.laws.cpt import CPTLaws, fit_laws, read_grid
-    from ncpl.schema import parse_quantity
 
     if (laws_from is None) == (laws_json is None):
         raise ConfigError(
@@ -125,9 +124,8 @@ def extrapolate(
         Path,
         typer.Argument(
             help=(
-                "CSV with columns step, lr (every step from 0 to the horizon), loss (empty where not measured); or a "
-                "CSV / JSONL "
-                "with columns tokens, loss: the observed prefix of a curve, forecast to --until"
+                "CSV with columns step, lr (every step from 0 to the horizon), loss (empty where not measured); "
+                "or a CSV / JSONL with columns tokens, loss: the observed prefix of a curve, forecast to --until"
             )
         ),
     ],
@@ -148,11 +146,8 @@ def extrapolate(
         bool,
         typer.Option(
             "--json",
-            help=(
-                'print one JSON object: {"step": [...], "loss": [...]} for the steps without a measured loss (from '
-                "step 1; "
-                'tokens/loss curves: {"tokens": ..., "loss": ...})'
-            ),
+            help='print one JSON object: {"step": [...], "loss": [...]} for the steps without a measured loss '
+            '(from step 1; tokens/loss curves: {"tokens": ..., "loss": ...})',
         ),
     ] = False,
     plot: Annotated[
@@ -163,9 +158,8 @@ def extrapolate(
         typer.Option(
             "--law",
             help=(
-                "multipower (Luo et al. 2025; default with an lr column), annealing (Tissue et al. 2024), temporal "
-                "(Xiong et al., "
-                "position-averaged; default without) or power (E + A t^-a)"
+                "multipower (Luo et al. 2025; default with an lr column), annealing (Tissue et al. 2024), "
+                "temporal (Xiong et al., position-averaged; default without) or power (E + A t^-a)"
             ),
         ),
     ] = None,
@@ -222,8 +216,8 @@ def _extrapolate_prefix(
 ) -> None:
     import json
 
+    from ncpl.field_types import parse_quantity
     from ncpl.laws.temporal import LAWS, forecast_tokens, plot_forecast, read_curve
-    from ncpl.schema import parse_quantity
 
     if fit_on:
         raise ConfigError(

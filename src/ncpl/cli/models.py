@@ -172,7 +172,8 @@ def eval_predictors(
 ) -> None:
     """Fit each predictor on TRAIN, report accuracy and hyperparameter regret on each test set."""
     from ncpl import predictors
-    from ncpl.evaluate import evaluate, markdown, write_report
+    from ncpl.evaluate import evaluate
+    from ncpl.report import markdown, write_report
     from ncpl.store import read_runs
 
     tests = {}

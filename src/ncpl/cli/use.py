@@ -94,9 +94,10 @@ def score(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ncpl import predictors
+    from ncpl.flat import CONFIG_PREFIXES
     from ncpl.predictors import OUTSIDE
     from ncpl.regressor.precision import DTYPES, set_inference_dtype
-    from ncpl.scoring import CONFIG_SECTIONS, merge_parts, parts_folder, process_state, score_file, sweep_rows
+    from ncpl.scoring import merge_parts, parts_folder, process_state, score_file, sweep_rows
 
     if dtype not in DTYPES:
         fail(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
@@ -132,7 +133,7 @@ def score(
             if c == "source"
             or c.startswith(OUTSIDE)
             or c == "outside"
-            or (c.startswith(CONFIG_SECTIONS) and c not in seen)
+            or (c.startswith(CONFIG_PREFIXES) and c not in seen)
         ]
         scored = pd.read_parquet(output, columns=names)
         warn_coverage(model, scored, scored, str(sweep))

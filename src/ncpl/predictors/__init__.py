@@ -22,9 +22,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from ncpl.atomic import atomic_path
 from ncpl.columns import tokens
 from ncpl.errors import ConfigError, ModelDirError, NotFittedError
-from ncpl.schema import RunConfig, RunRecord, config_to_flat, validate
+from ncpl.schema import RunConfig, RunRecord, config_to_flat
+from ncpl.validation import validate
 
 META_FILE = "predictor.json"
 # The layout of predictor.json; bump it when a saved key is added or changes meaning. Directories written before it
@@ -261,16 +263,14 @@ class Predictor(ABC):
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{META_FILE}.tmp"
         meta = {
             "format_version": FORMAT_VERSION,
             "predictor": self.name,
             "state": self.get_state(),
             "coverage": self.coverage_,
         }
-        tmp.write_text(json.dumps(meta, indent=2))
-        tmp.replace(directory / META_FILE)
+        with atomic_path(directory / META_FILE) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2))
         return directory
 
 

@@ -25,10 +25,10 @@ import pandas as pd
 import xgboost as xgb
 
 from ncpl.columns import usable
+from ncpl.flat import CONFIG_PREFIXES
 from ncpl.predictors import Predictor
 from ncpl.predictors.hparam_law import residual_law
 
-CONFIG_PREFIXES = ("model.", "data.", "optimizer.", "schedule.", "batch.", "extra.")
 CATEGORICAL = ("source", "optimizer.name", "schedule.name", "model.arch", "data.dataset")
 GRID = {"max_depth": (3, 6, 9), "learning_rate": (0.05, 0.15), "min_child_weight": (1.0, 5.0, 20.0)}  # 18 settings
 MAX_ROUNDS = 2000  # boosting rounds a tuned setting may use; early stopping ends it

@@ -32,7 +32,8 @@ from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example, Targets, bui
 from ncpl.regressor.network import NCPLNetwork
 from ncpl.regressor.precision import DTYPES, for_inference, resolve
 from ncpl.regressor.serialize import Serializer
-from ncpl.regressor.trainer import TrainConfig, Trainer
+from ncpl.regressor.train_config import TrainConfig
+from ncpl.regressor.trainer import Trainer
 
 WEIGHTS = "model.safetensors"
 BACKBONE_DIR = "backbone"

@@ -33,13 +33,13 @@ paper's ablation).
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
+
+from ncpl.flat import is_missing
 
 NUM_TOKEN = "<|num|>"
 SERIALIZATIONS = ("compact", "verbose")
@@ -120,17 +120,13 @@ def config_fields(row: dict[str, Any], skip: tuple[str, ...] = ()) -> list[tuple
     items = []
     for key, value in row.items():
         section = key.partition(".")[0]
-        if section not in SECTIONS or key in skip or _missing(value):
+        if section not in SECTIONS or key in skip or is_missing(value):
             continue
         items.append((key, value))
     order = {s: i for i, s in enumerate(SECTIONS)}
     items.sort(key=lambda kv: (order[kv[0].partition(".")[0]], _RANK.get(kv[0], len(_RANK)), kv[0]))
     source = row.get("source")
-    return ([("source", source)] if not _missing(source) else []) + items
-
-
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+    return ([("source", source)] if not is_missing(source) else []) + items
 
 
 def _is_number(value: Any) -> bool:

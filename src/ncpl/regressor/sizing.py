@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from ncpl.errors import ConfigError
-from ncpl.regressor.trainer import TrainConfig
+from ncpl.regressor.train_config import TrainConfig
 
 GIB = 2**30
 

@@ -16,154 +16,20 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from tqdm.auto import tqdm
 
+from ncpl.atomic import atomic_path
 from ncpl.errors import ConfigError
 from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example
+from ncpl.regressor.heartbeat import Heartbeat
 from ncpl.regressor.network import NCPLNetwork, loss_terms
 from ncpl.regressor.precision import cpu_features
-from ncpl.schema import read_config
-
-
-class StageConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    epochs: int = Field(ge=0)
-    lr: float = Field(gt=0)
-    warmup_frac: float = Field(0.1, ge=0, lt=1)
-
-
-class FinetuneConfig(StageConfig):
-    mode: Literal["full", "lora"] = "full"
-    lora_r: int = Field(16, gt=0)
-    lora_alpha: float = Field(32, gt=0)
-
-
-class TrainConfig(BaseModel):
-    """One YAML file of configs/: the backbone, the encoder and the schedule.
-
-    The defaults are the CPU default, configs/cpu.yaml (a test holds the two equal), so an installed wheel and a
-    checkout build the same model.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    backbone: str = "all-minilm-l6-v2"
-    encoder: Literal["fourier", "mlp"] = "fourier"
-    # The shortest period, in decades of the value, of the Fourier encoder's sin/cos features. A larger
-    # model's N lies a fraction of a decade beyond the training runs': features that turn over within
-    # that fraction take values there that no training run had. Of 0.25, 1 and 2.5 decades, 1 gave the
-    # best ID validation MAE (benchmarks/results/ncpl-cpu-period*.md).
-    fourier_min_period: float = Field(1.0, gt=0)
-    # compact: categorical values as words, one placeholder per number, the prompt (about 22 tokens a StepLaw or
-    # Marin config, the field names carried by the numeric-field encoder); verbose: `name: value` lines (about 92)
-    serialization: Literal["compact", "verbose"] = "compact"
-    numbers_as_text: bool = Field(False, description="write the numbers as text (needs serialization: verbose)")
-    max_curve_points: int = Field(16, ge=0)
-    # Batch 8 beat 32 on the ID validation runs at equal compute (best val MAE 0.051 vs 0.063): more steps in the
-    # few epochs a CPU affords.
-    batch_size: int = Field(8, gt=0)
-    eval_batch_size: int = Field(128, gt=0)
-    seed: int = 42
-    members: int = Field(1, ge=1, description="networks trained from seeds seed .. seed+members-1, outputs averaged")
-    val_frac: float = Field(0.1, gt=0, lt=1)
-    # The runs that choose the checkpoint and calibrate the interval (ncpl.splits.validation_split): `random`, a
-    # seeded val_frac of each source; `largest`, each source's largest model size(s) (one size: its largest D)
-    # plus a seeded val_frac of the rest, the step a user takes to a larger model (the law is then fitted on
-    # every run, the validation runs held out from the network only).
-    val_split: Literal["largest", "random"] = "random"
-    # Read a number beyond the range its field (per source) had in the training runs at the range's edge: the network's
-    # residual then extrapolates flat, as a tree's does, and the law alone carries the trend to a larger model.
-    # Marin dev-OOD MAE 0.0215 -> 0.0184 (seeds 42-44); no change in distribution or on StepLaw (h1024 is 0.03
-    # decades beyond h960: the Fourier features barely move).
-    clamp_numbers: bool = True
-    # Under the `random` split no validation run lies beyond the training range, so the interval could not widen
-    # there: a second network, trained without each source's largest size(s), calibrates how fast it must widen
-    # per decade beyond the range (NCPL._extrapolation_slopes). Doubles the training time.
-    calibrate_extrapolation: bool = True
-    # The law whose residual the network learns: the per-source Chinchilla law, or that law with the
-    # lr / batch bowl (ncpl.predictors.hparam_law), which carries the optimum's move with N and D out
-    # of distribution. Chinchilla is fitted through the best run of each (N, D) group by default: a law
-    # fitted through every run of an lr x batch grid sits above the frontier by an offset that changes
-    # with N, and the network would carry that offset out of distribution (StepLaw: 0.013 -> 0.003 OOD bias).
-    baseline: Literal["chinchilla", "hparam-law"] = "hparam-law"
-    baseline_fit_on: Literal["all", "best"] = "best"
-    huber_delta: float = Field(1.0, gt=0)
-    diverge_weight: float = Field(0.2, ge=0)
-    weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = Field(1.0, gt=0)
-    # auto: bf16 autocast where the hardware has bf16 units (a GPU that supports it, a CPU with AVX512_BF16 or AMX)
-    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
-    log_with: list[str] = Field(default_factory=list, description="accelerate trackers, e.g. [tensorboard]")
-    stage1: StageConfig = StageConfig(epochs=6, lr=1e-3)
-    stage2: FinetuneConfig = FinetuneConfig(epochs=3, lr=5e-5)
-
-    @model_validator(mode="after")
-    def _numbers_need_names(self) -> TrainConfig:
-        if self.numbers_as_text and self.serialization == "compact":
-            raise ValueError("numbers_as_text: true needs serialization: verbose (compact writes no field names)")
-        return self
-
-    def encoder_options(self) -> dict[str, float | bool]:
-        if self.encoder == "fourier":
-            return {"min_period": self.fourier_min_period}
-        return {"names": self.serialization == "compact"}  # compact writes no names: the MLP encoder must embed them
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        return read_config(path, cls)
-
-
-class Heartbeat:
-    """Progress through the batches of a loop: tqdm's bar on a terminal, else (logs, CI, nohup) a line every
-    `seconds` and at the end with batches done, rate and time left, where tqdm would print nothing."""
-
-    def __init__(
-        self,
-        iterable: Any,
-        desc: str,
-        total: int,
-        print_fn: Any = print,
-        enabled: bool = True,
-        seconds: float = 30.0,
-        tty: bool | None = None,
-    ):
-        self.iterable, self.desc, self.total, self.print, self.seconds = iterable, desc, total, print_fn, seconds
-        self.tty = sys.stdout.isatty() if tty is None else tty
-        self.enabled = enabled
-        self.postfix = ""
-        self.bar: Any = None
-
-    def __iter__(self):
-        if self.tty:
-            self.bar = tqdm(self.iterable, desc=self.desc, total=self.total, disable=not self.enabled, leave=False)
-            yield from self.bar
-            return
-        started = last = time.perf_counter()
-        done = 0
-        for item in self.iterable:
-            yield item
-            done += 1
-            now = time.perf_counter()
-            if self.enabled and (now - last >= self.seconds or done == self.total):
-                last = now
-                rate = done / max(now - started, 1e-9)
-                left = (self.total - done) / rate if self.total else 0.0
-                self.print(
-                    f"{self.desc}: {done}/{self.total} batches, {rate:.2f} batch/s, ETA {left:.0f}s{self.postfix}"
-                )
-
-    def set_postfix(self, text: str) -> None:
-        self.postfix = f", {text}"
-        if self.bar is not None:
-            self.bar.set_postfix_str(text)
+from ncpl.regressor.train_config import StageConfig, TrainConfig
 
 
 def linear_schedule(
@@ -400,9 +266,8 @@ class Trainer:
 
     def _write_progress(self, progress: dict[str, Any]) -> None:
         if self.accelerator.is_main_process:
-            tmp = self.progress_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(progress))
-            tmp.replace(self.progress_path)
+            with atomic_path(self.progress_path) as tmp:
+                tmp.write_text(json.dumps(progress))
 
     def _checkpoint(self, progress: dict[str, Any], stage: int, epoch: int) -> None:
         """Save the whole state into a new folder, then point progress.json at it, then drop the previous one:
@@ -422,10 +287,8 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         state = self.accelerator.get_state_dict(model)
         if self.accelerator.is_main_process:
-            self.best_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.best_path.with_suffix(".tmp")
-            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
-            tmp.replace(self.best_path)
+            with atomic_path(self.best_path) as tmp:
+                save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
         self.accelerator.wait_for_everyone()
 
     def _gather_whole_state(self) -> dict[str, torch.Tensor]:
@@ -458,9 +321,8 @@ class Trainer:
         lines = [line for line in self.log_path.read_text().splitlines() if line.strip()]
         kept = [line for line in lines if (json.loads(line)["stage"], json.loads(line)["epoch"]) <= done]
         if len(kept) < len(lines):
-            tmp = self.log_path.with_suffix(".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            tmp.replace(self.log_path)
+            with atomic_path(self.log_path) as tmp:
+                tmp.write_text("".join(line + "\n" for line in kept))
 
     def _log(self, metrics: dict[str, Any]) -> None:
         if self.config.log_with:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ncpl.errors import ConfigError, DataError
+from ncpl.flat import is_missing
 from ncpl.schema import RunRecord
 
 SOURCES = {
@@ -66,14 +67,9 @@ class ImportResult:
 def column(row: dict[str, Any], name: str) -> Any:
     """A raw column that must be present and non-empty."""
     value = row.get(name)
-    if value is None or value == "" or (isinstance(value, float) and value != value):
+    if is_missing(value) or value == "":
         raise ConfigError(f"column {name!r} is missing or empty")
     return value
-
-
-def present(mapping: dict[str, Any]) -> dict[str, Any]:
-    """The entries that hold a value (not None, not NaN)."""
-    return {k: v for k, v in mapping.items() if v is not None and not (isinstance(v, float) and v != v)}
 
 
 def import_runs(source: str, paths: list[str | Path], skip_bad: bool = False) -> ImportResult:

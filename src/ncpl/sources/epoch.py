@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ncpl.schema import RunRecord, validate
+from ncpl.schema import RunRecord
 from ncpl.sources import Row, column
 from ncpl.sources._files import csv_rows
+from ncpl.validation import validate
 
 
 def record(row: dict[str, Any], line: int) -> RunRecord:

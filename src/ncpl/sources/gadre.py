@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ncpl.schema import RunRecord, validate
+from ncpl.schema import RunRecord
 from ncpl.sources import Row, column
 from ncpl.sources.gadre_grid import SEQ_LEN, VOCAB, shape_of
+from ncpl.validation import validate
 
 _VAL_SET = re.compile(r"(?:val_tok_mult|eval_data)/(?!val_tok_mult/)([^/]+)/")
 

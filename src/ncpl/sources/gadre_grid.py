@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ncpl.schema import RunRecord, validate
+from ncpl.schema import RunRecord
 from ncpl.sources import Row
+from ncpl.validation import validate
 
 SEQ_LEN = 2048
 VOCAB = 50432

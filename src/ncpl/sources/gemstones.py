@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ncpl.schema import RunRecord, validate
+from ncpl.schema import RunRecord
 from ncpl.sources import Row, Skip, column
 from ncpl.sources._curves import curve_points
 from ncpl.sources._files import jsonl_rows, raise_if_error
+from ncpl.validation import validate
 
 TOKENS_PER_STEP = 4_194_304
 _PREFIX = "wandb_df_for_fitting_"

@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ncpl.schema import RunRecord, validate
-from ncpl.sources import Row, Skip, column, present
+from ncpl.flat import present
+from ncpl.schema import RunRecord
+from ncpl.sources import Row, Skip, column
 from ncpl.sources._files import jsonl_rows, raise_if_error
+from ncpl.validation import validate
 
 DIVERGED_LOSS = 6.0
 SHAPES_FILE = "marin_model_shapes.json"

@@ -17,10 +17,11 @@ from typing import Any
 
 import pandas as pd
 
-from ncpl.schema import RunRecord, validate
+from ncpl.schema import RunRecord
 from ncpl.sources import Row, column
 from ncpl.sources._curves import curve_points
 from ncpl.sources.gadre_grid import swiglu_hidden
+from ncpl.validation import validate
 
 SEQUENCES, SEQ_LEN = 512, 2048
 WARMUP_STEPS, MIN_LR_RATIO = 50, 0.1

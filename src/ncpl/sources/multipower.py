@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from ncpl.schedules import lr_at_steps
-from ncpl.schema import RunRecord, ScheduleSpec, validate
+from ncpl.schema import RunRecord, ScheduleSpec
 from ncpl.sources import Row
+from ncpl.validation import validate
 
 WARMUP, PEAK_LR, END_LR = 2160, 3e-4, 3e-5
 _SIZE = re.compile(r"^csv_(\d+)$")

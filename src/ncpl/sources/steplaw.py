@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ncpl.schema import RunRecord, validate
-from ncpl.sources import Row, column, present
+from ncpl.flat import present
+from ncpl.schema import RunRecord
+from ncpl.sources import Row, column
 from ncpl.sources._files import csv_rows
+from ncpl.validation import validate
 
 SEQ_LEN = 2048
 DIVERGED_LOSS = 4.0  # the gap in the file's loss distribution (see above)

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ncpl.flat import present
 from ncpl.schema import RunRecord
-from ncpl.sources import Row, column, present
+from ncpl.sources import Row, column
 from ncpl.sources._files import csv_rows
 from ncpl.sources.steplaw import base_config, record
 
