@@ -24,39 +24,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ncpl.columns import effective_params, tokens, usable
+from ncpl.columns import usable
 from ncpl.errors import ConfigError, ModelDirError, NotFittedError
 from ncpl.predictors import Predictor
 from ncpl.predictors.hparam_law import residual_law
+from ncpl.regressor import conformal
+from ncpl.regressor.conformal import POOLED
 from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example, Targets, build_examples
 from ncpl.regressor.network import NCPLNetwork
 from ncpl.regressor.precision import DTYPES, for_inference, resolve
 from ncpl.regressor.serialize import Serializer
 from ncpl.regressor.train_config import TrainConfig
 from ncpl.regressor.trainer import Trainer
+from ncpl.regressor.training_range import clamp, distance, field_ranges, size_ranges
 
 WEIGHTS = "model.safetensors"
 BACKBONE_DIR = "backbone"
-POOLED = "*"  # the interval margin of a source without validation runs
-COVERAGE = 0.8  # of the 10-90% interval
-
-
-def _per_source_quantile(
-    values: np.ndarray, sources: np.ndarray, where: np.ndarray, floor: float = -np.inf
-) -> dict[str, float]:
-    """The split-conformal quantile (level ceil((n + 1) COVERAGE) / n) of `values[where]`, per source and over all
-    (POOLED), at least `floor`; {} when `where` selects nothing."""
-
-    def quantile(chosen: np.ndarray) -> float:
-        level = min(1.0, math.ceil((len(chosen) + 1) * COVERAGE) / len(chosen))
-        return max(floor, float(np.quantile(chosen, level, method="higher")))
-
-    if not where.any():
-        return {}
-    return {
-        **{s: quantile(values[where & (sources == s)]) for s in np.unique(sources[where])},
-        POOLED: quantile(values[where]),
-    }
 
 
 def _member_file(stem: str, k: int) -> str:
@@ -142,15 +125,7 @@ class NCPL(Predictor):
         if not usable(runs).any():
             raise ConfigError("final_loss: no converged training runs")
         baseline = residual_law(cfg.baseline, cfg.baseline_fit_on).fit(law_runs)
-        self.train_ranges = {
-            str(source): [
-                float(np.log10(effective_params(group)).min()),
-                float(np.log10(effective_params(group)).max()),
-                float(np.log10(tokens(group)).min()),
-                float(np.log10(tokens(group)).max()),
-            ]
-            for source, group in runs.groupby("source")
-        }
+        self.train_ranges = size_ranges(runs)
         ok = runs[usable(runs)]
         residual = ok["final_loss"].to_numpy(float) - baseline.predict(ok)
         # A robust unit (1.4826 x the median absolute deviation: the std of a normal bulk). With the std, a few runs
@@ -166,7 +141,7 @@ class NCPL(Predictor):
             len(backbone.tokenizer), mean_resizing=False
         )  # the placeholder's embedding is never read
         train_examples = build_examples(runs, self.serializer, self.targets, cfg.max_curve_points)
-        self.field_ranges = self._field_ranges(runs)
+        self.field_ranges = field_ranges((str(r["source"]), self.serializer.encode(r)) for r in runs.to_dict("records"))
         values: dict[str, list[float]] = defaultdict(list)
         for example in train_examples:
             for name, value in zip(example.encoded.num_fields, example.encoded.num_values):
@@ -206,44 +181,21 @@ class NCPL(Predictor):
             self.interval_slopes = self._extrapolation_slopes(everything, work_dir / "extrapolation", accelerator)
         return accelerator
 
-    def _distance(self, configs: pd.DataFrame) -> np.ndarray:
-        """Decades beyond the network's training runs of the config's source: the excess of log10 N over that
-        source's range plus the excess of log10 D; 0 inside the range and for a source it never saw."""
-        bounds = configs["source"].astype(str).map(self.train_ranges)
-        bounds = np.array([b if isinstance(b, list) else [np.nan] * 4 for b in bounds], float).reshape(len(configs), 4)
-        x = np.stack([np.log10(effective_params(configs)), np.log10(tokens(configs))], axis=1)
-        excess = np.maximum(x - bounds[:, [1, 3]], 0) + np.maximum(bounds[:, [0, 2]] - x, 0)
-        return np.nansum(excess, axis=1)
-
     def _calibrate_interval(self, val: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:
-        """Conformalized quantile regression (Romano et al. 2019), per source (Mondrian conformal prediction), with a
-        margin that grows linearly with the distance d beyond the training runs: margin(d) = m0 + k d.
-
-        m0 makes the quantile heads' interval hold COVERAGE of the source's validation runs inside the training
-        range (d = 0). k is calibrated on the validation runs beyond it (the `largest` split's step to a larger
-        model): the conformal quantile of (score - m0) / d, so that m0 + k d holds COVERAGE of them (the
-        normalised scores of locally weighted conformal prediction, Lei et al. 2018), at least 0. A source
-        without such runs takes the quantile over all sources (POOLED); without any (the `random` split) k = 0,
-        and `calibrate_extrapolation` calibrates k on a second network instead (`_extrapolation_slopes`).
-        One decade in N is taken to cost what one in D does: the validation step of a source of one model size
-        is in D. The validation runs also chose the checkpoint, so the margins are slightly optimistic."""
+        """m0 and k of the interval's margin (ncpl.regressor.conformal) from the validation runs: k only from those
+        beyond the training range (the `largest` split's step to a larger model), {} without any (the `random`
+        split; `calibrate_extrapolation` then calibrates k on a second network, `_extrapolation_slopes`). The
+        validation runs also chose the checkpoint, so the margins are slightly optimistic."""
         if val.empty:
             return {}, {}
         self.interval_margins, self.interval_slopes = {}, {}
-        scores, sources, distance = self._conformity(val)
-        inside, beyond = distance <= 1e-9, distance > 1e-9
-        margins = _per_source_quantile(scores, sources, inside if inside.any() else beyond)
-        m0 = np.array([margins.get(source, margins.get(POOLED, 0.0)) for source in sources])
-        slopes = _per_source_quantile((scores - m0) / np.where(beyond, distance, 1.0), sources, beyond, floor=0.0)
-        return margins, slopes
+        return conformal.calibrate(*self._conformity(val))
 
     def _conformity(self, runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """How far each run's loss lies outside this model's interval (negative: inside), its source and its
-        distance beyond the training runs."""
-        details = self._predict_details(runs)
-        loss = runs["final_loss"].to_numpy(float)
-        scores = np.maximum(details["pred_loss_lo"].to_numpy() - loss, loss - details["pred_loss_hi"].to_numpy())
-        return scores, runs["source"].astype(str).to_numpy(), self._distance(runs)
+        """The conformity score of each run under this model's interval, its source and its distance beyond the
+        training runs."""
+        score = conformal.scores(self._predict_details(runs), runs["final_loss"].to_numpy(float))
+        return score, runs["source"].astype(str).to_numpy(), distance(runs, self.train_ranges)
 
     def _extrapolation_slopes(self, runs: pd.DataFrame, work_dir: Path, accelerator: Any) -> dict[str, float]:
         """k of the interval's margin m0 + k d, for a model whose validation runs all lie inside its training range:
@@ -261,27 +213,12 @@ class NCPL(Predictor):
         config = self.config.model_copy(update={"calibrate_extrapolation": False, "members": 1})
         calibrator = NCPL(config, work_dir=work_dir, inference_dtype=self.inference_dtype)
         calibrator._fit_seeded(runs[~beyond], None, accelerator)
-        scores, sources, distance = calibrator._conformity(held_out.reset_index(drop=True))
-        far = distance > 1e-9
-        return _per_source_quantile(scores / np.where(far, distance, 1.0), sources, far, floor=0.0)
-
-    def _field_ranges(self, runs: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
-        ranges: dict[str, dict[str, list[float]]] = defaultdict(dict)
-        for row in runs.to_dict("records"):
-            encoded, seen = self.serializer.encode(row), ranges[str(row["source"])]
-            for name, value in zip(encoded.num_fields, encoded.num_values):
-                low, high = seen.get(name, (value, value))
-                seen[name] = [min(low, value), max(high, value)]
-        return dict(ranges)
+        return conformal.slopes_beyond(*calibrator._conformity(held_out.reset_index(drop=True)))
 
     def _example(self, row: dict[str, Any], fraction: float | None = None) -> Example:
         encoded = self.serializer.encode(row, fraction)
-        ranges = self.field_ranges.get(str(row["source"]), {}) if self.config.clamp_numbers else {}
-        if ranges:
-            encoded.num_values = [
-                min(max(value, ranges[name][0]), ranges[name][1]) if name in ranges else value
-                for name, value in zip(encoded.num_fields, encoded.num_values)
-            ]
+        if self.config.clamp_numbers and str(row["source"]) in self.field_ranges:
+            clamp(encoded, self.field_ranges[str(row["source"])])
         return Example(encoded, math.nan, fraction is None, False)
 
     def _serializer(self, tokenizer: Any) -> Serializer:
@@ -346,11 +283,12 @@ class NCPL(Predictor):
         low, high = to_loss(1), to_loss(2)
         low, high = np.minimum(low, high), np.maximum(low, high)
         middle = (low + high) / 2  # a negative margin shrinks an interval at most to its middle
-        source = configs["source"].astype(str)
-        margin = source.map(self.interval_margins).fillna(self.interval_margins.get(POOLED, 0.0)).to_numpy(float)
-        if self.interval_slopes:
-            slope = source.map(self.interval_slopes).fillna(self.interval_slopes.get(POOLED, 0.0)).to_numpy(float)
-            margin = margin + slope * self._distance(configs)
+        margin = conformal.margin(
+            configs["source"].astype(str),
+            self.interval_margins,
+            self.interval_slopes,
+            distance(configs, self.train_ranges),
+        )
         return pd.DataFrame(
             {
                 "pred_loss": to_loss(0),
