@@ -48,7 +48,7 @@ def model(shared):
     runs = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
     runs = runs.sample(40, random_state=0)
     config = TrainConfig(backbone="tiny-encoder", stage1={"epochs": 0, "lr": 1e-3}, stage2={"epochs": 0, "lr": 1e-3})
-    model = NCPL(config).fit(runs)
+    model = NCPL(config, inference_dtype="fp32").fit(runs)  # fp32 is the reference: `auto` is bf16 on a bf16 CPU
     torch.nn.init.normal_(model.networks[0].head.weight, std=0.5, generator=torch.Generator().manual_seed(0))
     return model, runs
 
@@ -65,7 +65,7 @@ def test_reduced_precision_predicts_close_to_fp32_and_leaves_the_model_alone(mod
         assert 0 < np.abs(low["pred_loss"] - fp32["pred_loss"]).max() < 0.05  # it ran in another precision, and close
         assert len(model._low_precision[dtype]) == 1  # made once
     finally:
-        model.inference_dtype = "auto"
+        model.inference_dtype = "fp32"
     after = model.networks[0].state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the fp32 networks are untouched
     pd.testing.assert_frame_equal(model.predict_details(runs), fp32)
