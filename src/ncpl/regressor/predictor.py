@@ -15,7 +15,6 @@ a fit, `training_curves.png` (one per member) drawn from the fit's `train_log.js
 from __future__ import annotations
 
 import math
-import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,10 @@ import pandas as pd
 import torch
 
 from ncpl.columns import usable
-from ncpl.errors import ConfigError, ModelDirError, NotFittedError
+from ncpl.errors import ConfigError, NotFittedError
 from ncpl.predictors import Predictor
 from ncpl.predictors.hparam_law import residual_law
-from ncpl.regressor import conformal
+from ncpl.regressor import conformal, model_dir
 from ncpl.regressor.conformal import POOLED
 from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example, Targets, build_examples
 from ncpl.regressor.network import NCPLNetwork
@@ -37,15 +36,6 @@ from ncpl.regressor.serialize import Serializer
 from ncpl.regressor.train_config import TrainConfig
 from ncpl.regressor.trainer import Trainer
 from ncpl.regressor.training_range import clamp, distance, field_ranges, size_ranges
-
-WEIGHTS = "model.safetensors"
-BACKBONE_DIR = "backbone"
-
-
-def _member_file(stem: str, k: int) -> str:
-    """`model.safetensors` for the first member, `model.member-1.safetensors` for the second, ..."""
-    name, suffix = stem.rsplit(".", 1)
-    return stem if k == 0 else f"{name}.member-{k}.{suffix}"
 
 
 def _versions() -> dict[str, str]:
@@ -354,68 +344,22 @@ class NCPL(Predictor):
     def save(self, directory: str | Path) -> Path:
         """Write the model directory (only the main process does, when several trained it)."""
         from accelerate import PartialState
-        from safetensors.torch import save_file
 
         directory = Path(directory)
         if not PartialState().is_main_process:
             return directory
-        backbone_dir = directory / BACKBONE_DIR
-        backbone_dir.mkdir(parents=True, exist_ok=True)
-        self.networks[0].backbone.config.save_pretrained(backbone_dir)
-        self.serializer.tokenizer.save_pretrained(backbone_dir)
-        for k, network in enumerate(self.networks):
-            state = {key: value.detach().contiguous().cpu() for key, value in network.state_dict().items()}
-            tmp = directory / f".{_member_file(WEIGHTS, k)}.tmp"
-            save_file(state, str(tmp))
-            tmp.replace(directory / _member_file(WEIGHTS, k))
+        model_dir.write_networks(directory, self.networks, self.serializer.tokenizer)
         super().save(directory)
-        from ncpl.plots import training_curves
-
-        for k, log in enumerate(self.train_logs):
-            figure = _member_file("training_curves.png", k)
-            try:
-                training_curves(log, directory / figure)
-            except Exception as error:  # a figure must never cost the model  # noqa: BLE001
-                warnings.warn(f"{figure} not drawn: {type(error).__name__}: {error}", stacklevel=2)
+        model_dir.draw_training_curves(directory, self.train_logs)
         return directory
 
     @classmethod
     def from_directory(cls, directory: str | Path, state: dict[str, Any]) -> NCPL:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-        from transformers import AutoConfig, AutoTokenizer
-
-        directory = Path(directory)
         model = cls()
         model.set_state(state)
-        weights = [directory / _member_file(WEIGHTS, k) for k in range(model.config.members)]
-        for path in weights:
-            if not path.exists():
-                raise ModelDirError(
-                    f"{path}: weights file missing; the model directory is incomplete (re-run `ncpl train`)"
-                )
-        backbone_dir = directory / BACKBONE_DIR
-        if not (backbone_dir / "config.json").exists():
-            raise ModelDirError(
-                f"{backbone_dir / 'config.json'}: backbone config missing; the model directory is incomplete "
-                "(re-run `ncpl train`)"
-            )
-        try:  # local files only: a damaged folder must not turn into a download attempt
-            tokenizer = AutoTokenizer.from_pretrained(backbone_dir, local_files_only=True)
-            backbone_config = AutoConfig.from_pretrained(backbone_dir, local_files_only=True)
-        except (OSError, ValueError) as error:
-            raise ModelDirError(
-                f"{backbone_dir}: cannot read the backbone's config or tokenizer ({type(error).__name__}: {error}); "
-                "the model directory is incomplete or damaged, re-run `ncpl train`"
-            ) from None
+        tokenizer, backbone_config, weights = model_dir.read_backbone(Path(directory), model.config.members)
         model.serializer = model._serializer(tokenizer)
-        for path in weights:
-            try:
-                model.networks.append(model._network(backbone_config, load_file(str(path))))
-            except (SafetensorError, RuntimeError, OSError) as error:
-                raise ModelDirError(
-                    f"{path}: cannot read the weights ({error}); the file is corrupted, re-run `ncpl train`"
-                ) from None
+        model.networks = [model._network(backbone_config, model_dir.read_weights(path)) for path in weights]
         return model
 
     def _network(self, backbone_config: Any, state: dict[str, torch.Tensor]) -> NCPLNetwork:
