@@ -60,7 +60,7 @@ class TrainConfig(BaseModel):
     val_split: Literal["largest", "random"] = "random"
     # Read a number beyond the range its field (per source) had in the training runs at the range's edge: the network's
     # residual then extrapolates flat, as a tree's does, and the law alone carries the trend to a larger model.
-    # Marin dev-OOD MAE 0.0215 -> 0.0184 (seeds 42-44); no change in distribution or on StepLaw (h1024 is 0.03
+    # Marin dev-OOD MAE 0.0215 -> 0.0184 (seeds 42-44); no change in distribution or on StepLaw (h1024 is 0.1
     # decades beyond h960: the Fourier features barely move).
     clamp_numbers: bool = True
     # Under the `random` split no validation run lies beyond the training range, so the interval could not widen
