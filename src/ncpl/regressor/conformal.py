@@ -50,8 +50,7 @@ def calibrate(
     inside, beyond = distance <= 1e-9, distance > 1e-9
     margins = per_source_quantile(score, sources, inside if inside.any() else beyond)
     m0 = np.array([margins.get(source, margins.get(POOLED, 0.0)) for source in sources])
-    slopes = per_source_quantile((score - m0) / np.where(beyond, distance, 1.0), sources, beyond, floor=0.0)
-    return margins, slopes
+    return margins, slopes_beyond(score - m0, sources, distance)
 
 
 def slopes_beyond(score: np.ndarray, sources: np.ndarray, distance: np.ndarray) -> dict[str, float]:
