@@ -138,7 +138,7 @@ def run_once(
         "train_minutes": round(minutes, 2),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
         "xgboost_params": {name: models[name].params for name in TREES},
-        "interval": {"margins": models["ncpl"].interval_margins, "slopes": models["ncpl"].interval_slopes},
+        "interval": {"margins": models["ncpl"].interval_margins_, "slopes": models["ncpl"].interval_slopes_},
     }
     here.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")

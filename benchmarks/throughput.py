@@ -102,7 +102,7 @@ def score_one(backbone: str, dtype: str, n: int, shared: Path) -> dict:
     model.predict(sweep)
     seconds = time.perf_counter() - start
     tokens = np.mean([len(model._example(row).encoded.input_ids) for row in sweep.to_dict("records")])
-    body = sum(p.numel() for name, p in model.networks[0].backbone.named_parameters() if "embed" not in name)
+    body = sum(p.numel() for name, p in model.networks_[0].backbone.named_parameters() if "embed" not in name)
     achieved = 2 * body * sum(tokens_run) / seconds / 1e9
     return {
         "backbone": backbone,

@@ -40,7 +40,7 @@ def test_per_source_fit_predict_save_load(tmp_path):
     runs = pd.concat([frame_from_law(HOFFMANN, "a", rng), frame_from_law(EPOCH, "b", rng)], ignore_index=True)
     runs.loc[0, ["final_loss", "diverged"]] = [11.0, True]  # a diverged run must not bend the fit
     model = Chinchilla().fit(runs)
-    assert model.laws["a"].alpha == pytest.approx(0.34, rel=1e-3) and model.laws["b"].beta == pytest.approx(
+    assert model.laws_["a"].alpha == pytest.approx(0.34, rel=1e-3) and model.laws_["b"].beta == pytest.approx(
         0.3658, rel=1e-3
     )
     ok = runs[~runs["diverged"]]
@@ -58,7 +58,7 @@ def test_fit_on_best_and_bad_options():
     runs = frame_from_law(HOFFMANN, "a", rng)
     worse = runs.assign(run_id=runs["run_id"] + "w", final_loss=runs["final_loss"] + 0.3)
     model = Chinchilla(fit_on="best").fit(pd.concat([runs, worse], ignore_index=True))
-    assert model.laws["a"].E == pytest.approx(1.69, rel=1e-2) and model.laws["a"].n_runs == len(runs)
+    assert model.laws_["a"].E == pytest.approx(1.69, rel=1e-2) and model.laws_["a"].n_runs == len(runs)
     with pytest.raises(ConfigError, match="fit_on"):
         Chinchilla(fit_on="median")
     with pytest.raises(ConfigError, match="unknown predictor"):
@@ -85,12 +85,12 @@ def test_prior_settles_what_one_model_size_cannot():
             "diverged": False,
         }
     )
-    default = Chinchilla().fit(runs).laws["one-size"]  # one size: the N term is Epoch's; E, B and beta are fitted
+    default = Chinchilla().fit(runs).laws_["one-size"]  # one size: the N term is Epoch's; E, B and beta are fitted
     assert (default.A, default.alpha) == pytest.approx(EPOCH_N_TERM) and np.abs(
         default(n, d) - EPOCH(n, d)
     ).max() < 2e-3
     two = np.where(np.arange(len(d)) % 2, 1.3e8, 1.6e8)  # two sizes: the weak prior picks the split
     runs = runs.assign(**{"model.n_params": two, "final_loss": EPOCH(two, d)})
-    assert Chinchilla().fit(runs).laws["one-size"].alpha == pytest.approx(
+    assert Chinchilla().fit(runs).laws_["one-size"].alpha == pytest.approx(
         fit_law(two, d, EPOCH(two, d), prior_weight=1e-4).alpha
     )

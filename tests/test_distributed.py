@@ -120,7 +120,7 @@ def test_two_processes_train_the_one_process_network(files):
     for name, config in (("one", "one.yaml"), ("one-small-batch", "two.yaml")):
         trained(files, name, config)
     two, one, other_steps = (predict(files, name) for name in ("two", "one", "one-small-batch"))
-    untrained = predictors.load_predictor(files / "one").targets.baseline.predict(
+    untrained = predictors.load_predictor(files / "one").targets_.baseline.predict(
         read_runs(files / "train.parquet", files / "val.parquet")
     )
     assert np.abs(one - untrained).max() > 1e-3  # training moved the predictions (the head starts at zero)

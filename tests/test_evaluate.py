@@ -243,16 +243,16 @@ def test_tuned_trees_choose_on_the_validation_split(steplaw_split):
     runs = pd.concat([train.sample(150, random_state=0), test], ignore_index=True)  # h960 and h1024
     grid = {"max_depth": (2, 6), "learning_rate": (0.1,)}
     model = predictors.create("xgboost-hparam-residual", tune=True, grid=grid).fit(runs)
-    assert len(model.tuning) == 2 and model.tuning[0]["val_mae"] != model.tuning[1]["val_mae"]
-    best = min(model.tuning, key=lambda row: row["val_mae"])
-    assert {k: model.params[k] for k in (*grid, "n_estimators")} == {k: best[k] for k in (*grid, "n_estimators")}
+    assert len(model.tuning_) == 2 and model.tuning_[0]["val_mae"] != model.tuning_[1]["val_mae"]
+    best = min(model.tuning_, key=lambda row: row["val_mae"])
+    assert {k: model.params_[k] for k in (*grid, "n_estimators")} == {k: best[k] for k in (*grid, "n_estimators")}
     # the validation runs are the largest size (h1024); the early-stopped MAE is that of the kept rounds fitted without them
     ok = runs[usable(runs)].reset_index(drop=True)
     fit_part, val = validation_split(ok, "largest", 0.1, 0)
     assert (val["model.d_model"] == 1024).sum() == (ok["model.d_model"] == 1024).sum() and (
         fit_part["model.d_model"] == 960
     ).all()
-    features, target = model.features.transform(ok), ok["final_loss"].to_numpy() - model.baseline.predict(ok)
+    features, target = model.features_.transform(ok), ok["final_loss"].to_numpy() - model.baseline_.predict(ok)
     again = model._regressor().fit(features.iloc[fit_part.index], target[fit_part.index])
     val_mae = np.abs(again.predict(features.iloc[val.index]) - target[val.index]).mean()
     assert val_mae == pytest.approx(best["val_mae"], rel=1e-3)

@@ -52,9 +52,9 @@ def test_recovers_the_optimum_and_carries_it_to_a_larger_model(tmp_path):
         ignore_index=True,
     )
     law = HparamLaw().fit(train)
-    assert law.lr_n == pytest.approx(LR_N, abs=0.03)  # shared: source b alone has one model size
-    assert law.bowls["b"].lr_offsets["muon"] - law.bowls["b"].lr_offsets["adamw"] == pytest.approx(2.5, abs=0.05)
-    assert law.bowls["a"].lr_d == pytest.approx(LR_D, abs=0.03)
+    assert law.lr_n_ == pytest.approx(LR_N, abs=0.03)  # shared: source b alone has one model size
+    assert law.bowls_["b"].lr_offsets["muon"] - law.bowls_["b"].lr_offsets["adamw"] == pytest.approx(2.5, abs=0.05)
+    assert law.bowls_["a"].lr_d == pytest.approx(LR_D, abs=0.03)
     larger = pd.concat(
         [grid_runs("a", [8e8], {"adamw": -6.0}), grid_runs("b", [8e8], {"muon": -4.0})], ignore_index=True
     )
@@ -70,7 +70,7 @@ def test_configs_without_lr_or_known_optimizer_and_unknown_source():
     law = HparamLaw().fit(train)
     row = train.head(1)
     no_lr = law.predict(row.assign(**{"optimizer.lr": np.nan, "batch.tokens": np.nan}))
-    assert no_lr[0] == pytest.approx(law.frontier.predict(row)[0] + law.bowls["a"].shift)  # at the optimum
+    assert no_lr[0] == pytest.approx(law.frontier_.predict(row)[0] + law.bowls_["a"].shift)  # at the optimum
     # an optimizer the source never ran is centred between the ones it did: its best lr is the geometric mean of theirs
     lrs = np.geomspace(1e-6, 1e-1, 2001)
     best = {

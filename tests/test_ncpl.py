@@ -142,40 +142,42 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     assert height >= 300 and width >= 600  # drawn from the fit's train_log.jsonl
     assert not list((tmp_path / "model").rglob("*.bin")) and not list((tmp_path / "model").rglob("*.pt"))
     loaded = predictors.load_predictor(tmp_path / "model")
-    assert type(loaded.targets.baseline).__name__ == "HparamLaw" and loaded.targets.baseline.bowls.keys() == {
+    assert type(loaded.targets_.baseline).__name__ == "HparamLaw" and loaded.targets_.baseline.bowls_.keys() == {
         "steplaw",
         "gemstones",
     }
     assert np.array_equal(loaded.predict(runs), model.predict(runs))
+    assert model.get_params() == {"config": TrainConfig(**TINY), "work_dir": work, "inference_dtype": "auto"}
+    assert loaded.config == model.config  # fitting changed no setting; the config travels (work_dir is not saved)
     pd.testing.assert_frame_equal(
         loaded.predict_details(runs), full
     )  # the conformal margin and the range travel with it
-    assert loaded.field_ranges == model.field_ranges and set(model.field_ranges) == {"steplaw", "gemstones"}
+    assert loaded.field_ranges_ == model.field_ranges_ and set(model.field_ranges_) == {"steplaw", "gemstones"}
     val = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).id
     val = val[usable(val)]
     train = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).train
     train = train[usable(train)]
-    residual = train["final_loss"].to_numpy() - model.targets.baseline.predict(train)
-    assert model.targets.scale == pytest.approx(
+    residual = train["final_loss"].to_numpy() - model.targets_.baseline.predict(train)
+    assert model.targets_.scale == pytest.approx(
         1.4826 * np.median(np.abs(residual - np.median(residual)))
     )  # robust, not the std
-    assert set(model.interval_margins) == {"*", *val["source"]}
+    assert set(model.interval_margins_) == {"*", *val["source"]}
     # the interval's widening beyond the training range, from a second network trained without the largest sizes
     assert (work / "extrapolation" / "train_log.jsonl").exists()
-    assert set(model.interval_slopes) == {"*", "steplaw", "gemstones"} and min(model.interval_slopes.values()) >= 0
-    assert model.interval_margins["steplaw"] != model.interval_margins["gemstones"]
+    assert set(model.interval_slopes_) == {"*", "steplaw", "gemstones"} and min(model.interval_slopes_.values()) >= 0
+    assert model.interval_margins_["steplaw"] != model.interval_margins_["gemstones"]
     # The conformal guarantee on runs neither the network nor the margins saw: StepLaw runs outside the training sample
     # (and inside its range, d = 0) are exchangeable with each other, so margins calibrated on 20 of them hold at least
     # 80% of 40 others on average over random splits (and at most 80% + 2/21: the margin is the order statistic one
     # above split conformal's). Checking the runs the margins were calibrated on, as before, could not fail.
     everything = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
     fresh = everything[~everything["run_id"].isin(runs["run_id"]) & usable(everything)]
-    fresh = fresh[distance(fresh, model.train_ranges) <= 1e-9].sample(60, random_state=1)
-    calibrated, rng, covered = (model.interval_margins, model.interval_slopes), np.random.default_rng(0), []
+    fresh = fresh[distance(fresh, model.train_ranges_) <= 1e-9].sample(60, random_state=1)
+    calibrated, rng, covered = (model.interval_margins_, model.interval_slopes_), np.random.default_rng(0), []
     for _ in range(40):
         order = rng.permutation(len(fresh))
-        model.interval_margins, model.interval_slopes = model._calibrate_interval(fresh.iloc[order[:20]])
-        assert not model.interval_slopes  # no run beyond the training range: the margin alone
+        model.interval_margins_, model.interval_slopes_ = model._calibrate_interval(fresh.iloc[order[:20]])
+        assert not model.interval_slopes_  # no run beyond the training range: the margin alone
         test = fresh.iloc[order[20:]]
         got = model.predict_details(test)
         covered.append(
@@ -184,7 +186,7 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
                 & (test["final_loss"].to_numpy() <= got["pred_loss_hi"].to_numpy())
             ).mean()
         )
-    model.interval_margins, model.interval_slopes = calibrated
+    model.interval_margins_, model.interval_slopes_ = calibrated
     assert 0.8 - 0.04 <= np.mean(covered) <= 0.8 + 2 / 21 + 0.04, np.mean(covered)
     (tmp_path / "model/model.safetensors").write_bytes(b"not a weights file")
     with pytest.raises(ModelDirError, match="corrupted"):
@@ -194,7 +196,7 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
 def test_numbers_beyond_the_training_range_are_read_at_its_edge(runs, trained):
     model, _ = trained
     row = runs[runs["source"] == "steplaw"].head(1)
-    low, high = model.field_ranges["steplaw"]["model.d_model"]
+    low, high = model.field_ranges_["steplaw"]["model.d_model"]
     at_edge, beyond = row.assign(**{"model.d_model": high}), row.assign(**{"model.d_model": 4 * high})
     outputs = lambda frame: model._outputs([model._example(r) for r in frame.to_dict("records")])  # noqa: E731
     assert low < high and np.array_equal(outputs(beyond), outputs(at_edge))
@@ -211,7 +213,7 @@ def test_decoder_shared_prefix_cache_equals_the_full_pass(runs, trained):
     from ncpl.regressor.network import shared_prefix
 
     model, _ = trained
-    network = model.networks[0]
+    network = model.networks_[0]
     steplaw = runs[runs["source"] == "steplaw"].head(24).to_dict("records")
     examples = [model._example(row) for row in steplaw] + [model._example(steplaw[0], 0.3)]  # a curve point: longer
     batch = model._collator()(examples)
@@ -323,14 +325,8 @@ def test_members_average_and_member_zero_is_the_single_model(runs, tmp_path):
     model = NCPL(single_config.model_copy(update={"members": 2}), work_dir=tmp_path / "pair").fit(runs)
     assert [p.name for p in sorted((tmp_path / "pair").iterdir())] == ["extrapolation", "member-0", "member-1"]
     first, second = (NCPL(model.config) for _ in range(2))
-    for view, network in zip((first, second), model.networks):
-        view.networks, view.serializer, view.targets, view.field_scales, view.field_ranges = (
-            [network],
-            model.serializer,
-            model.targets,
-            model.field_scales,
-            model.field_ranges,
-        )
+    for view, network in zip((first, second), model.networks_):  # the pair's fitted state with one of its networks
+        vars(view).update({k: v for k, v in vars(model).items() if k.endswith("_")}, networks_=[network])
     np.testing.assert_allclose(
         first.predict(runs), single.predict(runs), atol=1e-6
     )  # member 0 trains as the single model does
@@ -360,22 +356,22 @@ def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(
     model = NCPL(config, work_dir=tmp_path / "work").fit(runs)
     train, val = validation_split(runs, "largest", 0.2, config.seed)
     assert (train["model.d_model"] == 960).all() and (val["model.d_model"] == 1024).sum() == 40
-    assert model.train_ranges["steplaw"][1] == pytest.approx(np.log10(train["model.n_params"].max()))
-    step = distance(val, model.train_ranges)
+    assert model.train_ranges_["steplaw"][1] == pytest.approx(np.log10(train["model.n_params"].max()))
+    step = distance(val, model.train_ranges_)
     beyond = step > 0
     assert beyond.sum() == 40 and np.allclose(step[beyond], np.log10(268304384 / 214663680))
-    assert model.interval_slopes["steplaw"] >= 0 and set(model.interval_slopes) == {"steplaw", "*"}
+    assert model.interval_slopes_["steplaw"] >= 0 and set(model.interval_slopes_) == {"steplaw", "*"}
     got = model.predict_details(val)
     loss = val["final_loss"].to_numpy()
     inside = (got["pred_loss_lo"].to_numpy() <= loss) & (loss <= got["pred_loss_hi"].to_numpy())
     assert inside[beyond].mean() >= 0.8 and inside[~beyond].mean() >= 0.8  # conformal on each part it calibrated on
     larger = val.assign(**{"model.n_params": val["model.n_params"] * 10})  # a decade further out: a wider margin
     width = lambda d: (d["pred_loss_hi"] - d["pred_loss_lo"]).to_numpy()  # noqa: E731
-    further = distance(larger, model.train_ranges)
-    margins = model.interval_margins["steplaw"] + model.interval_slopes["steplaw"] * further
-    assert np.all(margins >= model.interval_margins["steplaw"]) and np.all(further > step)
+    further = distance(larger, model.train_ranges_)
+    margins = model.interval_margins_["steplaw"] + model.interval_slopes_["steplaw"] * further
+    assert np.all(margins >= model.interval_margins_["steplaw"]) and np.all(further > step)
     assert np.all(width(model.predict_details(larger)) >= 2 * margins - 1e-9)
     model.save(tmp_path / "model")
     loaded = predictors.load_predictor(tmp_path / "model")
-    assert loaded.interval_slopes == model.interval_slopes and loaded.train_ranges == model.train_ranges
+    assert loaded.interval_slopes_ == model.interval_slopes_ and loaded.train_ranges_ == model.train_ranges_
     pd.testing.assert_frame_equal(loaded.predict_details(val), got)

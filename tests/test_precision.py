@@ -49,7 +49,7 @@ def model(shared):
     runs = runs.sample(40, random_state=0)
     config = TrainConfig(backbone="tiny-encoder", stage1={"epochs": 0, "lr": 1e-3}, stage2={"epochs": 0, "lr": 1e-3})
     model = NCPL(config, inference_dtype="fp32").fit(runs)  # fp32 is the reference: `auto` is bf16 on a bf16 CPU
-    torch.nn.init.normal_(model.networks[0].head.weight, std=0.5, generator=torch.Generator().manual_seed(0))
+    torch.nn.init.normal_(model.networks_[0].head.weight, std=0.5, generator=torch.Generator().manual_seed(0))
     return model, runs
 
 
@@ -57,7 +57,7 @@ def model(shared):
 def test_reduced_precision_predicts_close_to_fp32_and_leaves_the_model_alone(model, dtype):
     model, runs = model
     fp32 = model.predict_details(runs)
-    before = {k: v.clone() for k, v in model.networks[0].state_dict().items()}
+    before = {k: v.clone() for k, v in model.networks_[0].state_dict().items()}
     set_inference_dtype(model, dtype)
     try:
         low = model.predict_details(runs)
@@ -66,11 +66,11 @@ def test_reduced_precision_predicts_close_to_fp32_and_leaves_the_model_alone(mod
         assert len(model._low_precision[dtype]) == 1  # made once
     finally:
         model.inference_dtype = "fp32"
-    after = model.networks[0].state_dict()
+    after = model.networks_[0].state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the fp32 networks are untouched
     pd.testing.assert_frame_equal(model.predict_details(runs), fp32)
-    low_network = for_inference(model.networks[0], dtype)
-    assert low_network is not model.networks[0]
+    low_network = for_inference(model.networks_[0], dtype)
+    assert low_network is not model.networks_[0]
     if dtype == "bf16":
         assert next(low_network.backbone.parameters()).dtype == torch.bfloat16
         assert low_network.head.weight.dtype == torch.float32

@@ -112,7 +112,7 @@ def train(
     if PartialState().is_main_process and not keep_work and work.exists():
         import shutil
 
-        for k, log in enumerate(model.train_logs):  # the metrics of the fit stay beside its plots
+        for k, log in enumerate(model.train_logs_):  # the metrics of the fit stay beside its plots
             if log.exists():
                 shutil.copyfile(log, output / ("train_log.jsonl" if k == 0 else f"train_log.member-{k}.jsonl"))
         shutil.rmtree(work)

@@ -1,7 +1,8 @@
 """Every loss predictor answers one interface, so evaluation, scoring and tuning are written once.
 
-In the spirit of scikit-learn: construct with hyperparameters, ``fit(runs)`` on a runs table (the
-flat frame of `ncpl.store`), ``predict(configs)`` the final loss of each row, ``predict_curve`` the
+In the spirit of scikit-learn: construct with settings (``get_params`` returns them, ``set_params``
+changes them), ``fit(runs)`` on a runs table (the flat frame of `ncpl.store`) sets the fitted state,
+in attributes ending in ``_``; ``predict(configs)`` the final loss of each row, ``predict_curve`` the
 loss at fractions of training where the predictor has curves, ``save(dir)`` and
 ``ncpl.predictors.load_predictor(dir)``. Nothing is pickled: a directory holds JSON (and safetensors or the
 model's own format for weights).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import json
 import re
 import warnings
@@ -32,7 +34,7 @@ META_FILE = "predictor.json"
 # The layout of predictor.json; bump it when a saved key is added or changes meaning. Directories written before it
 # existed carry none and read as 0 (same layout as 1). A newer directory loads with a warning, without the keys this
 # version does not know (as peft loads a config saved by a newer peft).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: xgboost saves its settings beside the fitted booster settings
 REGISTRY = {  # name -> "module:Class"
     "chinchilla": "ncpl.predictors.chinchilla:Chinchilla",
     "xgboost": "ncpl.predictors.trees:XGBoost",
@@ -152,6 +154,33 @@ class Predictor(ABC):
 
     @abstractmethod
     def fit(self, runs: pd.DataFrame) -> Predictor: ...
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return [p.name for p in parameters if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's arguments as this predictor holds them: ``type(p)(**p.get_params())`` is an unfitted
+        copy (scikit-learn's contract)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Predictor:
+        """Change settings by name; refuses a name that is not a constructor argument. Refit to use them."""
+        unknown = sorted(set(params) - set(self._param_names()))
+        if unknown:
+            raise ConfigError(
+                f"{', '.join(unknown)}: not a setting of {self.name}; its settings: {', '.join(self._param_names())}"
+            )
+        checked = type(self)(**{**self.get_params(), **params})  # the constructor validates (and normalises) them
+        for name in params:
+            setattr(self, name, getattr(checked, name))
+        return self
+
+    def __repr__(self) -> str:
+        defaults = type(self)().get_params()  # as the constructor keeps them (NCPL's config None is TrainConfig())
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not _equal(v, defaults[k])]
+        return f"{type(self).__name__}({', '.join(changed)})"
 
     def __sklearn_is_fitted__(self) -> bool:
         """Whether `fit` (or loading a model directory) gave the predictor what it predicts with (as scikit-learn's
@@ -348,6 +377,13 @@ def load_predictor(directory: str | Path) -> Predictor:
         warnings.warn(f"{message}; upgrade ncpl to use them", stacklevel=2)
     predictor.coverage_ = meta.get("coverage")  # absent in directories saved before: the range is unknown
     return predictor
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # values without a truth value for ==
+        return False
 
 
 def _unknown_key(error: Exception) -> str | None:

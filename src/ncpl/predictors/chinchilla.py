@@ -169,13 +169,12 @@ class Chinchilla(TokenLaw):
             tuple(exponent_bounds),
             prior_weight,
         )
-        self.laws: dict[str, ChinchillaLaw] = {}
 
     def fit(self, runs: pd.DataFrame) -> Chinchilla:
         runs = runs[usable(runs)]
         if runs.empty:
             raise ConfigError("final_loss: no usable runs to fit (all diverged or missing)")
-        self.laws = {}
+        self.laws_: dict[str, ChinchillaLaw] = {}
         for source, group in runs.groupby("source"):
             if self.fit_on == "best":
                 group = best_runs(group)
@@ -184,7 +183,7 @@ class Chinchilla(TokenLaw):
             weight = self.prior_weight
             if weight is None:
                 weight = AUTO_PRIOR_WEIGHT if sizes < MIN_SIZES else 0.0
-            self.laws[str(source)] = fit_law(
+            self.laws_[str(source)] = fit_law(
                 n_params,
                 tokens(group),
                 group["final_loss"].to_numpy(float),
@@ -196,15 +195,15 @@ class Chinchilla(TokenLaw):
         return self
 
     def __sklearn_is_fitted__(self) -> bool:
-        return bool(self.laws)
+        return bool(getattr(self, "laws_", None))
 
     def law_for(self, source: str) -> ChinchillaLaw:
-        if source not in self.laws:
+        if source not in self.laws_:
             raise ConfigError(
-                f"source: no Chinchilla law fitted for {source!r}; fitted sources: {sorted(self.laws)}. "
+                f"source: no Chinchilla law fitted for {source!r}; fitted sources: {sorted(self.laws_)}. "
                 "Train on runs of that source first."
             )
-        return self.laws[source]
+        return self.laws_[source]
 
     def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
         out = np.empty(len(configs))
@@ -221,10 +220,10 @@ class Chinchilla(TokenLaw):
             "delta": self.delta,
             "exponent_bounds": list(self.exponent_bounds),
             "prior_weight": self.prior_weight,
-            "laws": {source: asdict(law) for source, law in self.laws.items()},
+            "laws": {source: asdict(law) for source, law in self.laws_.items()},
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.fit_on, self.delta, self.exponent_bounds = state["fit_on"], state["delta"], tuple(state["exponent_bounds"])
         self.prior_weight = state["prior_weight"]
-        self.laws = {source: ChinchillaLaw(**law) for source, law in state["laws"].items()}
+        self.laws_ = {source: ChinchillaLaw(**law) for source, law in state["laws"].items()}

@@ -17,39 +17,44 @@ from ncpl.predictors import Predictor, load_predictor
 
 
 class Ensemble(Predictor):
-    """Weighted mean of the members' losses; `fit` fits every member on the same runs."""
+    """Weighted mean of the members' losses. The members are settings that carry their own fitted state: `fit` fits
+    each of them on the same runs, and an ensemble of fitted members predicts without it."""
 
     name = "ensemble"
 
     def __init__(self, members: list[Predictor] | None = None, weights: list[float] | None = None):
-        self.members = list(members or [])
         if weights is not None and (
-            len(weights) != len(self.members) or min(weights, default=1) < 0 or not sum(weights) > 0
+            len(weights) != len(members or []) or min(weights, default=1) < 0 or not sum(weights) > 0
         ):
             raise ConfigError(
-                f"weights: got {weights}, expected {len(self.members)} nonnegative numbers with a positive sum"
+                f"weights: got {weights}, expected {len(members or [])} nonnegative numbers with a positive sum"
             )
-        self.weights = list(weights) if weights is not None else [1.0] * len(self.members)
+        self.members, self.weights = members, weights  # weights None: equal weights
+
+    @property
+    def _members(self) -> list[Predictor]:
+        return list(self.members or [])
 
     def fit(self, runs: pd.DataFrame) -> Ensemble:
-        if not self.members:
+        if not self._members:
             raise ConfigError("members: an ensemble needs at least one predictor")
-        for member in self.members:
+        for member in self._members:
             member.fit(runs)
         return self
 
     def _mean(self, values: list[np.ndarray]) -> np.ndarray:
-        return np.tensordot(np.asarray(self.weights) / sum(self.weights), np.stack(values), axes=1)
+        weights = np.ones(len(values)) if self.weights is None else np.asarray(self.weights, float)
+        return np.tensordot(weights / weights.sum(), np.stack(values), axes=1)
 
     def __sklearn_is_fitted__(self) -> bool:
-        return bool(self.members) and all(member.__sklearn_is_fitted__() for member in self.members)
+        return bool(self._members) and all(member.__sklearn_is_fitted__() for member in self._members)
 
     def _predict(self, configs: pd.DataFrame) -> np.ndarray:
-        return self._mean([member.predict(configs) for member in self.members])
+        return self._mean([member.predict(configs) for member in self._members])
 
     def _predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
         """pred_loss, and p_diverge averaged over the members that give one (a tuner's cap must not go unheard)."""
-        details = [member.predict_details(configs) for member in self.members]
+        details = [member.predict_details(configs) for member in self._members]
         out = pd.DataFrame({"pred_loss": self._mean([d["pred_loss"].to_numpy() for d in details])})
         p = [d["p_diverge"].to_numpy() for d in details if "p_diverge" in d]
         if p:
@@ -58,24 +63,24 @@ class Ensemble(Predictor):
 
     @property
     def predicts_curves(self) -> bool:
-        return all(member.predicts_curves for member in self.members)
+        return all(member.predicts_curves for member in self._members)
 
     def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
         if not self.predicts_curves:
             raise ConfigError(
-                f"ensemble: members {[m.name for m in self.members if not m.predicts_curves]} do not predict curves"
+                f"ensemble: members {[m.name for m in self._members if not m.predicts_curves]} do not predict curves"
             )
-        return self._mean([member.predict_curve(configs, fractions) for member in self.members])
+        return self._mean([member.predict_curve(configs, fractions) for member in self._members])
 
     def get_state(self) -> dict[str, Any]:
-        return {"members": [member.name for member in self.members], "weights": self.weights}
+        return {"members": [member.name for member in self._members], "weights": self.weights}
 
     def set_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError("an ensemble is rebuilt from its members' directories (from_directory)")
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
-        for i, member in enumerate(self.members):
+        for i, member in enumerate(self._members):
             member.save(directory / f"member-{i}")
         return super().save(directory)
 

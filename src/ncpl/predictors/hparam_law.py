@@ -92,16 +92,13 @@ class HparamLaw(TokenLaw):
 
     def __init__(self, loss_scale: float = LOSS_SCALE):
         self.loss_scale = loss_scale
-        self.frontier = Chinchilla(fit_on="best")
-        self.bowls: dict[str, Bowl] = {}
-        self.lr_n = self.bs_n = 0.0
 
     def fit(self, runs: pd.DataFrame) -> HparamLaw:
         runs = runs[usable(runs)]
-        self.frontier.fit(runs)
+        self.frontier_ = Chinchilla(fit_on="best").fit(runs)
         sources = {str(source): group for source, group in runs.groupby("source")}
         data = {
-            source: (_Inputs.of(group), group["final_loss"].to_numpy(float) - self.frontier.predict(group))
+            source: (_Inputs.of(group), group["final_loss"].to_numpy(float) - self.frontier_.predict(group))
             for source, group in sources.items()
         }
         layout = {source: _Layout.of(inputs) for source, (inputs, _) in data.items()}
@@ -123,35 +120,35 @@ class HparamLaw(TokenLaw):
 
         theta0 = np.concatenate([[-0.5, 0.0]] + [lay.start for lay in layout.values()])
         theta = least_squares(residuals, theta0, loss="soft_l1", f_scale=self.loss_scale, x_scale="jac").x
-        self.lr_n, self.bs_n, self.bowls = unpack(theta)
-        self.lr_n, self.bs_n = float(self.lr_n), float(self.bs_n)
+        self.lr_n_, self.bs_n_, self.bowls_ = unpack(theta)
+        self.lr_n_, self.bs_n_ = float(self.lr_n_), float(self.bs_n_)
         return self
 
     def __sklearn_is_fitted__(self) -> bool:
-        return self.frontier.__sklearn_is_fitted__()
+        return hasattr(self, "bowls_")
 
     def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
-        out = self.frontier.predict_at(configs, n_tokens)  # raises for a source it was not fitted on
+        out = self.frontier_.predict_at(configs, n_tokens)  # raises for a source it was not fitted on
         sources = configs["source"].astype(str).to_numpy()
         for source in np.unique(sources):
             rows = sources == source
-            out[rows] += _excess(self.bowls[source], _Inputs.of(configs[rows], n_tokens[rows]), self.lr_n, self.bs_n)
+            out[rows] += _excess(self.bowls_[source], _Inputs.of(configs[rows], n_tokens[rows]), self.lr_n_, self.bs_n_)
         return out
 
     def get_state(self) -> dict[str, Any]:
         return {
             "loss_scale": self.loss_scale,
-            "frontier": self.frontier.get_state(),
-            "lr_n": self.lr_n,
-            "bs_n": self.bs_n,
-            "bowls": {source: asdict(bowl) for source, bowl in self.bowls.items()},
+            "frontier": self.frontier_.get_state(),
+            "lr_n": self.lr_n_,
+            "bs_n": self.bs_n_,
+            "bowls": {source: asdict(bowl) for source, bowl in self.bowls_.items()},
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.loss_scale, self.lr_n, self.bs_n = state["loss_scale"], state["lr_n"], state["bs_n"]
-        self.frontier = Chinchilla()
-        self.frontier.set_state(state["frontier"])
-        self.bowls = {source: Bowl(**bowl) for source, bowl in state["bowls"].items()}
+        self.loss_scale, self.lr_n_, self.bs_n_ = state["loss_scale"], state["lr_n"], state["bs_n"]
+        self.frontier_ = Chinchilla()
+        self.frontier_.set_state(state["frontier"])
+        self.bowls_ = {source: Bowl(**bowl) for source, bowl in state["bowls"].items()}
 
 
 def _excess(bowl: Bowl, inputs: _Inputs, lr_n: float, bs_n: float) -> np.ndarray:

@@ -10,8 +10,8 @@ learn what it misses: ``xgboost-residual`` the per-source Chinchilla law (throug
 With `tune=True` the trees get the tuning NCPL gets: `fit` carves the same validation runs NCPL's
 `val_split` does (`ncpl.splits.validation_split`), boosts each setting of `grid` (`GRID`) on the rest with early
 stopping on the validation runs' MAE, keeps the setting and number of rounds with the lowest one, and
-refits those on every run (the law, as in NCPL, is fitted on every run throughout). `tuning` keeps the
-grid's validation MAEs.
+refits those on every run (the law, as in NCPL, is fitted on every run throughout). `params_` holds the
+booster settings fitted with, `tuning_` the grid's validation MAEs.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ import pandas as pd
 import xgboost as xgb
 
 from ncpl.columns import usable
+from ncpl.errors import ConfigError
 from ncpl.flat import CONFIG_PREFIXES
 from ncpl.predictors import Predictor
 from ncpl.predictors.hparam_law import residual_law
 
 CATEGORICAL = ("source", "optimizer.name", "schedule.name", "model.arch", "data.dataset")
 GRID = {"max_depth": (3, 6, 9), "learning_rate": (0.05, 0.15), "min_child_weight": (1.0, 5.0, 20.0)}  # 18 settings
+BOOSTER_SETTINGS = ("n_estimators", "learning_rate", "max_depth", "subsample", "colsample_bytree", "min_child_weight")
 MAX_ROUNDS = 2000  # boosting rounds a tuned setting may use; early stopping ends it
 PATIENCE = 50  # rounds without a better validation MAE before stopping
 
@@ -100,46 +102,48 @@ class XGBoost(Predictor):
         val_frac: float = 0.1,
         grid: dict[str, tuple[Any, ...]] | None = None,
     ):
-        self.params = {
-            "n_estimators": n_estimators,
-            "learning_rate": learning_rate,
-            "max_depth": max_depth,
-            "subsample": subsample,
-            "colsample_bytree": colsample_bytree,
-            "min_child_weight": min_child_weight,
-            "random_state": seed,
-        }
-        self.tune, self.val_split, self.val_frac, self.grid = tune, val_split, val_frac, grid or GRID
-        self.features = FeatureSpec()
-        self.baseline: Predictor | None = None
-        self.model: xgb.XGBRegressor | None = None
-        self.tuning: list[dict[str, float]] = []  # each grid setting's validation MAE and rounds, after a tuned fit
+        from ncpl.splits import VAL_SPLITS
+
+        if val_split not in VAL_SPLITS:
+            raise ConfigError(f"val_split: got {val_split!r}, expected one of {', '.join(VAL_SPLITS)}")
+        unknown = sorted(set(grid or {}) - set(BOOSTER_SETTINGS))
+        if unknown:
+            raise ConfigError(
+                f"grid: {', '.join(unknown)} are not booster settings; tune {', '.join(BOOSTER_SETTINGS)}"
+            )
+        self.n_estimators, self.learning_rate, self.max_depth = n_estimators, learning_rate, max_depth
+        self.subsample, self.colsample_bytree, self.min_child_weight = subsample, colsample_bytree, min_child_weight
+        self.seed, self.tune, self.val_split, self.val_frac, self.grid = seed, tune, val_split, val_frac, grid
 
     def _regressor(self, **overrides: Any) -> xgb.XGBRegressor:
-        return xgb.XGBRegressor(**{**self.params, **overrides}, tree_method="hist", enable_categorical=True, n_jobs=2)
+        return xgb.XGBRegressor(**{**self.params_, **overrides}, tree_method="hist", enable_categorical=True, n_jobs=2)
 
     def fit(self, runs: pd.DataFrame) -> XGBoost:
         runs = runs[usable(runs)].reset_index(drop=True)
         target = runs["final_loss"].to_numpy(float)
+        self.baseline_: Predictor | None = None
         if self.baseline_name:
-            self.baseline = residual_law(self.baseline_name).fit(runs)
-            target = target - self.baseline.predict(runs)
-        self.features = FeatureSpec.from_runs(runs)
-        features = self.features.transform(runs)
+            self.baseline_ = residual_law(self.baseline_name).fit(runs)
+            target = target - self.baseline_.predict(runs)
+        self.features_ = FeatureSpec.from_runs(runs)
+        features = self.features_.transform(runs)
+        self.params_ = {name: getattr(self, name) for name in BOOSTER_SETTINGS} | {"random_state": self.seed}
+        self.tuning_: list[dict[str, float]] = []
         if self.tune:
-            self.params.update(self._tuned(runs, features, target))
-        self.model = self._regressor().fit(features, target)
+            self.params_.update(self._tuned(runs, features, target))
+        self.model_ = self._regressor().fit(features, target)
         return self
 
     def _tuned(self, runs: pd.DataFrame, features: pd.DataFrame, target: np.ndarray) -> dict[str, Any]:
-        """The grid setting (and its rounds) with the lowest validation MAE under early stopping."""
+        """The grid setting (and its rounds) with the lowest validation MAE under early stopping; each setting's
+        validation MAE and rounds go to `tuning_`."""
         from ncpl.splits import validation_split
 
-        train, val = validation_split(runs, self.val_split, self.val_frac, self.params["random_state"])
+        train, val = validation_split(runs, self.val_split, self.val_frac, self.seed)
         fit_rows, val_rows = train.index.to_numpy(), val.index.to_numpy()
-        self.tuning = []
-        for values in itertools.product(*self.grid.values()):
-            setting = dict(zip(self.grid, values))
+        grid = self.grid or GRID
+        for values in itertools.product(*grid.values()):
+            setting = dict(zip(grid, values))
             model = self._regressor(
                 **setting, n_estimators=MAX_ROUNDS, early_stopping_rounds=PATIENCE, eval_metric="mae"
             )
@@ -149,36 +153,47 @@ class XGBoost(Predictor):
                 eval_set=[(features.iloc[val_rows], target[val_rows])],
                 verbose=False,
             )
-            self.tuning.append(
+            self.tuning_.append(
                 {**setting, "n_estimators": int(model.best_iteration) + 1, "val_mae": float(model.best_score)}
             )
-        best = min(self.tuning, key=lambda row: row["val_mae"])
-        return {key: best[key] for key in (*self.grid, "n_estimators")}
+        best = min(self.tuning_, key=lambda row: row["val_mae"])
+        return {key: best[key] for key in (*grid, "n_estimators")}
 
     def __sklearn_is_fitted__(self) -> bool:
-        return self.model is not None
+        return hasattr(self, "model_")
 
     def _predict(self, configs: pd.DataFrame) -> np.ndarray:
-        prediction = self.model.predict(self.features.transform(configs)).astype(float)
-        return prediction + self.baseline.predict(configs) if self.baseline else prediction
+        prediction = self.model_.predict(self.features_.transform(configs)).astype(float)
+        return prediction + self.baseline_.predict(configs) if self.baseline_ else prediction
 
     def get_state(self) -> dict[str, Any]:
         return {
-            "params": self.params,
-            "features": self.features.to_dict(),
-            "tuning": self.tuning,
-            "baseline": self.baseline.get_state() if self.baseline else None,
-            "booster": json.loads(self.model.get_booster().save_raw("json").decode()),
+            "settings": self.get_params(),
+            "params": self.params_,
+            "features": self.features_.to_dict(),
+            "tuning": self.tuning_,
+            "baseline": self.baseline_.get_state() if self.baseline_ else None,
+            "booster": json.loads(self.model_.get_booster().save_raw("json").decode()),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.params, self.tuning = state["params"], state.get("tuning", [])
-        self.features = FeatureSpec(**state["features"])
+        # a directory saved before `settings` existed: the booster's settings are the ones it was fitted with
+        settings = state.get("settings") or {
+            **{name: state["params"][name] for name in BOOSTER_SETTINGS},
+            "seed": state["params"]["random_state"],
+        }
+        settings = {k: v for k, v in settings.items() if k in self._param_names()}  # a newer ncpl's are dropped
+        if settings.get("grid"):
+            settings["grid"] = {k: tuple(v) for k, v in settings["grid"].items()}
+        self.set_params(**settings)
+        self.params_, self.tuning_ = state["params"], state.get("tuning", [])
+        self.features_ = FeatureSpec(**state["features"])
+        self.baseline_ = None
         if state["baseline"]:
-            self.baseline = residual_law(self.baseline_name)
-            self.baseline.set_state(state["baseline"])
-        self.model = self._regressor()
-        self.model.load_model(bytearray(json.dumps(state["booster"]).encode()))
+            self.baseline_ = residual_law(self.baseline_name)
+            self.baseline_.set_state(state["baseline"])
+        self.model_ = self._regressor()
+        self.model_.load_model(bytearray(json.dumps(state["booster"]).encode()))
 
 
 class XGBoostResidual(XGBoost):

@@ -47,6 +47,16 @@ def _versions() -> dict[str, str]:
 
 
 class NCPL(Predictor):
+    """Settings: the training config (a `TrainConfig` or the path of its YAML), where training writes its
+    checkpoints, and the dtype of prediction. Fitted: `networks_` (one a member), `serializer_`, `targets_` (the
+    residual law and the target's unit), `field_scales_`, `is_decoder_` and `hidden_` (of the backbone),
+    `train_logs_` (the metrics of the fit, one a member, drawn into the model directory by `save`), and the interval:
+    it widens by `interval_margins_` + `interval_slopes_` x distance nats at both ends, per source (POOLED for the
+    rest), where distance is the decades (log10 N plus log10 D) beyond `train_ranges_` (source -> [log10 N min, max,
+    log10 D min, max] of the training runs). `field_ranges_` (source -> field -> [min, max] of the numbers trained
+    on): with `clamp_numbers`, a number beyond them is read at the edge (the residual extrapolates flat, as a tree's
+    does; the law carries the trend)."""
+
     name = "ncpl"
 
     def __init__(
@@ -64,23 +74,6 @@ class NCPL(Predictor):
         # prediction only (ncpl.regressor.precision): auto = bf16 on a CPU with bf16 units, else fp32; int8 on request
         self.inference_dtype = inference_dtype
         self._low_precision: dict[str, list[torch.nn.Module]] = {}  # the networks' reduced-precision copies, per dtype
-        self.networks: list[NCPLNetwork] = []  # one a member
-        self.serializer: Serializer | None = None
-        self.targets: Targets | None = None
-        self.field_scales: dict[str, float] = {}
-        self.is_decoder = True
-        self.hidden = 0
-        self.train_logs: list[
-            Path
-        ] = []  # the metrics of the fit, one a member, drawn into the model directory by save()
-        # the 10-90% interval widens by margin + slope * distance nats at both ends, per source (POOLED for the rest):
-        # distance is the decades (log10 N plus log10 D) beyond the network's training runs of that source
-        self.interval_margins: dict[str, float] = {}
-        self.interval_slopes: dict[str, float] = {}
-        self.train_ranges: dict[str, list[float]] = {}  # source -> [log10 N min, max, log10 D min, max]
-        # source -> field -> [min, max] of the numbers the network was trained on; with `clamp_numbers`, a number
-        # beyond them is read at the edge (the residual extrapolates flat, as a tree's does; the law carries the trend)
-        self.field_ranges: dict[str, dict[str, list[float]]] = {}
 
     # --- training -------------------------------------------------------------------------------
 
@@ -115,34 +108,36 @@ class NCPL(Predictor):
         if not usable(runs).any():
             raise ConfigError("final_loss: no converged training runs")
         baseline = residual_law(cfg.baseline, cfg.baseline_fit_on).fit(law_runs)
-        self.train_ranges = size_ranges(runs)
+        self.train_ranges_ = size_ranges(runs)
         ok = runs[usable(runs)]
         residual = ok["final_loss"].to_numpy(float) - baseline.predict(ok)
         # A robust unit (1.4826 x the median absolute deviation: the std of a normal bulk). With the std, a few runs
         # that blew up without diverging set the unit (Marin: 0.14 nats), the bulk's residuals all lie within a
         # tenth of it, and the Huber loss is quadratic for everything but those few.
         spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-        self.targets = Targets(baseline, spread or float(np.std(residual)) or 1.0)
+        self.targets_ = Targets(baseline, spread or float(np.std(residual)) or 1.0)
 
         backbone = load_backbone(cfg.backbone)
-        self.is_decoder, self.hidden = backbone.is_decoder, backbone.hidden_size
-        self.serializer = self._serializer(backbone.tokenizer)
+        self.is_decoder_, self.hidden_ = backbone.is_decoder, backbone.hidden_size
+        self.serializer_ = self._serializer(backbone.tokenizer)
         backbone.model.resize_token_embeddings(
             len(backbone.tokenizer), mean_resizing=False
         )  # the placeholder's embedding is never read
-        train_examples = build_examples(runs, self.serializer, self.targets, cfg.max_curve_points)
-        self.field_ranges = field_ranges((str(r["source"]), self.serializer.encode(r)) for r in runs.to_dict("records"))
+        train_examples = build_examples(runs, self.serializer_, self.targets_, cfg.max_curve_points)
+        self.field_ranges_ = field_ranges(
+            (str(r["source"]), self.serializer_.encode(r)) for r in runs.to_dict("records")
+        )
         values: dict[str, list[float]] = defaultdict(list)
         for example in train_examples:
             for name, value in zip(example.encoded.num_fields, example.encoded.num_values):
                 values[name].append(value)
-        self.field_scales = field_scales(values) if cfg.encoder == "mlp" else {}
+        self.field_scales_ = field_scales(values) if cfg.encoder == "mlp" else {}
         val = val.reset_index(drop=True)
         val_examples = [self._example(row) for row in val.to_dict("records")]
         val_loss = np.where(usable(val), pd.to_numeric(val["final_loss"], errors="coerce"), np.nan)
         work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="ncpl-train-"))
-        to_loss = lambda target: self.targets.to_loss(val, target, val["data.tokens"].to_numpy(float))  # noqa: E731
-        self.networks, self.train_logs, self._low_precision = [], [], {}
+        to_loss = lambda target: self.targets_.to_loss(val, target, val["data.tokens"].to_numpy(float))  # noqa: E731
+        self.networks_, self.train_logs_, self._low_precision = [], [], {}
         for k in range(cfg.members):
             member = cfg.model_copy(update={"seed": cfg.seed + k})
             if (
@@ -150,8 +145,8 @@ class NCPL(Predictor):
             ):  # a fresh copy of the pretrained backbone, and the member's own initialisation of the encoder and head
                 torch.manual_seed(member.seed)
                 backbone = load_backbone(cfg.backbone)
-                backbone.model.resize_token_embeddings(len(self.serializer.tokenizer), mean_resizing=False)
-            network = NCPLNetwork(backbone.model, self.hidden, self.is_decoder, cfg.encoder, **cfg.encoder_options())
+                backbone.model.resize_token_embeddings(len(self.serializer_.tokenizer), mean_resizing=False)
+            network = NCPLNetwork(backbone.model, self.hidden_, self.is_decoder_, cfg.encoder, **cfg.encoder_options())
             trainer = Trainer(
                 member,
                 network,
@@ -164,11 +159,11 @@ class NCPL(Predictor):
             trained = trainer.fit(train_examples, val_examples, val_loss)
             if trainer.whole_state is not None:  # sharded in place by fully_shard: keep a plain, whole copy
                 trained = self._network(backbone.model.config, trainer.whole_state)
-            self.networks.append(trained.eval())
-            self.train_logs.append(trainer.log_path)
-        self.interval_margins, self.interval_slopes = self._calibrate_interval(val[usable(val)])
-        if cfg.calibrate_extrapolation and not self.interval_slopes:
-            self.interval_slopes = self._extrapolation_slopes(everything, work_dir / "extrapolation", accelerator)
+            self.networks_.append(trained.eval())
+            self.train_logs_.append(trainer.log_path)
+        self.interval_margins_, self.interval_slopes_ = self._calibrate_interval(val[usable(val)])
+        if cfg.calibrate_extrapolation and not self.interval_slopes_:
+            self.interval_slopes_ = self._extrapolation_slopes(everything, work_dir / "extrapolation", accelerator)
         return accelerator
 
     def _calibrate_interval(self, val: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:
@@ -178,14 +173,14 @@ class NCPL(Predictor):
         validation runs also chose the checkpoint, so the margins are slightly optimistic."""
         if val.empty:
             return {}, {}
-        self.interval_margins, self.interval_slopes = {}, {}
+        self.interval_margins_, self.interval_slopes_ = {}, {}
         return conformal.calibrate(*self._conformity(val))
 
     def _conformity(self, runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The conformity score of each run under this model's interval, its source and its distance beyond the
         training runs."""
         score = conformal.scores(self._predict_details(runs), runs["final_loss"].to_numpy(float))
-        return score, runs["source"].astype(str).to_numpy(), distance(runs, self.train_ranges)
+        return score, runs["source"].astype(str).to_numpy(), distance(runs, self.train_ranges_)
 
     def _extrapolation_slopes(self, runs: pd.DataFrame, work_dir: Path, accelerator: Any) -> dict[str, float]:
         """k of the interval's margin m0 + k d, for a model whose validation runs all lie inside its training range:
@@ -206,19 +201,19 @@ class NCPL(Predictor):
         return conformal.slopes_beyond(*calibrator._conformity(held_out.reset_index(drop=True)))
 
     def _example(self, row: dict[str, Any], fraction: float | None = None) -> Example:
-        encoded = self.serializer.encode(row, fraction)
-        if self.config.clamp_numbers and str(row["source"]) in self.field_ranges:
-            clamp(encoded, self.field_ranges[str(row["source"])])
+        encoded = self.serializer_.encode(row, fraction)
+        if self.config.clamp_numbers and str(row["source"]) in self.field_ranges_:
+            clamp(encoded, self.field_ranges_[str(row["source"])])
         return Example(encoded, math.nan, fraction is None, False)
 
     def _serializer(self, tokenizer: Any) -> Serializer:
         cfg = self.config
         return Serializer(
-            tokenizer, numbers_as_text=cfg.numbers_as_text, is_decoder=self.is_decoder, serialization=cfg.serialization
+            tokenizer, numbers_as_text=cfg.numbers_as_text, is_decoder=self.is_decoder_, serialization=cfg.serialization
         )
 
     def _collator(self) -> Collator:
-        return Collator(self.serializer, self.field_scales)
+        return Collator(self.serializer_, self.field_scales_)
 
     # --- prediction -----------------------------------------------------------------------------
 
@@ -227,7 +222,7 @@ class NCPL(Predictor):
         """Raw head outputs of every member, shape (members, examples, 4). Batched by sequence length, no batch mixing
         two lengths (no pad tokens), equal token ids side by side (a batch of one layout: a decoder computes the shared
         prefix once)."""
-        if not self.networks:
+        if not self.__sklearn_is_fitted__():
             raise NotFittedError("this NCPL model is not trained: call fit() or load a model directory")
         batch_size = batch_size or self.config.eval_batch_size
         ids = [e.encoded.input_ids for e in examples]
@@ -253,15 +248,15 @@ class NCPL(Predictor):
     def _inference_networks(self) -> list[torch.nn.Module]:
         """The members in `inference_dtype` (resolved for the device they are on); reduced-precision copies are made
         once and kept."""
-        dtype = resolve(self.inference_dtype, next(self.networks[0].parameters()).device)
+        dtype = resolve(self.inference_dtype, next(self.networks_[0].parameters()).device)
         if dtype == "fp32":
-            return self.networks
+            return self.networks_
         if dtype not in self._low_precision:
-            self._low_precision[dtype] = [for_inference(network, dtype) for network in self.networks]
+            self._low_precision[dtype] = [for_inference(network, dtype) for network in self.networks_]
         return self._low_precision[dtype]
 
     def __sklearn_is_fitted__(self) -> bool:
-        return bool(self.networks)
+        return bool(getattr(self, "networks_", None))
 
     def _predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
         """pred_loss, its 10-90% interval pred_loss_lo / pred_loss_hi, and p_diverge, one row per config."""
@@ -269,15 +264,15 @@ class NCPL(Predictor):
         outputs = self._outputs([self._example(row) for row in configs.to_dict("records")])
         out = outputs.mean(axis=0)  # the loss is linear in the outputs: this averages the members' losses and quantiles
         n_tokens = configs["data.tokens"].to_numpy(float)
-        to_loss = lambda column: self.targets.to_loss(configs, out[:, column], n_tokens)  # noqa: E731
+        to_loss = lambda column: self.targets_.to_loss(configs, out[:, column], n_tokens)  # noqa: E731
         low, high = to_loss(1), to_loss(2)
         low, high = np.minimum(low, high), np.maximum(low, high)
         middle = (low + high) / 2  # a negative margin shrinks an interval at most to its middle
         margin = conformal.margin(
             configs["source"].astype(str),
-            self.interval_margins,
-            self.interval_slopes,
-            distance(configs, self.train_ranges),
+            self.interval_margins_,
+            self.interval_slopes_,
+            distance(configs, self.train_ranges_),
         )
         return pd.DataFrame(
             {
@@ -298,7 +293,7 @@ class NCPL(Predictor):
         out = self._outputs(examples)[:, :, 0].mean(axis=0).reshape(len(rows), len(fractions))
         n_tokens = configs["data.tokens"].to_numpy(float)
         return np.stack(
-            [self.targets.to_loss(configs, out[:, j], f * n_tokens) for j, f in enumerate(fractions)], axis=1
+            [self.targets_.to_loss(configs, out[:, j], f * n_tokens) for j, f in enumerate(fractions)], axis=1
         )
 
     # --- saving ---------------------------------------------------------------------------------
@@ -307,18 +302,18 @@ class NCPL(Predictor):
         return {
             "train_config": self.config.model_dump(mode="json"),
             "backbone": self.config.backbone,
-            "is_decoder": self.is_decoder,
-            "hidden_size": self.hidden,
+            "is_decoder": self.is_decoder_,
+            "hidden_size": self.hidden_,
             "encoder": self.config.encoder,
             "numbers_as_text": self.config.numbers_as_text,
             "serialization": self.config.serialization,
-            "field_scales": self.field_scales,
-            "baseline": self.targets.baseline.get_state(),
-            "target_scale": self.targets.scale,
-            "interval_margins": self.interval_margins,
-            "interval_slopes": self.interval_slopes,
-            "train_ranges": self.train_ranges,
-            "field_ranges": self.field_ranges,
+            "field_scales": self.field_scales_,
+            "baseline": self.targets_.baseline.get_state(),
+            "target_scale": self.targets_.scale,
+            "interval_margins": self.interval_margins_,
+            "interval_slopes": self.interval_slopes_,
+            "train_ranges": self.train_ranges_,
+            "field_ranges": self.field_ranges_,
             "versions": _versions(),
         }
 
@@ -328,18 +323,18 @@ class NCPL(Predictor):
         # `serialization` existed read the verbose text
         old = {"baseline": "chinchilla", "fourier_min_period": 0.25, "serialization": "verbose"}
         self.config = TrainConfig.model_validate({**old, **state["train_config"]})
-        self.is_decoder, self.hidden = state["is_decoder"], state["hidden_size"]
-        self.field_scales = state["field_scales"]
+        self.is_decoder_, self.hidden_ = state["is_decoder"], state["hidden_size"]
+        self.field_scales_ = state["field_scales"]
         baseline = residual_law(self.config.baseline, self.config.baseline_fit_on)
         baseline.set_state(state["baseline"])
-        self.targets = Targets(baseline, state["target_scale"])
+        self.targets_ = Targets(baseline, state["target_scale"])
         # directories saved before per-source margins had one margin, and before that none
-        self.interval_margins = state.get("interval_margins", {POOLED: state.get("interval_margin", 0.0)})
-        self.interval_slopes, self.train_ranges = (
+        self.interval_margins_ = state.get("interval_margins", {POOLED: state.get("interval_margin", 0.0)})
+        self.interval_slopes_, self.train_ranges_ = (
             state.get("interval_slopes", {}),
             state.get("train_ranges", {}),
         )  # none: no widening
-        self.field_ranges = state.get("field_ranges", {})  # none: numbers are read as they are
+        self.field_ranges_ = state.get("field_ranges", {})  # none: numbers are read as they are
 
     def save(self, directory: str | Path) -> Path:
         """Write the model directory (only the main process does, when several trained it)."""
@@ -348,9 +343,9 @@ class NCPL(Predictor):
         directory = Path(directory)
         if not PartialState().is_main_process:
             return directory
-        model_dir.write_networks(directory, self.networks, self.serializer.tokenizer)
+        model_dir.write_networks(directory, self.networks_, self.serializer_.tokenizer)
         super().save(directory)
-        model_dir.draw_training_curves(directory, self.train_logs)
+        model_dir.draw_training_curves(directory, self.train_logs_)
         return directory
 
     @classmethod
@@ -358,8 +353,8 @@ class NCPL(Predictor):
         model = cls()
         model.set_state(state)
         tokenizer, backbone_config, weights = model_dir.read_backbone(Path(directory), model.config.members)
-        model.serializer = model._serializer(tokenizer)
-        model.networks = [model._network(backbone_config, model_dir.read_weights(path)) for path in weights]
+        model.serializer_ = model._serializer(tokenizer)
+        model.networks_ = [model._network(backbone_config, model_dir.read_weights(path)) for path in weights]
         return model
 
     def _network(self, backbone_config: Any, state: dict[str, torch.Tensor]) -> NCPLNetwork:
@@ -368,8 +363,8 @@ class NCPL(Predictor):
 
         network = NCPLNetwork(
             AutoModel.from_config(backbone_config),
-            self.hidden,
-            self.is_decoder,
+            self.hidden_,
+            self.is_decoder_,
             self.config.encoder,
             **self.config.encoder_options(),
         )
