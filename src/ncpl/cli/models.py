@@ -128,6 +128,7 @@ def ensemble(
 ) -> None:
     """Average several trained predictors into one model directory that predict, score, tune and eval take."""
     from ncpl import predictors
+    from ncpl.predictors.coverage import merge_coverage
     from ncpl.predictors.ensemble import Ensemble
 
     try:
@@ -136,7 +137,7 @@ def ensemble(
         raise ConfigError(f"--weights: got {weights!r}, expected numbers separated by commas, e.g. 1,1") from None
     with as_flags(weights="--weights"):
         model = Ensemble([predictors.load_predictor(directory) for directory in members], parsed)
-    model.coverage_ = predictors.merge_coverage([member.coverage_ for member in model.members])
+    model.coverage_ = merge_coverage([member.coverage_ for member in model.members])
     model.save(output)
     console.print(
         f"saved an ensemble of {', '.join(m.name for m in model.members)} (weights {model.weights}) -> {output}"

@@ -52,7 +52,7 @@ def print_rows(title: str, headers: tuple[str, ...], rows) -> None:
 
 def warn_coverage(model, configs: pd.DataFrame, details: pd.DataFrame, what: str) -> None:
     """Say which fields the model never saw in training and which predictions lie outside its training runs."""
-    from ncpl.predictors import COVERAGE_AXES, OUTSIDE
+    from ncpl.predictors.coverage import COVERAGE_AXES, OUTSIDE
 
     unseen = model.unseen_fields(configs)
     if unseen:

@@ -95,7 +95,7 @@ def score(
 
     from ncpl import predictors
     from ncpl.flat import CONFIG_PREFIXES
-    from ncpl.predictors import OUTSIDE
+    from ncpl.predictors.coverage import OUTSIDE
     from ncpl.regressor.precision import DTYPES, set_inference_dtype
     from ncpl.scoring import merge_parts, parts_folder, process_state, score_file, sweep_rows
 

@@ -27,6 +27,7 @@ import pandas as pd
 from ncpl.atomic import atomic_path
 from ncpl.columns import tokens
 from ncpl.errors import ConfigError, ModelDirError, NotFittedError
+from ncpl.predictors import coverage
 from ncpl.schema import RunConfig, RunRecord, config_to_flat
 from ncpl.validation import validate
 
@@ -62,75 +63,11 @@ def as_frame(configs: Configs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# The axes along which a prediction is placed against the training runs of its source, in decades (log10).
-COVERAGE_AXES = {"n_params": "N (non-embedding, active)", "tokens": "D (tokens)", "lr": "lr", "batch": "batch (tokens)"}
-OUTSIDE = "outside_"  # prefix of the per-axis columns; `outside` is their largest absolute value
-# Distances below this many decades (1.2%) count as inside: a count written with units (134M for 134217728) is not
-# an extrapolation.
-OUTSIDE_TOLERANCE = 0.005
-
-
-def _axes(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    from ncpl.columns import effective_params, tokens
-
-    def column(name: str) -> np.ndarray:
-        return (
-            pd.to_numeric(frame[name], errors="coerce").to_numpy(float)
-            if name in frame
-            else np.full(len(frame), np.nan)
-        )
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return {
-            "n_params": np.log10(effective_params(frame)),
-            "tokens": np.log10(tokens(frame)),
-            "lr": np.log10(column("optimizer.lr")),
-            "batch": np.log10(column("batch.tokens")),
-        }
-
-
-def training_coverage(runs: pd.DataFrame) -> dict[str, Any]:
-    """What a predictor saw in training: per source the min / max of each axis (log10), and the config fields set."""
-    from ncpl.schema import known_fields
-
-    sections = tuple(f"{field.partition('.')[0]}." for field in known_fields() if "." in field) + ("extra.",)
-    fields = sorted(c for c in runs.columns if (c == "source" or c.startswith(sections)) and runs[c].notna().any())
-    ranges: dict[str, dict[str, list[float] | None]] = {}
-    axes = _axes(runs)
-    sources = runs["source"].astype(str).to_numpy()
-    for source in np.unique(sources):
-        ranges[source] = {}
-        for axis, values in axes.items():
-            seen = values[(sources == source) & np.isfinite(values)]
-            ranges[source][axis] = [float(seen.min()), float(seen.max())] if len(seen) else None
-    return {"ranges": ranges, "fields": fields}
-
-
-def merge_coverage(coverages: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """The coverage of several predictors used together (an ensemble): the union of their ranges and fields;
-    None when one of them is unknown."""
-    if not coverages or any(c is None for c in coverages):
-        return None
-    ranges: dict[str, dict[str, list[float] | None]] = {}
-    for coverage in coverages:
-        for source, axes in coverage["ranges"].items():
-            for axis, bounds in axes.items():
-                known = ranges.setdefault(source, {}).get(axis)
-                ranges[source][axis] = (
-                    bounds
-                    if known is None
-                    else known
-                    if bounds is None
-                    else [min(known[0], bounds[0]), max(known[1], bounds[1])]
-                )
-    return {"ranges": ranges, "fields": sorted({f for c in coverages for f in c["fields"]})}
-
-
 def _records_coverage(fit):
     @functools.wraps(fit)
     def wrapper(self: Predictor, runs: pd.DataFrame, *args: Any, **kwargs: Any) -> Predictor:
         fitted = fit(self, runs, *args, **kwargs)
-        self.coverage_ = training_coverage(runs)
+        self.coverage_ = coverage.training_coverage(runs)
         return fitted
 
     return wrapper
@@ -208,49 +145,14 @@ class Predictor(ABC):
         return pd.concat([details, self.outside_of_training(frame).set_axis(details.index)], axis=1)
 
     def outside_of_training(self, configs: Configs) -> pd.DataFrame:
-        """Per config, how many decades each axis (``outside_n_params``, ``outside_tokens``, ``outside_lr``,
-        ``outside_batch``) lies beyond the training runs of its source: positive above their max, negative below their
-        min, 0 inside (or within `OUTSIDE_TOLERANCE`); ``outside`` the largest absolute value. NaN where unknown (a
-        model saved before, a source or an axis without training runs, a config without the value)."""
-        frame = as_frame(configs)
-        sources = frame["source"].astype(str).to_numpy() if "source" in frame else np.full(len(frame), "")
-        ranges = (self.coverage_ or {}).get("ranges", {})
-        out = {}
-        for axis, values in _axes(frame).items():
-            bounds = np.array([(ranges.get(s, {}).get(axis) or [np.nan, np.nan]) for s in sources], float).reshape(
-                -1, 2
-            )
-            beyond = np.where(
-                values > bounds[:, 1],
-                values - bounds[:, 1],
-                np.where(values < bounds[:, 0], values - bounds[:, 0], 0.0),
-            )
-            out[f"{OUTSIDE}{axis}"] = np.where(np.abs(beyond) < OUTSIDE_TOLERANCE, 0.0, beyond)
-            out[f"{OUTSIDE}{axis}"][~np.isfinite(values) | np.isnan(bounds).any(axis=1)] = np.nan
-        table = pd.DataFrame(out)
-        table.insert(0, "outside", table.abs().max(axis=1, skipna=True).where(table.notna().any(axis=1)))
-        return table
+        """Per config, how many decades each axis lies beyond the training runs of its source
+        (`ncpl.predictors.coverage.outside`)."""
+        return coverage.outside(self.coverage_, as_frame(configs))
 
     def unseen_fields(self, configs: Configs) -> list[str]:
         """Config fields set in `configs` that no training run had (the model cannot have learned their effect);
         [] when the training fields are unknown (a model saved before they were recorded)."""
-        if not self.coverage_:
-            return []
-        frame = as_frame(configs)
-        seen = set(self.coverage_["fields"])
-        sections = {field.partition(".")[0] for field in seen if "." in field} | {
-            "model",
-            "data",
-            "optimizer",
-            "schedule",
-            "batch",
-            "extra",
-        }
-        return [
-            c
-            for c in frame.columns
-            if c.partition(".")[0] in sections and "." in c and c not in seen and frame[c].notna().any()
-        ]
+        return coverage.unseen_fields(self.coverage_, as_frame(configs))
 
     def predict_curve(self, configs: Configs, fractions: np.ndarray) -> np.ndarray:
         """Loss at each fraction of training: shape (configs, fractions). The point at fraction 1 is the final-loss
