@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import ROOT, benchmarks, development, machine, other_sources, update_readme  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
+from ncpl.atomic import atomic_path  # noqa: E402
 from ncpl.evaluate import STEPLAW_PICKER, paired_bootstrap  # noqa: E402
 from ncpl.evaluate import evaluate as evaluate_models  # noqa: E402
 from ncpl.predictors.ensemble import Ensemble  # noqa: E402
@@ -117,7 +118,7 @@ def run_once(
         models[name] = predictors.create(
             name, seed=seed, tune=True, val_split=config.val_split, val_frac=config.val_frac, grid=grid
         ).fit(train)
-        print(f"{stage} seed {seed}: {name} tuned, {models[name].params}", flush=True)
+        print(f"{stage} seed {seed}: {name} tuned, {models[name].params_}", flush=True)
     model_dir = here / "model"
     start = time.perf_counter()
     if (model_dir / "predictor.json").exists():  # trained before an interruption: its log gives the minutes
@@ -137,13 +138,12 @@ def run_once(
         "train_runs": len(train),
         "train_minutes": round(minutes, 2),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
-        "xgboost_params": {name: models[name].params for name in TREES},
+        "xgboost_params": {name: models[name].params_ for name in TREES},
         "interval": {"margins": models["ncpl"].interval_margins_, "slopes": models["ncpl"].interval_slopes_},
     }
     here.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, allow_nan=True))
-    tmp.replace(cache)
+    with atomic_path(cache) as tmp:
+        tmp.write_text(json.dumps(report, allow_nan=True))
     print(f"{stage} seed {seed}: NCPL trained in {minutes:.1f} min on {len(train)} runs", flush=True)
     return report
 
