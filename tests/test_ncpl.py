@@ -131,6 +131,15 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     assert np.isfinite(details.to_numpy()).all() and (details["pred_loss_lo"] <= details["pred_loss_hi"]).all()
     curve = model.predict_curve(runs.head(3), np.array([0.2, 0.6, 1.0]))
     assert curve.shape == (3, 3) and np.isfinite(curve).all()
+    fractions = np.linspace(0.05, 1.0, 20)
+    gems = runs[runs["source"] == "gemstones"]  # constant and wsd: the lr never rises, so neither may the curve
+    assert np.all(np.diff(model.predict_curve(gems, fractions), axis=1) <= 0)
+    raw = model._predict_curve(gems, fractions)
+    assert (np.diff(raw, axis=1) > 0).any()  # (this tiny network's raw curves do rise: the guarantee is tested)
+    rewarmed = gems.head(1).assign(**{"schedule.name": "explicit", "schedule_lr": [[1.0, 0.1, 1.0]]})
+    np.testing.assert_allclose(
+        model.predict_curve(rewarmed, fractions[:-1]), model._predict_curve(rewarmed, fractions[:-1])
+    )
     model.save(tmp_path / "model")
     assert {p.name for p in (tmp_path / "model").iterdir()} >= {
         "predictor.json",

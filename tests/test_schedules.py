@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from ncpl.errors import ConfigError
-from ncpl.schedules import lr_at_steps, tokens_to_steps
+from ncpl.predictors import non_increasing
+from ncpl.schedules import lr_at_steps, never_rises, tokens_to_steps
 from ncpl.schema import RunConfig, RunRecord, ScheduleSpec, config_from_flat, config_to_flat
 from ncpl.sources import import_runs
 from ncpl.store import read_runs, write_runs
@@ -93,3 +94,36 @@ def test_gemstones_cooldown_is_linear():
 def test_pandas_reads_schedule_columns():
     runs = pd.read_parquet("data/multipower.parquet", columns=["schedule.name", "schedule.stage_steps"])
     assert set(runs["schedule.name"]) == {"constant", "cosine", "wsd", "multistep"}
+
+
+def test_which_schedules_never_raise_the_lr_after_warmup():
+    falls = [
+        ScheduleSpec(name="cosine", warmup_steps=10, total_steps=110),
+        ScheduleSpec(name="wsd", total_steps=100, cooldown_steps=20),
+        ScheduleSpec(name="constant"),
+        ScheduleSpec(name="multistep", stage_steps=[30, 60], stage_lr_ratios=[0.5, 0.1]),
+        ScheduleSpec(lr=[0.0, 0.5, 1.0, 1.0, 0.3]),  # warmup, then a decay
+    ]
+    rises = [
+        ScheduleSpec(name="multistep", stage_steps=[30, 60], stage_lr_ratios=[0.1, 0.5]),  # a re-warming stage
+        ScheduleSpec(lr=[1.0, 0.5, 0.8]),
+        ScheduleSpec(name="inv_sqrt"),  # not a family whose lrs are known here
+        ScheduleSpec(),
+    ]
+    assert all(map(never_rises, falls)) and not any(map(never_rises, rises))
+
+
+def test_the_non_increasing_projection_never_moves_a_curve_away_from_a_falling_truth():
+    """Random made-up curves (not data): a prediction x, a non-increasing truth y through x's end point."""
+    rng = np.random.default_rng(0)
+    fractions = np.array([0.4, 0.1, 1.0, 0.7, 0.2])
+    order = np.argsort(fractions)
+    for _ in range(200):
+        x = rng.normal(size=(1, 5))
+        y = np.empty(5)
+        y[order] = x[0, 2] + np.sort(np.abs(rng.normal(size=5)))[::-1] * [1, 1, 1, 1, 0]
+        projected = non_increasing(x, fractions)
+        assert np.all(np.diff(projected[0, order]) <= 0) and projected[0, 2] == x[0, 2]
+        assert np.linalg.norm(projected - y) <= np.linalg.norm(x - y) + 1e-9
+    falling = np.sort(rng.normal(size=(3, 5)))[:, ::-1]
+    assert np.array_equal(non_increasing(falling, np.linspace(0.2, 1, 5)), falling)  # nothing to mend: unchanged

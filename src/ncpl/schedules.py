@@ -74,6 +74,20 @@ def lr_at_steps(schedule: ScheduleSpec, peak_lr: float | None = None, steps: int
     return lrs
 
 
+def never_rises(schedule: ScheduleSpec) -> bool:
+    """Whether the lr never rises after its warmup (then the expected loss falls all along); False for a family whose
+    lrs are not known here."""
+    if schedule.name in ("constant", "cosine", "linear", "wsd"):
+        return True
+    if schedule.name == "multistep" and schedule.stage_steps:
+        ratios = [1.0, *schedule.stage_lr_ratios]  # the stages in step order (validated)
+        return all(later <= earlier for earlier, later in zip(ratios, ratios[1:]))
+    if schedule.name == "explicit" and schedule.lr:
+        lrs = np.asarray(schedule.lr, float)
+        return bool(np.all(np.diff(lrs[int(np.argmax(lrs)) :]) <= 0))
+    return False
+
+
 def config_lrs(config: RunConfig, steps: int | None = None) -> np.ndarray:
     """`lr_at_steps` of a run's schedule at its peak lr (``optimizer.lr``)."""
     return lr_at_steps(config.schedule, config.optimizer.lr, steps)

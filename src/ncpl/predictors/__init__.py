@@ -156,13 +156,17 @@ class Predictor(ABC):
 
     def predict_curve(self, configs: Configs, fractions: np.ndarray) -> np.ndarray:
         """Loss at each fraction of training: shape (configs, fractions). The point at fraction 1 is the final-loss
-        prediction (`predict`): a curve head asked at the end and the final-loss head can differ by a few thousandths."""
+        prediction (`predict`): a curve head asked at the end and the final-loss head can differ by a few thousandths.
+        Where the config's lr never rises after warmup (`ncpl.schedules.never_rises`) the curve is made
+        non-increasing (`non_increasing`)."""
         self._check_fitted()
         frame, fractions = as_frame(configs), np.asarray(fractions, float)
         curve = self._predict_curve(frame, fractions)
         end = np.isclose(fractions, 1.0)
         if end.any():
             curve[:, end] = self._predict(frame)[:, None]
+        falls = np.array([_lr_never_rises(row) for row in frame.to_dict("records")], bool)
+        curve[falls] = non_increasing(curve[falls], fractions)
         return curve
 
     @abstractmethod
@@ -203,6 +207,43 @@ class Predictor(ABC):
         with atomic_path(directory / META_FILE) as tmp:
             tmp.write_text(json.dumps(meta, indent=2))
         return directory
+
+
+def _lr_never_rises(row: dict[str, Any]) -> bool:
+    from pydantic import ValidationError
+
+    from ncpl.flat import present, unflatten
+    from ncpl.schedules import never_rises
+    from ncpl.schema import ScheduleSpec
+
+    try:
+        return never_rises(ScheduleSpec.model_validate(unflatten(present(row)).get("schedule", {})))
+    except ValidationError:  # a schedule ncpl cannot read: its curve is left as predicted
+        return False
+
+
+def non_increasing(curves: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Each curve (a row, at `fractions`) projected onto the non-increasing curves by isotonic regression, the point at
+    fraction 1 (the final-loss prediction) held where it is. The projection onto a convex set that holds the true
+    curve never moves a prediction away from it: where the truth falls, the error can only shrink."""
+    from sklearn.isotonic import isotonic_regression
+
+    order = np.argsort(fractions, kind="stable")
+    end = np.isclose(fractions[order], 1.0)
+    weight = np.where(end, 1e9, 1.0)
+    out = curves.astype(float, copy=True)
+    for row in out:
+        fitted = isotonic_regression(row[order], sample_weight=weight, increasing=False)
+        if end.any():  # the weight held it to within ~1e-9 nats; put it back exactly, the rest on its side of it
+            at_end = row[order][end][0]
+            first, last = np.flatnonzero(end)[[0, -1]]
+            fitted[:first], fitted[end], fitted[last + 1 :] = (
+                np.maximum(fitted[:first], at_end),
+                at_end,
+                np.minimum(fitted[last + 1 :], at_end),
+            )
+        row[order] = fitted
+    return out
 
 
 class TokenLaw(Predictor):
