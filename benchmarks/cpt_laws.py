@@ -70,7 +70,7 @@ def group_rows(runs: pd.DataFrame, laws: dict[str, cpt.CPTLaws]) -> list[dict]:
             predicted = law.at(6 * n * d, n)
             row[f"{name}: lr"], row[f"{name}: batch"] = predicted["lr"], predicted["batch_tokens"]
             row[f"{name}: regret"] = regret(group, law_scores(law, group))["regret"]
-        row["steplaw-law: regret"] = regret(group, steplaw.distance(group))["regret"]
+        row["steplaw-law: regret"] = regret(group, steplaw.distance_from_optimum(group))["regret"]
         out.append(row)
     return out
 
@@ -102,7 +102,7 @@ def continuation_rows(runs: pd.DataFrame, laws: cpt.CPTLaws) -> list[dict]:
                     "log batch / best": float(np.log(predicted["batch_tokens"] / best["batch.tokens"])),
                     "regret (C_eq)": regret(target, law_scores(laws, target, predicted["C_total"]))["regret"],
                     "regret (true C)": regret(target, law_scores(laws, target))["regret"],
-                    "regret (steplaw-law)": regret(target, steplaw.distance(target))["regret"],
+                    "regret (steplaw-law)": regret(target, steplaw.distance_from_optimum(target))["regret"],
                     "lr (true C)": scratch["lr"],
                     "batch (true C)": scratch["batch_tokens"],
                 }
@@ -131,7 +131,10 @@ def main() -> None:
     summary = []
     for test, runs in tests.items():
         runs = runs.reset_index(drop=True)
-        pickers = {**{name: law_scores(law, runs) for name, law in laws.items()}, "steplaw-law": steplaw.distance(runs)}
+        pickers = {
+            **{name: law_scores(law, runs) for name, law in laws.items()},
+            "steplaw-law": steplaw.distance_from_optimum(runs),
+        }
         summary += [{"test": test, "picker": name, **regret(runs, score)} for name, score in pickers.items()]
     ood = tests["steplaw-ood"]
     groups = group_rows(ood, laws)

@@ -4,7 +4,7 @@ import pytest
 
 from ncpl import predictors
 from ncpl.errors import ConfigError
-from ncpl.predictors.chinchilla import EPOCH_N_TERM, Chinchilla, ChinchillaLaw, fit_law
+from ncpl.predictors.chinchilla import EPOCH_N_TERM, Chinchilla, ChinchillaLaw, fit_chinchilla
 
 HOFFMANN = ChinchillaLaw(E=1.69, A=406.4, alpha=0.34, B=410.7, beta=0.28)
 EPOCH = ChinchillaLaw(E=1.8172, A=482.01, alpha=0.3478, B=2085.43, beta=0.3658)
@@ -14,7 +14,7 @@ EPOCH = ChinchillaLaw(E=1.8172, A=482.01, alpha=0.3478, B=2085.43, beta=0.3658)
 def test_recovers_known_constants(law):
     rng = np.random.default_rng(0)
     n, d = 10 ** rng.uniform(7, 10, 300), 10 ** rng.uniform(9, 12, 300)
-    fitted = fit_law(n, d, law(n, d))
+    fitted = fit_chinchilla(n, d, law(n, d))
     for name in ("E", "alpha", "beta"):
         assert getattr(fitted, name) == pytest.approx(getattr(law, name), rel=1e-3)
     for name in ("A", "B"):
@@ -69,8 +69,8 @@ def test_prior_settles_what_one_model_size_cannot():
     rng = np.random.default_rng(3)
     d = 10 ** rng.uniform(9, 11, 100)
     n = np.full_like(d, 1.3e8)  # a single model size: the N term is not identifiable
-    free = fit_law(n, d, EPOCH(n, d))
-    anchored = fit_law(n, d, EPOCH(n, d), prior_weight=1e-4)
+    free = fit_chinchilla(n, d, EPOCH(n, d))
+    anchored = fit_chinchilla(n, d, EPOCH(n, d), prior_weight=1e-4)
     assert anchored.alpha == pytest.approx(EPOCH.alpha, abs=0.02) and anchored.E == pytest.approx(EPOCH.E, rel=0.05)
     assert abs(free.alpha - EPOCH.alpha) > 0.1  # left free, the exponent lands anywhere
     for law in (free, anchored):  # both fit the data they saw
@@ -92,5 +92,5 @@ def test_prior_settles_what_one_model_size_cannot():
     two = np.where(np.arange(len(d)) % 2, 1.3e8, 1.6e8)  # two sizes: the weak prior picks the split
     runs = runs.assign(**{"model.n_params": two, "final_loss": EPOCH(two, d)})
     assert Chinchilla().fit(runs).laws_["one-size"].alpha == pytest.approx(
-        fit_law(two, d, EPOCH(two, d), prior_weight=1e-4).alpha
+        fit_chinchilla(two, d, EPOCH(two, d), prior_weight=1e-4).alpha
     )

@@ -99,7 +99,7 @@ def test_steplaw_law_picks_the_config_nearest_its_optimum(shared):
     # the published law was fitted on StepLaw's own grid: there it must pick near-best configs (measured: 0.0027 nats,
     # 1.25 tries to a near-best run; an lr 4x off gives 0.027-0.058, a blind pick 0.096)
     runs = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
-    got = regret(runs, steplaw.distance(runs))
+    got = regret(runs, steplaw.distance_from_optimum(runs))
     assert got["groups"] == 12 and got["regret"] < 0.01 and got["diverged_picks"] == 0 and got["runs_to_near_best"] < 2
 
 

@@ -156,7 +156,7 @@ def evaluate(models: dict[str, Predictor], tests: dict[str, pd.DataFrame]) -> di
             **{name: pred.tolist() for name, pred in scores.items()},
         }
         if {"optimizer.lr", "batch.tokens"} <= set(runs.columns):
-            scores[STEPLAW_PICKER] = steplaw.distance(runs)
+            scores[STEPLAW_PICKER] = steplaw.distance_from_optimum(runs)
         for source in sorted(runs["source"].unique()):
             here = (runs["source"] == source).to_numpy()
             ceiling = loss_ceiling(loss[here], ok[here])

@@ -21,7 +21,7 @@ def optimal_batch_tokens(n_tokens: np.ndarray) -> np.ndarray:
     return 0.58 * np.asarray(n_tokens, float) ** 0.571
 
 
-def distance(configs: pd.DataFrame) -> np.ndarray:
+def distance_from_optimum(configs: pd.DataFrame) -> np.ndarray:
     """Log-space distance of each config's (lr, batch tokens) from the law's optimum at its (N, D)."""
     n, d = effective_params(configs), tokens(configs)
     lr = configs["optimizer.lr"].to_numpy(float)
@@ -31,4 +31,4 @@ def distance(configs: pd.DataFrame) -> np.ndarray:
 
 def pick(candidates: pd.DataFrame) -> int:
     """Positional index of the candidate nearest the law (candidates without lr or batch never win)."""
-    return int(np.nanargmin(np.where(np.isfinite(dist := distance(candidates)), dist, np.inf)))
+    return int(np.nanargmin(np.where(np.isfinite(dist := distance_from_optimum(candidates)), dist, np.inf)))

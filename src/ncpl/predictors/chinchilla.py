@@ -99,7 +99,7 @@ def _grid_values(
     return np.where(residual <= delta, 0.5 * residual**2, delta * (residual - 0.5 * delta)).sum(axis=1)
 
 
-def fit_law(
+def fit_chinchilla(
     n_params: np.ndarray,
     n_tokens: np.ndarray,
     loss: np.ndarray,
@@ -183,7 +183,7 @@ class Chinchilla(TokenLaw):
             weight = self.prior_weight
             if weight is None:
                 weight = AUTO_PRIOR_WEIGHT if sizes < MIN_SIZES else 0.0
-            self.laws_[str(source)] = fit_law(
+            self.laws_[str(source)] = fit_chinchilla(
                 n_params,
                 tokens(group),
                 group["final_loss"].to_numpy(float),
