@@ -30,6 +30,10 @@ from ncpl.columns import usable
 from ncpl.store import read_runs, write_runs
 
 ROOT = Path(__file__).resolve().parents[1]
+FSDP_ON_CPU = (
+    *("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"),
+    str(ROOT / "scripts/fsdp_on_cpu.py"),
+)
 PER_PROCESS = 4  # batch per process of the 2-process run; the 1-process run takes 2 x this
 
 
@@ -61,6 +65,9 @@ def files(tmp_path_factory):
     write_runs(runs.iloc[48:], folder / "val.parquet")
     for name, batch in (("one", 2 * PER_PROCESS), ("two", PER_PROCESS)):
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(gpu_config(batch)))
+    lora = gpu_config(PER_PROCESS)
+    lora["stage2"] = {**lora["stage2"], "mode": "lora", "lora_r": 4, "lora_alpha": 8}
+    (folder / "two-lora.yaml").write_text(yaml.safe_dump(lora))
     return folder
 
 
@@ -148,12 +155,21 @@ def test_fsdp_on_cpu_is_refused_not_run_twice(files):
 def test_fsdp2_forced_on_cpu_trains_and_saves_the_one_process_network(files):
     """scripts/fsdp_on_cpu.py: fully_shard over gloo, as on a GPU cluster. The saved model holds the whole weights
     (every process gathers them after training), and predicts what one process with the global batch does."""
-    torchrun = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517")
-    fsdp_on_cpu = (*torchrun, str(ROOT / "scripts/fsdp_on_cpu.py"))
-    launched = train(files, "two.yaml", "fsdp2", program=fsdp_on_cpu, ACCELERATE_USE_CPU="true")
+    launched = train(files, "two.yaml", "fsdp2", program=FSDP_ON_CPU, ACCELERATE_USE_CPU="true")
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     trained(files, "one", "one.yaml")
     np.testing.assert_allclose(predict(files, "fsdp2"), predict(files, "one"), rtol=0, atol=1e-5)
+
+
+def test_lora_under_fsdp2_is_refused_before_training(files):
+    """peft's adapters on weights fully_shard has sharded fail in stage 2 (Tensor + DTensor); refused up front."""
+    launched = train(files, "two-lora.yaml", "fsdp2-lora", program=FSDP_ON_CPU, ACCELERATE_USE_CPU="true")
+    assert (
+        launched.returncode != 0
+        and "stage2.mode: 'lora' does not train under FSDP2" in launched.stdout + launched.stderr
+    )
+    assert not (files / "fsdp2-lora" / "predictor.json").exists()
+    assert "stage 1 epoch" not in launched.stdout + launched.stderr  # refused before any training
 
 
 def test_fsdp_units_of_the_cluster_config_are_the_decoder_layers():

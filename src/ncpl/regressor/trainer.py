@@ -109,6 +109,12 @@ class Trainer:
         self._trim_log(progress)
         stage2 = self.config.stage2
         lora = stage2.epochs > 0 and stage2.mode == "lora"
+        if lora and acc.is_fsdp2:  # before stage 1, so that no compute is spent on a run that would fail at stage 2
+            raise ConfigError(
+                "stage2.mode: 'lora' does not train under FSDP2 (peft adds its adapters to weights fully_shard has "
+                "already sharded, and their sum mixes plain tensors with DTensors); set stage2.mode to 'full', or "
+                "train LoRA under DDP"
+            )
         if progress["stage"] == 1:
             self._stage(1, self.config.stage1, train, val, val_loss, progress)
             self._load_best()
