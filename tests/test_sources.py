@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ncpl.errors import DataError
 from ncpl.sources import ImportFailed, import_runs
 
 
@@ -155,6 +156,22 @@ def test_missing_file_and_unknown_source(tmp_path):
         import_runs("steplaw", [tmp_path / "nope.csv"])
     with pytest.raises(ImportFailed, match="unknown source"):
         import_runs("wandb", [tmp_path])
+
+
+def test_a_file_the_importer_cannot_read_is_a_data_error_naming_it(tmp_path):
+    """Small files written here (not real data): a table in an unknown format, a Marin log without its shapes file,
+    a (Mis)Fitting table without its columns. Each is a DataError (the CLI prints it and exits 2), not a traceback."""
+    (tmp_path / "runs.txt").write_text("source,final_loss\n")
+    (tmp_path / "marin_sweep_runs.jsonl").write_text("{}\n")
+    (tmp_path / "scaling_results.csv").write_text("a,b\n1,2\n")
+    for source, name, message in (
+        ("table", "runs.txt", "unsupported table format '.txt'"),
+        ("marin", "marin_sweep_runs.jsonl", "Marin model shapes not found"),
+        ("misfitting", "scaling_results.csv", "missing columns"),
+    ):
+        with pytest.raises(DataError, match=message) as raised:
+            import_runs(source, [tmp_path / name])
+        assert str(tmp_path / name) in str(raised.value) or name.startswith("marin")
 
 
 def test_table_round_trip_through_csv(shared, tmp_path):

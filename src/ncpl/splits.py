@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ncpl.columns import compute, effective_params, tokens
+from ncpl.errors import ConfigError, DataError
 
 
 @dataclass
@@ -40,9 +41,9 @@ def split_runs(
     id_runs: list[str] | None = None,
 ) -> Split:
     if not 0 <= id_frac < 1:
-        raise ValueError(f"id_frac: got {id_frac}, expected a fraction in [0, 1)")
+        raise ConfigError(f"id_frac: got {id_frac}, expected a fraction in [0, 1)")
     if frame["run_id"].duplicated().any():
-        raise ValueError(
+        raise DataError(
             f"run_id: duplicated ids, e.g. {frame['run_id'][frame['run_id'].duplicated()].iloc[:3].tolist()}"
         )
     ood = pd.Series(False, index=frame.index)
@@ -57,7 +58,7 @@ def split_runs(
         held |= frame["run_id"].isin(id_runs) & ~ood
         overlap = set(id_runs) & set(frame.loc[ood, "run_id"])
         if overlap:
-            raise ValueError(f"id_runs: {sorted(overlap)[:3]} are also out of distribution")
+            raise ConfigError(f"id_runs: {sorted(overlap)[:3]} are also out of distribution")
     rng = np.random.default_rng(seed)
     for _, group in frame[~ood & ~held].groupby("source", sort=True):
         take = int(round(id_frac * len(group)))
@@ -95,7 +96,7 @@ def validation_split(
     (`largest_sizes`, at least `frac` of its runs) plus a seeded `frac` of the rest, so that the validation runs
     measure both the step beyond the training sizes and the error inside them."""
     if how not in VAL_SPLITS:
-        raise ValueError(f"val_split: got {how!r}; use one of {', '.join(VAL_SPLITS)}")
+        raise ConfigError(f"val_split: got {how!r}; use one of {', '.join(VAL_SPLITS)}")
     beyond = largest_sizes(frame, frac) if how == "largest" else pd.Series(False, index=frame.index)
     rest = split_runs(frame[~beyond], id_frac=frac, seed=seed)
     return rest.train, pd.concat([frame[beyond], rest.id])

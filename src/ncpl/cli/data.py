@@ -8,7 +8,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from ncpl.cli.output import console, fail, print_rows
+from ncpl.cli.output import as_flags, console, fail, print_rows
 
 data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Import, inspect and split real run logs.")
 
@@ -99,7 +99,9 @@ def data_split(
         float | None, typer.Option(help="runs with at least this many non-embedding params are OOD")
     ] = None,
     ood_min_flops: Annotated[float | None, typer.Option(help="runs with at least this compute (6ND) are OOD")] = None,
-    ood_runs: Annotated[Path | None, typer.Option(help="file of run ids (one a line) that are OOD")] = None,
+    ood_runs: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="file of run ids (one a line) that are OOD")
+    ] = None,
     id_frac: Annotated[float, typer.Option(help="fraction of the remaining runs held out as ID, per source")] = 0.15,
     seed: Annotated[int, typer.Option(help="seed of the ID draw")] = 0,
 ) -> None:
@@ -107,14 +109,12 @@ def data_split(
     from ncpl.splits import split_runs
     from ncpl.store import read_runs, write_runs
 
-    try:
-        runs = read_runs(*paths)
-        ids = ood_runs.read_text().split() if ood_runs else None
+    runs = read_runs(*paths)
+    ids = ood_runs.read_text().split() if ood_runs else None
+    with as_flags(id_frac="--id-frac", id_runs="--ood-runs"):
         split = split_runs(
             runs, id_frac=id_frac, seed=seed, ood_min_params=ood_min_params, ood_min_flops=ood_min_flops, ood_runs=ids
         )
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
     for name, frame in split.items():
         write_runs(frame, output / f"{name}.parquet")
         counts = ", ".join(f"{s} {n}" for s, n in frame["source"].value_counts().sort_index().items())

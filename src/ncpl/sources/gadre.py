@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ncpl.errors import DataError
 from ncpl.schema import RunRecord
 from ncpl.sources import Row, column
 from ncpl.sources.gadre_grid import SEQ_LEN, VOCAB, shape_of
@@ -37,7 +38,7 @@ def validation_losses(results: list[dict[str, Any]]) -> dict[str, float]:
     for result in results:
         match = _VAL_SET.search(str(result["val_data"][0]))
         if not match:
-            raise ValueError(f"results.val_data: cannot tell the validation set of {result['val_data']!r}")
+            raise DataError(f"results.val_data: cannot tell the validation set of {result['val_data']!r}")
         losses[match.group(1)] = float(result["loss"])
     return losses
 
@@ -47,7 +48,7 @@ def record(data: dict[str, Any]) -> RunRecord:
     args = command_line(column(data, "open_lm_args"))
     losses = validation_losses(column(data, "results"))
     if "c4_val" not in losses:
-        raise ValueError(f"results: no c4_val loss among {sorted(losses)}")
+        raise DataError(f"results: no c4_val loss among {sorted(losses)}")
     sequences = int(args["global-batch-size"])
     shape = shape_of(str(column(hyper, "model")))
     config = {

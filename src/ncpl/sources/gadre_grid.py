@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ncpl.errors import DataError
 from ncpl.schema import RunRecord
 from ncpl.sources import Row
 from ncpl.validation import validate
@@ -47,10 +48,10 @@ def params_no_embed(width: int, layers: int) -> int:
 def record(key: str, loss: Any) -> RunRecord:
     match = _KEY.match(key)
     if not match:
-        raise ValueError(f"grid key {key!r} does not read <shape>-<bs>-<lr>-<wd>-<bs>-<tokens>-<warmup>-<cd>")
+        raise DataError(f"grid key {key!r} does not read <shape>-<bs>-<lr>-<wd>-<bs>-<tokens>-<warmup>-<cd>")
     shape_name, bs, lr, wd, bs_again, tokens, warmup, cooldown = match.groups()
     if bs != bs_again:
-        raise ValueError(f"grid key {key!r}: the two batch-size fields differ ({bs} vs {bs_again})")
+        raise DataError(f"grid key {key!r}: the two batch-size fields differ ({bs} vs {bs_again})")
     shape = shape_of(shape_name)
     sequences = int(bs)
     config = {
@@ -79,6 +80,6 @@ def record(key: str, loss: Any) -> RunRecord:
 def rows(path: Path) -> Iterator[Row]:
     grid = json.loads(path.read_text())
     if not isinstance(grid, dict):
-        raise ValueError(f"{path}: expected a JSON object of key -> loss")
+        raise DataError(f"{path}: expected a JSON object of key -> loss")
     for number, (key, loss) in enumerate(grid.items(), start=1):
         yield Row(f"{path}: entry {number} ({key})", 1, lambda key=key, loss=loss: record(key, loss))

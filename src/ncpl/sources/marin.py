@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ncpl.errors import DataError
 from ncpl.flat import present
 from ncpl.schema import RunRecord
 from ncpl.sources import Row, Skip, column
@@ -42,7 +43,7 @@ _COMMON = {  # marin key -> (section, field)
 def load_shapes(path: Path) -> dict[str, dict[str, Any]]:
     shapes_path = path.parent / SHAPES_FILE
     if not shapes_path.exists():
-        raise FileNotFoundError(f"{shapes_path}: Marin model shapes not found; it must lie beside {path.name}")
+        raise DataError(f"{shapes_path}: Marin model shapes not found; it must lie beside {path.name}")
     return json.loads(shapes_path.read_text())["models"]
 
 
@@ -52,7 +53,7 @@ def parse_loss(value: Any) -> tuple[float | None, bool]:
         raise Skip("loss missing (run not found in W&B)")
     if isinstance(value, str):
         if value.strip().lower() != "nan":
-            raise ValueError(f"loss: got {value!r}, expected a number, null or 'NaN'")
+            raise DataError(f"loss: got {value!r}, expected a number, null or 'NaN'")
         return None, True
     loss = float(value)
     if not math.isfinite(loss):
@@ -66,7 +67,7 @@ def record(row: dict[str, Any], shapes: dict[str, dict[str, Any]]) -> RunRecord:
     loss, diverged = parse_loss(row.get("loss"))
     size = column(row, "model_size")
     if size not in shapes:
-        raise ValueError(f"model_size: got {size!r}, expected one of {sorted(shapes)}")
+        raise DataError(f"model_size: got {size!r}, expected one of {sorted(shapes)}")
     shape = shapes[size]
     hyper = dict(column(row, "hyperparameters"))
     config: dict[str, Any] = {

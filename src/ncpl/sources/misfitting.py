@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ncpl.errors import DataError
 from ncpl.schema import RunRecord
 from ncpl.sources import Row, column
 from ncpl.sources._curves import curve_points
@@ -85,7 +86,7 @@ def rows(path: Path) -> Iterator[Row]:
     frame = pd.read_csv(path)
     missing = [key for key in RUN_KEY + ["D", "loss"] if key not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
+        raise DataError(f"{path}: missing columns {missing}")
     shapes = load_shapes(path)
     frame["_line"] = frame.index + 2
     for key, group in frame.groupby(RUN_KEY, sort=False):

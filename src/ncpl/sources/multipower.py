@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ncpl.errors import DataError
 from ncpl.schedules import lr_at_steps
 from ncpl.schema import RunRecord, ScheduleSpec
 from ncpl.sources import Row
@@ -56,7 +57,7 @@ def schedule_of(name: str) -> dict[str, Any]:
             "stage_steps": [8000],
             "stage_lr_ratios": [int(parts[1]) * 1e-5 / PEAK_LR],
         }
-    raise ValueError(
+    raise DataError(
         f"file name {name!r}: not one of the repository's schedules (cosine_T, constant_T, wsd_S_T, "
         "wsdld_S_T, wsdcon_K)"
     )
@@ -65,17 +66,17 @@ def schedule_of(name: str) -> dict[str, Any]:
 def record(path: Path) -> RunRecord:
     size = _SIZE.match(path.parent.name)
     if not size:
-        raise ValueError(f"{path}: expected the file inside a csv_<size> folder (csv_25, csv_100)")
+        raise DataError(f"{path}: expected the file inside a csv_<size> folder (csv_25, csv_100)")
     frame = pd.read_csv(path)
     missing = {"step", "lr", "loss"} - set(frame.columns)
     if missing:
-        raise ValueError(f"columns {sorted(missing)} missing; the file needs step, lr, loss")
+        raise DataError(f"columns {sorted(missing)} missing; the file needs step, lr, loss")
     schedule = {"warmup_steps": WARMUP, **schedule_of(path.stem)}
     steps = frame["step"].to_numpy(int)
     lrs = lr_at_steps(ScheduleSpec(**schedule), PEAK_LR, max(schedule["total_steps"], int(steps.max()) + 1))
     worst = float(np.max(np.abs(lrs[steps] - frame["lr"].to_numpy(float))))
     if worst > 1e-9:
-        raise ValueError(f"lr: the file's lr differs from the rebuilt {path.stem} schedule by {worst:.3g}")
+        raise DataError(f"lr: the file's lr differs from the rebuilt {path.stem} schedule by {worst:.3g}")
     label = f"{size.group(1)}M"
     config = {
         "source": "multipower",
@@ -106,6 +107,6 @@ def rows(path: Path) -> Iterator[Row]:
     else:
         files = sorted(path.glob("csv_*/*.csv"))
     if not files:
-        raise ValueError(f"{path}: no csv_<size>/<schedule>.csv files found")
+        raise DataError(f"{path}: no csv_<size>/<schedule>.csv files found")
     for file in files:
         yield Row(str(file), sum(1 for _ in file.open()) - 1, lambda file=file: record(file))

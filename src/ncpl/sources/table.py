@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from ncpl.errors import DataError
 from ncpl.schema import RunRecord
 from ncpl.sources import Row
 
@@ -22,7 +23,7 @@ def read_table(path: Path) -> pd.DataFrame:
         ".json": lambda p: pd.read_json(p, lines=True),
     }
     if path.suffix not in readers:
-        raise ValueError(f"{path}: unsupported table format {path.suffix!r}; use .csv, .jsonl or .parquet")
+        raise DataError(f"{path}: unsupported table format {path.suffix!r}; use .csv, .jsonl or .parquet")
     return readers[path.suffix](path)
 
 
