@@ -55,7 +55,6 @@ Count = Annotated[
 Positive = Annotated[float, Field(gt=0), BeforeValidator(_finite), BeforeValidator(_no_bool)]
 NonNegative = Annotated[float, Field(ge=0), BeforeValidator(_finite), BeforeValidator(_no_bool)]
 PositiveInt = Annotated[int, Field(gt=0), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)]
-NonNegativeInt = Annotated[int, Field(ge=0), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)]
 Beta = Annotated[float, Field(ge=0, lt=1), BeforeValidator(_finite), BeforeValidator(_no_bool)]
 Ratio = Annotated[float, Field(ge=0, le=1), BeforeValidator(_finite), BeforeValidator(_no_bool)]
 Scalar = str | int | float | bool | None

@@ -164,7 +164,6 @@ class OptimizerSpec(BaseModel):
 
 
 SCHEDULE_FAMILIES = ("constant", "cosine", "linear", "wsd", "multistep", "explicit")
-DECAY_SHAPES = ("linear", "cosine", "exponential")
 
 
 class ScheduleSpec(_Section):

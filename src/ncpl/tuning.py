@@ -25,6 +25,7 @@ from scipy.stats import qmc
 from ncpl.columns import effective_params, tokens
 from ncpl.errors import ConfigError
 from ncpl.field_types import parse_quantity
+from ncpl.flat import is_missing
 from ncpl.laws import steplaw
 from ncpl.laws.transfer import TransferConfig, transfer
 from ncpl.predictors import Predictor
@@ -294,7 +295,7 @@ def landscape(
     value = {}
     for field in (LR, BATCH):
         known = best.get(field, row.get(field))
-        value[field] = float(known) if known is not None and pd.notna(known) else law[field]
+        value[field] = law[field] if is_missing(known) else float(known)
     lr_axis, batch_axis = (_axis(space, field, value[field], size) for field in (LR, BATCH))
     grid_lr, grid_batch = np.meshgrid(lr_axis, batch_axis)
     grid = pd.DataFrame([row] * grid_lr.size)

@@ -104,12 +104,9 @@ class Predictor(ABC):
 
     def set_params(self, **params: Any) -> Predictor:
         """Change settings by name; refuses a name that is not a constructor argument. Refit to use them."""
-        unknown = sorted(set(params) - set(self._param_names()))
-        if unknown:
-            raise ConfigError(
-                f"{', '.join(unknown)}: not a setting of {self.name}; its settings: {', '.join(self._param_names())}"
-            )
-        checked = type(self)(**{**self.get_params(), **params})  # the constructor validates (and normalises) them
+        checked = create(
+            self.name, **{**self.get_params(), **params}
+        )  # the constructor validates (and normalises) them
         for name in params:
             setattr(self, name, getattr(checked, name))
         return self
@@ -197,6 +194,7 @@ class Predictor(ABC):
         return predictor
 
     def save(self, directory: str | Path) -> Path:
+        self._check_fitted()
         directory = Path(directory)
         meta = {
             "format_version": FORMAT_VERSION,
@@ -268,7 +266,13 @@ def predictor_class(name: str) -> type[Predictor]:
 
 
 def create(name: str, **params: Any) -> Predictor:
-    return predictor_class(name)(**params)
+    cls = predictor_class(name)
+    unknown = sorted(set(params) - set(cls._param_names()))
+    if unknown:
+        raise ConfigError(
+            f"{', '.join(unknown)}: not a setting of {name}; its settings: {', '.join(cls._param_names())}"
+        )
+    return cls(**params)
 
 
 def load_predictor(directory: str | Path) -> Predictor:

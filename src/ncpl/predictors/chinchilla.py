@@ -206,6 +206,7 @@ class Chinchilla(TokenLaw):
         return self.laws_[source]
 
     def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
+        self._check_fitted()
         out = np.empty(len(configs))
         n_params = effective_params(configs)
         sources = configs["source"].astype(str).to_numpy()

@@ -128,6 +128,7 @@ class HparamLaw(TokenLaw):
         return hasattr(self, "bowls_")
 
     def predict_at(self, configs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
+        self._check_fitted()
         out = self.frontier_.predict_at(configs, n_tokens)  # raises for a source it was not fitted on
         sources = configs["source"].astype(str).to_numpy()
         for source in np.unique(sources):

@@ -106,6 +106,8 @@ class XGBoost(Predictor):
 
         if val_split not in VAL_SPLITS:
             raise ConfigError(f"val_split: got {val_split!r}, expected one of {', '.join(VAL_SPLITS)}")
+        if not tune and (grid is not None or val_split != "largest" or val_frac != 0.1):
+            raise ConfigError("grid, val_split, val_frac: they choose the tuning; set tune=True, or leave them")
         unknown = sorted(set(grid or {}) - set(BOOSTER_SETTINGS))
         if unknown:
             raise ConfigError(

@@ -89,6 +89,10 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _numbers_need_names(self) -> TrainConfig:
+        if self.baseline == "hparam-law" and self.baseline_fit_on != "best":
+            raise ValueError(
+                "baseline_fit_on: hparam-law fits its frontier through the best runs; 'all' is for chinchilla"
+            )
         if self.numbers_as_text and self.serialization == "compact":
             raise ValueError("numbers_as_text: true needs serialization: verbose (compact writes no field names)")
         return self
