@@ -104,9 +104,8 @@ class Predictor(ABC):
 
     def set_params(self, **params: Any) -> Predictor:
         """Change settings by name; refuses a name that is not a constructor argument. Refit to use them."""
-        checked = create(
-            self.name, **{**self.get_params(), **params}
-        )  # the constructor validates (and normalises) them
+        # the constructor validates (and normalises) them
+        checked = create(self.name, **{**self.get_params(), **params})
         for name in params:
             setattr(self, name, getattr(checked, name))
         return self

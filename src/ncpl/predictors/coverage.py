@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ncpl.columns import effective_params, tokens
-from ncpl.schema import known_fields
+from ncpl.flat import CONFIG_PREFIXES
 
 # The axes along which a prediction is placed against the training runs of its source, in decades (log10).
 COVERAGE_AXES = {"n_params": "N (non-embedding, active)", "tokens": "D (tokens)", "lr": "lr", "batch": "batch (tokens)"}
@@ -42,8 +42,9 @@ def _axes(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def training_coverage(runs: pd.DataFrame) -> dict[str, Any]:
     """What a predictor saw in training: per source the min / max of each axis (log10), and the config fields set."""
-    sections = tuple(f"{field.partition('.')[0]}." for field in known_fields() if "." in field) + ("extra.",)
-    fields = sorted(c for c in runs.columns if (c == "source" or c.startswith(sections)) and runs[c].notna().any())
+    fields = sorted(
+        c for c in runs.columns if (c == "source" or c.startswith(CONFIG_PREFIXES)) and runs[c].notna().any()
+    )
     ranges: dict[str, dict[str, list[float] | None]] = {}
     axes = _axes(runs)
     sources = runs["source"].astype(str).to_numpy()
@@ -102,16 +103,4 @@ def unseen_fields(coverage: dict[str, Any] | None, frame: pd.DataFrame) -> list[
     if not coverage:
         return []
     seen = set(coverage["fields"])
-    sections = {field.partition(".")[0] for field in seen if "." in field} | {
-        "model",
-        "data",
-        "optimizer",
-        "schedule",
-        "batch",
-        "extra",
-    }
-    return [
-        c
-        for c in frame.columns
-        if c.partition(".")[0] in sections and "." in c and c not in seen and frame[c].notna().any()
-    ]
+    return [c for c in frame.columns if c.startswith(CONFIG_PREFIXES) and c not in seen and frame[c].notna().any()]
