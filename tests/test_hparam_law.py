@@ -97,3 +97,18 @@ def test_ranks_a_larger_real_steplaw_model_better_than_chinchilla(shared):
     law, chinchilla = HparamLaw().fit(train).predict(test), Chinchilla(fit_on="best").fit(train).predict(test)
     assert spearmanr(law, truth).statistic > spearmanr(chinchilla, truth).statistic + 0.1
     assert np.abs(law - truth).mean() < 0.5 * np.abs(chinchilla - truth).mean()
+
+
+def test_the_joint_fits_jacobian_is_the_derivative_of_its_residuals():
+    """At random parameters, on both sides of every optimum, with configs lacking an lr or a batch size."""
+    from ncpl.predictors.hparam_law import _Inputs, _JointFit
+
+    a = grid_runs("a", [5e7, 1e8], {"adamw": -6.0, "lion": -8.0})
+    b = grid_runs("b", [1e8], {"adamw": -6.5}, n_tokens=(4e9,))
+    a.loc[a.index[::7], "optimizer.lr"] = np.nan
+    b.loc[b.index[::5], "batch.tokens"] = np.nan
+    problem = _JointFit({name: (_Inputs.of(g), g["final_loss"].to_numpy()) for name, g in (("a", a), ("b", b))})
+    theta = problem.start() + np.random.default_rng(0).normal(0, 0.3, len(problem.start()))
+    steps = np.eye(len(theta)) * 1e-6
+    numeric = np.stack([(problem.residuals(theta + h) - problem.residuals(theta - h)) / 2e-6 for h in steps], axis=1)
+    assert problem.jacobian(theta) == pytest.approx(numeric, abs=1e-6)
