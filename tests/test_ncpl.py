@@ -89,6 +89,22 @@ def test_compact_serialization_one_position_per_field(shared, tokenizer, is_deco
     assert compact.encode(other).num_values[encoded.num_fields.index("optimizer.lr")] == 0.123
 
 
+def test_a_multistep_schedules_stage_lists_are_not_read(tokenizer):
+    """A placeholder holds one number: the stage lists of a multistep schedule (the Multi-Power runs) are left out,
+    whether they come as lists or as the arrays a parquet file gives back."""
+    from ncpl.store import read_runs
+
+    row = read_runs("data/multipower.parquet").query("`schedule.name` == 'multistep'").iloc[0].to_dict()
+    assert isinstance(row["schedule.stage_steps"], np.ndarray)
+    serializer = Serializer(tokenizer, is_decoder=True)
+    as_lists = {**row, "schedule.stage_steps": [7000, 9000], "schedule.stage_lr_ratios": (1.0, 0.3)}
+    for stages in (row, as_lists):
+        keys = [key for key, _ in config_fields(stages)]
+        assert "schedule.name" in keys and not {"schedule.stage_steps", "schedule.stage_lr_ratios"} & set(keys)
+    assert serializer.encode(as_lists).input_ids == serializer.encode(row).input_ids
+    assert "schedule.total_steps" in serializer.encode(row).num_fields
+
+
 def test_encoders_shapes_and_field_name_independence():
     torch.manual_seed(0)
     values = torch.tensor([3e-4, 1.2e9, 0.0, -0.5])

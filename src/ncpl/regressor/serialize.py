@@ -116,11 +116,14 @@ MAX_LAYOUTS = 4096  # token layouts kept (numbers written as text make every row
 
 
 def config_fields(row: dict[str, Any], skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
-    """The (key, value) pairs of a flat config row to serialise, in canonical order, missing ones left out."""
+    """The (key, value) pairs of a flat config row to serialise, in canonical order, missing ones left out.
+
+    A list (a multistep schedule's stages, an explicit lr array) is left out too: a placeholder holds one number,
+    and the schedule's family and scalar parameters say what the network reads of it."""
     items = []
     for key, value in row.items():
         section = key.partition(".")[0]
-        if section not in SECTIONS or key in skip or is_missing(value):
+        if section not in SECTIONS or key in skip or isinstance(value, (list, tuple, np.ndarray)) or is_missing(value):
             continue
         items.append((key, value))
     order = {s: i for i, s in enumerate(SECTIONS)}
