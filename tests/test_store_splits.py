@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -91,3 +92,19 @@ def test_unstable_runs_relative_to_their_group(shared):
     assert (marked["diverged"] == (frame["diverged"] | marked["unstable"])).all()
     assert not (frame.loc[marked["unstable"], "diverged"]).any()  # only converged runs are flagged
     assert (flagged["final_loss"] > 4.0).sum() >= 6  # the 300m runs that blew up to 4.5-6 nats
+
+
+def test_largest_sizes_hold_out_a_step_not_a_hair():
+    """Gemstones' sizes: the largest lies 0.007 decades above the next; the held-out sizes reach down until the
+    largest is MIN_STEP (0.1 decades) above the largest left, never taking the smallest size."""
+    from ncpl.splits import largest_sizes
+
+    log_n = [7.685, 7.719, 7.825, 7.977, 7.98, 7.994, 8.011, 8.016, 8.019, 8.059, 8.066]
+    frame = pd.DataFrame({"source": "g", "model.n_params": np.repeat(10.0 ** np.array(log_n), 10), "data.tokens": 1e10})
+    held = np.log10(frame.loc[largest_sizes(frame, 0.1), "model.n_params"])
+    assert held.min() == pytest.approx(7.977)  # 8.066 - 7.825 = 0.24 >= 0.1; 8.066 - 7.977 = 0.09 is not
+    assert largest_sizes(frame, 0.1, min_step=0.0).sum() == 20  # the fraction alone: 8.066 and 8.059
+    two = frame[
+        np.isclose(np.log10(frame["model.n_params"]), 7.977) | np.isclose(np.log10(frame["model.n_params"]), 8.066)
+    ]
+    assert largest_sizes(two, 0.1).sum() == 10  # a step too short, but only the largest can go

@@ -67,12 +67,18 @@ def split_runs(
 
 
 VAL_SPLITS = ("largest", "random")
+MIN_STEP = 0.1  # decades (1.26x): the smallest step between the sizes of a scaling ladder that `largest_sizes` holds out
 
 
-def largest_sizes(frame: pd.DataFrame, min_frac: float) -> pd.Series:
+def largest_sizes(frame: pd.DataFrame, min_frac: float, min_step: float = MIN_STEP) -> pd.Series:
     """Per source, the runs at its largest model sizes (effective N), taken from the top down until they hold at
-    least `min_frac` of the source's runs and leave one size out; a source of one model size steps in tokens (D)
-    instead, and a source of one N and one D gives none."""
+    least `min_frac` of the source's runs and the largest lies at least `min_step` decades above the largest left,
+    and leave one size out; a source of one model size steps in tokens (D) instead, and a source of one N and one
+    D gives none.
+
+    The step matters where the held-out runs calibrate how fast an interval widens beyond the training range
+    (NCPL._extrapolation_slopes): held out one size a hair above the next (Gemstones: 0.007 decades), runs are
+    scored at a distance of almost zero, and the slope fitted to them explodes."""
     chosen = pd.Series(False, index=frame.index)
     for _, group in frame.groupby("source", sort=True):
         for values in (effective_params(group), tokens(group)):
@@ -80,9 +86,9 @@ def largest_sizes(frame: pd.DataFrame, min_frac: float) -> pd.Series:
             if len(sizes) < 2:
                 continue
             take = np.zeros(len(group), bool)
-            for size in sizes[:0:-1]:  # from the largest down, never the smallest
+            for k, size in enumerate(sizes[:0:-1], start=2):  # from the largest down, never the smallest
                 take |= values == size
-                if take.mean() >= min_frac:
+                if take.mean() >= min_frac and np.log10(sizes[-1] / sizes[-k]) >= min_step:
                     break
             chosen.loc[group.index[take]] = True
             break
