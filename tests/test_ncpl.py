@@ -189,7 +189,8 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     assert set(model.interval_margins_) == {"*", *val["source"]}
     # the interval's widening beyond the training range, from a second network trained without the largest sizes
     assert (work / "extrapolation" / "train_log.jsonl").exists()
-    assert set(model.interval_slopes_) == {"*", "steplaw", "gemstones"} and min(model.interval_slopes_.values()) >= 0
+    slopes = model.interval_slopes_  # each source's held-out step is in N (the tiny sample has two sizes of each)
+    assert set(slopes) == {"N"} and set(slopes["N"]) == {"*", "steplaw", "gemstones"} and min(slopes["N"].values()) >= 0
     assert model.interval_margins_["steplaw"] != model.interval_margins_["gemstones"]
     # The conformal guarantee on runs neither the network nor the margins saw: StepLaw runs outside the training sample
     # (and inside its range, d = 0) are exchangeable with each other, so margins calibrated on 20 of them hold at least
@@ -385,7 +386,9 @@ def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(
     step = distance(val, model.train_ranges_)
     beyond = step > 0
     assert beyond.sum() == 40 and np.allclose(step[beyond], np.log10(268304384 / 214663680))
-    assert model.interval_slopes_["steplaw"] >= 0 and set(model.interval_slopes_) == {"steplaw", "*"}
+    assert model.interval_slopes_["N"]["steplaw"] >= 0 and model.interval_slopes_ == {
+        "N": {"steplaw": model.interval_slopes_["N"]["steplaw"], "*": model.interval_slopes_["N"]["steplaw"]}
+    }  # the step to h1024 is in N
     got = model.predict_details(val)
     loss = val["final_loss"].to_numpy()
     inside = (got["pred_loss_lo"].to_numpy() <= loss) & (loss <= got["pred_loss_hi"].to_numpy())
@@ -393,7 +396,7 @@ def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(
     larger = val.assign(**{"model.n_params": val["model.n_params"] * 10})  # a decade further out: a wider margin
     width = lambda d: (d["pred_loss_hi"] - d["pred_loss_lo"]).to_numpy()  # noqa: E731
     further = distance(larger, model.train_ranges_)
-    margins = model.interval_margins_["steplaw"] + model.interval_slopes_["steplaw"] * further
+    margins = model.interval_margins_["steplaw"] + model.interval_slopes_["N"]["steplaw"] * further
     assert np.all(margins >= model.interval_margins_["steplaw"]) and np.all(further > step)
     assert np.all(width(model.predict_details(larger)) >= 2 * margins - 1e-9)
     model.save(tmp_path / "model")

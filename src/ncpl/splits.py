@@ -67,7 +67,8 @@ def split_runs(
 
 
 VAL_SPLITS = ("largest", "random")
-MIN_STEP = 0.1  # decades (1.26x): the smallest step between the sizes of a scaling ladder that `largest_sizes` holds out
+# decades (1.26x): the smallest step between the sizes of a scaling ladder that `largest_sizes` holds out
+MIN_STEP = 0.1
 
 
 def largest_sizes(frame: pd.DataFrame, min_frac: float, min_step: float = MIN_STEP) -> pd.Series:

@@ -35,7 +35,7 @@ from ncpl.regressor.precision import DTYPES, for_inference, resolve
 from ncpl.regressor.serialize import Serializer
 from ncpl.regressor.train_config import TrainConfig
 from ncpl.regressor.trainer import Trainer
-from ncpl.regressor.training_range import clamp, distance, field_ranges, size_ranges
+from ncpl.regressor.training_range import axis_distances, clamp, field_ranges, size_ranges
 
 
 def _versions() -> dict[str, str]:
@@ -52,8 +52,8 @@ class NCPL(Predictor):
     residual law and the target's unit), `field_scales_`, `is_decoder_` and `hidden_` (of the backbone),
     `train_logs_` (the metrics of the fit, one a member, drawn into the model directory by `save`), and the interval:
     it widens by `interval_margins_` + `interval_slopes_` x distance nats at both ends, per source (POOLED for the
-    rest), where distance is the decades (log10 N plus log10 D) beyond `train_ranges_` (source -> [log10 N min, max,
-    log10 D min, max] of the training runs). `field_ranges_` (source -> field -> [min, max] of the numbers trained
+    rest), where the distances are the decades of log10 N and of log10 D beyond `train_ranges_` (source -> [log10 N
+    min, max, log10 D min, max] of the training runs), each with its own slope (`ncpl.regressor.conformal`). `field_ranges_` (source -> field -> [min, max] of the numbers trained
     on): with `clamp_numbers`, a number beyond them is read at the edge (the residual extrapolates flat, as a tree's
     does; the law carries the trend)."""
 
@@ -180,10 +180,11 @@ class NCPL(Predictor):
         """The conformity score of each run under this model's interval, its source and its distance beyond the
         training runs."""
         score = conformal.scores(self._predict_details(runs), runs["final_loss"].to_numpy(float))
-        return score, runs["source"].astype(str).to_numpy(), distance(runs, self.train_ranges_)
+        return score, runs["source"].astype(str).to_numpy(), axis_distances(runs, self.train_ranges_)
 
-    def _extrapolation_slopes(self, runs: pd.DataFrame, work_dir: Path, accelerator: Any) -> dict[str, float]:
-        """k of the interval's margin m0 + k d, for a model whose validation runs all lie inside its training range:
+    def _extrapolation_slopes(self, runs: pd.DataFrame, work_dir: Path, accelerator: Any) -> conformal.Slopes:
+        """k of the interval's margin m0 + k_N d_N + k_D d_D, for a model whose validation runs all lie inside its
+        training range:
         a second network, trained the same way on `runs` less each source's largest size(s) (`largest_sizes`),
         predicts those; its calibrated interval (m0 included) must widen by k per decade beyond its training
         range to hold COVERAGE of them. The step it measures is the one a user takes from the largest training
@@ -272,7 +273,7 @@ class NCPL(Predictor):
             configs["source"].astype(str),
             self.interval_margins_,
             self.interval_slopes_,
-            distance(configs, self.train_ranges_),
+            axis_distances(configs, self.train_ranges_),
         )
         return pd.DataFrame(
             {
@@ -331,7 +332,7 @@ class NCPL(Predictor):
         # directories saved before per-source margins had one margin, and before that none
         self.interval_margins_ = state.get("interval_margins", {POOLED: state.get("interval_margin", 0.0)})
         self.interval_slopes_, self.train_ranges_ = (
-            state.get("interval_slopes", {}),
+            conformal.as_axes(state.get("interval_slopes", {})),
             state.get("train_ranges", {}),
         )  # none: no widening
         self.field_ranges_ = state.get("field_ranges", {})  # none: numbers are read as they are

@@ -32,14 +32,19 @@ def size_ranges(runs: pd.DataFrame) -> dict[str, list[float]]:
     }
 
 
-def distance(configs: pd.DataFrame, ranges: dict[str, list[float]]) -> np.ndarray:
-    """Decades beyond the training runs of the config's source: the excess of log10 N over that source's range plus
-    the excess of log10 D; 0 inside the range and for a source never seen."""
+def axis_distances(configs: pd.DataFrame, ranges: dict[str, list[float]]) -> np.ndarray:
+    """Decades beyond the training runs of the config's source, one column each for log10 N and log10 D (the excess
+    over that source's range); 0 inside the range and for a source never seen."""
     bounds = configs["source"].astype(str).map(ranges)
     bounds = np.array([b if isinstance(b, list) else [np.nan] * 4 for b in bounds], float).reshape(len(configs), 4)
     x = np.stack([np.log10(effective_params(configs)), np.log10(tokens(configs))], axis=1)
     excess = np.maximum(x - bounds[:, [1, 3]], 0) + np.maximum(bounds[:, [0, 2]] - x, 0)
-    return np.nansum(excess, axis=1)
+    return np.nan_to_num(excess)
+
+
+def distance(configs: pd.DataFrame, ranges: dict[str, list[float]]) -> np.ndarray:
+    """Decades beyond the training runs in N and D together (`axis_distances` summed)."""
+    return axis_distances(configs, ranges).sum(axis=1)
 
 
 def field_ranges(encoded: Iterable[tuple[str, Encoded]]) -> Ranges:
