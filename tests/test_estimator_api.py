@@ -104,8 +104,10 @@ def test_set_params_validates_like_the_constructor_and_returns_the_predictor():
 def test_settings_without_effect_and_unfitted_use_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="n_estimator: not a setting of xgboost"):
         predictors.create("xgboost", n_estimator=10)
-    with pytest.raises(ConfigError, match="grid, val_split, val_frac: they choose the tuning; set tune=True"):
-        predictors.create("xgboost", grid={"max_depth": (3, 6)})
+    for tuning in ({"grid": {"max_depth": (3, 6)}}, {"val_split": "random"}, {"val_frac": 0.2}):
+        with pytest.raises(ConfigError, match="grid, val_split, val_frac: they choose the tuning; set tune=True"):
+            predictors.create("xgboost", **tuning)
+    assert predictors.create("xgboost", val_split="largest", val_frac=0.1).get_params()["tune"] is False  # defaults
     with pytest.raises(ValueError, match="baseline_fit_on: hparam-law fits its frontier through the best runs"):
         TrainConfig(baseline="hparam-law", baseline_fit_on="all")
     assert TrainConfig(baseline="chinchilla", baseline_fit_on="all").baseline_fit_on == "all"

@@ -16,6 +16,7 @@ booster settings fitted with, `tuning_` the grid's validation MAEs.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 from typing import Any
@@ -106,7 +107,9 @@ class XGBoost(Predictor):
 
         if val_split not in VAL_SPLITS:
             raise ConfigError(f"val_split: got {val_split!r}, expected one of {', '.join(VAL_SPLITS)}")
-        if not tune and (grid is not None or val_split != "largest" or val_frac != 0.1):
+        tuning = {"val_split": val_split, "val_frac": val_frac, "grid": grid}
+        defaults = {name: p.default for name, p in inspect.signature(XGBoost.__init__).parameters.items()}
+        if not tune and any(value != defaults[name] for name, value in tuning.items()):
             raise ConfigError("grid, val_split, val_frac: they choose the tuning; set tune=True, or leave them")
         unknown = sorted(set(grid or {}) - set(BOOSTER_SETTINGS))
         if unknown:
