@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from ncpl import predictors
+from ncpl.atomic import write_text
 from ncpl.evaluate import evaluate
 from ncpl.report import markdown, write_report
 from ncpl.sources import import_runs
@@ -111,7 +112,7 @@ def update_readme(block: str, body: str) -> None:
     text = readme.read_text()
     if not pattern.search(text):
         raise SystemExit(f"README.md has no {block}:start / {block}:end markers")
-    readme.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), text))
+    write_text(readme, pattern.sub(lambda m: m.group(1) + body + m.group(2), text))
 
 
 def main() -> None:
@@ -159,10 +160,8 @@ def main() -> None:
         f"{fits}). Metrics on the converged runs; `(all)` also counts the failed (diverged or unstable) runs, at the "
         f"source's worst converged loss in that test set.\n\n{table}"
     )
-    (args.out / "accuracy.md").write_text(body)
-    (args.out / "accuracy.json").write_text(
-        json.dumps({k: merged[k] for k in ("accuracy", "regret", "meta")}, indent=1)
-    )
+    write_text(args.out / "accuracy.md", body)
+    write_text(args.out / "accuracy.json", json.dumps({k: merged[k] for k in ("accuracy", "regret", "meta")}, indent=1))
     update_readme("accuracy", body)
     print(body)
 

@@ -32,6 +32,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import ROOT, benchmarks, machine  # noqa: E402
 
+from ncpl.atomic import write_text  # noqa: E402
 from ncpl.columns import best_runs, compute, effective_params, tokens  # noqa: E402
 from ncpl.evaluate import regret  # noqa: E402
 from ncpl.laws import cpt, steplaw  # noqa: E402
@@ -146,11 +147,12 @@ def main() -> None:
         "fitted_groups": laws["C and N"].groups,
     }
     constants = {name: law.model_dump() for name, law in laws.items()}
-    (args.out / "cpt_laws.json").write_text(
+    write_text(
+        args.out / "cpt_laws.json",
         json.dumps(
             {"meta": meta, "laws": constants, "regret": summary, "ood_groups": groups, "continuation": continuation},
             indent=1,
-        )
+        ),
     )
     law_lines = [
         f"- {name}: L(C) = {law.loss.E:.4f} + {law.loss.A:.4g} C^-{law.loss.alpha:.4f}; "
@@ -204,7 +206,7 @@ def main() -> None:
         )
         + "\n"
     )
-    (args.out / "cpt_laws.md").write_text(body)
+    write_text(args.out / "cpt_laws.md", body)
     print(body)
 
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import ROOT, SEED, load, machine, update_readme  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
+from ncpl.atomic import write_text  # noqa: E402
 from ncpl.evaluate import evaluate  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
 from ncpl.report import write_report  # noqa: E402
@@ -100,8 +101,9 @@ def main() -> None:
         "fitted to the observed prefix; a run counts at a prefix "
         "where both prefix laws can be fitted (6 checkpoints). Best per row in bold.\n\n" + table(report["curves"])
     )
-    (out / "curves.md").write_text(body)
-    (out / "curves.json").write_text(
+    write_text(out / "curves.md", body)
+    write_text(
+        out / "curves.json",
         json.dumps(
             {
                 "curves": report["curves"],
@@ -114,7 +116,7 @@ def main() -> None:
                 },
             },
             indent=1,
-        )
+        ),
     )
     update_readme("curves", body)
     print(body)

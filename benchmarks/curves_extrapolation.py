@@ -26,7 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import machine  # noqa: E402
 
+from ncpl.atomic import write_text  # noqa: E402
 from ncpl.laws.temporal import LAWS, TemporalLaw, draw_forecast  # noqa: E402
+from ncpl.plots import save_figure  # noqa: E402
 from ncpl.sources import import_runs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,8 +130,7 @@ def examples(sets: dict[str, list[dict]], path: Path) -> None:
             ylim=(y.min() - 0.05, y[seen][min(2, seen.sum() - 1)] + 0.1),
         )
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
 
 
 def markdown(summary: dict[str, list[dict]]) -> str:
@@ -176,9 +177,9 @@ def main() -> None:
         "Mean absolute error (nats) of the forecast at the final checkpoint (end) and over all checkpoints after "
         "the prefix (later); large = N above the set's median.\n\n" + markdown(summary) + "\n"
     )
-    (args.out / "curves_extrapolation.md").write_text(body)
-    (args.out / "curves_extrapolation.json").write_text(
-        json.dumps({"meta": meta, "summary": summary, "curves": rows}, indent=1)
+    write_text(args.out / "curves_extrapolation.md", body)
+    write_text(
+        args.out / "curves_extrapolation.json", json.dumps({"meta": meta, "summary": summary, "curves": rows}, indent=1)
     )
     print(body)
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import ROOT, benchmarks, development, machine, other_sources, update_readme  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
-from ncpl.atomic import atomic_path  # noqa: E402
+from ncpl.atomic import atomic_path, write_text  # noqa: E402
 from ncpl.evaluate import STEPLAW_PICKER, paired_bootstrap  # noqa: E402
 from ncpl.evaluate import evaluate as evaluate_models  # noqa: E402
 from ncpl.predictors.ensemble import Ensemble  # noqa: E402
@@ -361,9 +361,10 @@ def main() -> None:
     )
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"ncpl-{tag}.md").write_text(body)
-    (out / f"ncpl-{tag}.json").write_text(
-        json.dumps({**tables, "versus_best_baseline": versus, "meta": meta}, indent=1, allow_nan=True)
+    write_text(out / f"ncpl-{tag}.md", body)
+    write_text(
+        out / f"ncpl-{tag}.json",
+        json.dumps({**tables, "versus_best_baseline": versus, "meta": meta}, indent=1, allow_nan=True),
     )
     if not args.no_readme:
         update_readme("ncpl", body)

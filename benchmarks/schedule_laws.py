@@ -37,7 +37,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import machine  # noqa: E402
 
+from ncpl.atomic import write_text  # noqa: E402
 from ncpl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScheduleCurve, fit_law  # noqa: E402
+from ncpl.plots import save_figure  # noqa: E402
 from ncpl.schedules import config_lrs, tokens_to_steps  # noqa: E402
 from ncpl.sources import import_runs  # noqa: E402
 from ncpl.store import read_runs, to_records  # noqa: E402
@@ -233,8 +235,7 @@ def plot_protocol(curves: list[ScheduleCurve], laws: dict[str, MultiPowerLaw], p
             ylim=(min(c.loss.min() for c in curves if size in c.name) - 0.03, 3.9 if size == "25M" else 3.6),
         )
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_prefix(sets: dict[str, list[ScheduleCurve]], donor, path: Path, prefix: float = 0.2) -> None:
@@ -263,8 +264,7 @@ def plot_prefix(sets: dict[str, list[ScheduleCurve]], donor, path: Path, prefix:
         top = curve.loss[seen][min(2, seen.sum() - 1)] + 0.1
         ax.set(xlabel="step", ylabel="loss", title=name, ylim=(curve.loss.min() - 0.1, top))
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
 
 
 def markdown(meta: dict, protocol_rows: dict, selection: dict, summary: list[dict]) -> str:
@@ -353,8 +353,9 @@ def main() -> None:
     plot_protocol(sets["multipower"], laws, args.out / "schedule_laws_protocol.png")
     plot_prefix(sets, donor, args.out / "schedule_laws_prefix.png")
     body = markdown(meta, protocol_rows, selection, summary)
-    (args.out / "schedule_laws.md").write_text(body)
-    (args.out / "schedule_laws.json").write_text(
+    write_text(args.out / "schedule_laws.md", body)
+    write_text(
+        args.out / "schedule_laws.json",
         json.dumps(
             {
                 "meta": meta,
@@ -367,7 +368,7 @@ def main() -> None:
                 "prefix_curves": rows,
             },
             indent=1,
-        )
+        ),
     )
     print(body)
 

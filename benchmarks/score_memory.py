@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ncpl.atomic import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_PREFIXES = ("model.", "data.", "optimizer.", "schedule.", "batch.")
 
@@ -181,7 +183,7 @@ def main() -> None:
         print(results[str(n)], flush=True)
         sweep.unlink()
         output.unlink()
-        results_path.write_text(json.dumps(results, indent=1))
+        write_text(results_path, json.dumps(results, indent=1))
     header = ["rows", "seconds", "configs_per_s", "peak_rss_mb", "sweep_mb", "batch_size", "date"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += [
@@ -193,7 +195,7 @@ def main() -> None:
         f"by `python benchmarks/score_memory.py`. Peak RSS is the scoring process's own maximum resident set; "
         f"the sweep is one real Marin config with lr and batch varied.\n\n" + "\n".join(lines) + "\n"
     )
-    (ROOT / "benchmarks" / "results" / "score_memory.md").write_text(body)
+    write_text(ROOT / "benchmarks" / "results" / "score_memory.md", body)
     print(body)
 
 

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import ROOT, benchmarks, load, machine, update_readme  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
+from ncpl.atomic import write_text  # noqa: E402
 from ncpl.columns import usable  # noqa: E402
 from ncpl.regressor.precision import cpu_features  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
@@ -278,8 +279,8 @@ def main() -> None:
             f"{load_average()}):\n\n{table(rows)}"
         )
     body = "\n\n".join(sections) + "\n"
-    (out / "throughput.md").write_text(body)
-    (out / "throughput.json").write_text(json.dumps(results, indent=1))
+    write_text(out / "throughput.md", body)
+    write_text(out / "throughput.json", json.dumps(results, indent=1))
     if "scoring" not in skip and not args.no_readme:
         update_readme("throughput", body)
     print(body)

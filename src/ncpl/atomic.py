@@ -24,3 +24,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     yield tmp
     os.replace(tmp, path)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """`Path(path).write_text(text)`, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
