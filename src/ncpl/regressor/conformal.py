@@ -44,9 +44,8 @@ def per_source_quantile(
     }
 
 
-Slopes = dict[
-    str, dict[str, float]
-]  # axis ("N" or "D") -> source (or POOLED) -> k; an axis no run stepped along: absent
+# axis ("N" or "D") -> source (or POOLED) -> k; an axis no calibration run stepped along is absent
+Slopes = dict[str, dict[str, float]]
 
 
 def calibrate(score: np.ndarray, sources: np.ndarray, distances: np.ndarray) -> tuple[dict[str, float], Slopes]:

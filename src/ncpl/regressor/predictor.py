@@ -53,9 +53,9 @@ class NCPL(Predictor):
     `train_logs_` (the metrics of the fit, one a member, drawn into the model directory by `save`), and the interval:
     it widens by `interval_margins_` + `interval_slopes_` x distance nats at both ends, per source (POOLED for the
     rest), where the distances are the decades of log10 N and of log10 D beyond `train_ranges_` (source -> [log10 N
-    min, max, log10 D min, max] of the training runs), each with its own slope (`ncpl.regressor.conformal`). `field_ranges_` (source -> field -> [min, max] of the numbers trained
-    on): with `clamp_numbers`, a number beyond them is read at the edge (the residual extrapolates flat, as a tree's
-    does; the law carries the trend)."""
+    min, max, log10 D min, max] of the training runs), each with its own slope (`ncpl.regressor.conformal`).
+    `field_ranges_` (source -> field -> [min, max] of the numbers trained on): with `clamp_numbers`, a number beyond
+    them is read at the edge (the residual extrapolates flat, as a tree's does; the law carries the trend)."""
 
     name = "ncpl"
 
@@ -184,11 +184,10 @@ class NCPL(Predictor):
 
     def _extrapolation_slopes(self, runs: pd.DataFrame, work_dir: Path, accelerator: Any) -> conformal.Slopes:
         """k of the interval's margin m0 + k_N d_N + k_D d_D, for a model whose validation runs all lie inside its
-        training range:
-        a second network, trained the same way on `runs` less each source's largest size(s) (`largest_sizes`),
-        predicts those; its calibrated interval (m0 included) must widen by k per decade beyond its training
-        range to hold COVERAGE of them. The step it measures is the one a user takes from the largest training
-        model to a larger one; k is assumed to carry over to the step beyond the full model's range."""
+        training range: a second network, trained the same way on `runs` less each source's largest size(s)
+        (`largest_sizes`), predicts those; its calibrated interval (m0 included) must widen by k per decade beyond
+        its training range to hold COVERAGE of them. The step it measures is the one a user takes from the largest
+        training model to a larger one; k is assumed to carry over to the step beyond the full model's range."""
         from ncpl.splits import largest_sizes
 
         runs = runs.reset_index(drop=True)
