@@ -18,7 +18,7 @@ from ncpl.regressor.encoders import FourierEncoder, MLPEncoder
 from ncpl.regressor.predictor import NCPL
 from ncpl.regressor.serialize import NUM_TOKEN, Serializer, config_fields
 from ncpl.regressor.train_config import TrainConfig
-from ncpl.regressor.training_range import distance
+from ncpl.regressor.training_range import axis_distances
 from ncpl.sources import import_runs
 from ncpl.splits import split_runs
 from ncpl.store import to_frame, write_runs
@@ -198,7 +198,7 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
     # above split conformal's). Checking the runs the margins were calibrated on, as before, could not fail.
     everything = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
     fresh = everything[~everything["run_id"].isin(runs["run_id"]) & usable(everything)]
-    fresh = fresh[distance(fresh, model.train_ranges_) <= 1e-9].sample(60, random_state=1)
+    fresh = fresh[axis_distances(fresh, model.train_ranges_).sum(axis=1) <= 1e-9].sample(60, random_state=1)
     calibrated, rng, covered = (model.interval_margins_, model.interval_slopes_), np.random.default_rng(0), []
     for _ in range(40):
         order = rng.permutation(len(fresh))
@@ -383,7 +383,7 @@ def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(
     train, val = validation_split(runs, "largest", 0.2, config.seed)
     assert (train["model.d_model"] == 960).all() and (val["model.d_model"] == 1024).sum() == 40
     assert model.train_ranges_["steplaw"][1] == pytest.approx(np.log10(train["model.n_params"].max()))
-    step = distance(val, model.train_ranges_)
+    step = axis_distances(val, model.train_ranges_).sum(axis=1)
     beyond = step > 0
     assert beyond.sum() == 40 and np.allclose(step[beyond], np.log10(268304384 / 214663680))
     assert model.interval_slopes_["N"]["steplaw"] >= 0 and model.interval_slopes_ == {
@@ -395,7 +395,7 @@ def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(
     assert inside[beyond].mean() >= 0.8 and inside[~beyond].mean() >= 0.8  # conformal on each part it calibrated on
     larger = val.assign(**{"model.n_params": val["model.n_params"] * 10})  # a decade further out: a wider margin
     width = lambda d: (d["pred_loss_hi"] - d["pred_loss_lo"]).to_numpy()  # noqa: E731
-    further = distance(larger, model.train_ranges_)
+    further = axis_distances(larger, model.train_ranges_).sum(axis=1)
     margins = model.interval_margins_["steplaw"] + model.interval_slopes_["N"]["steplaw"] * further
     assert np.all(margins >= model.interval_margins_["steplaw"]) and np.all(further > step)
     assert np.all(width(model.predict_details(larger)) >= 2 * margins - 1e-9)

@@ -42,11 +42,6 @@ def axis_distances(configs: pd.DataFrame, ranges: dict[str, list[float]]) -> np.
     return np.nan_to_num(excess)
 
 
-def distance(configs: pd.DataFrame, ranges: dict[str, list[float]]) -> np.ndarray:
-    """Decades beyond the training runs in N and D together (`axis_distances` summed)."""
-    return axis_distances(configs, ranges).sum(axis=1)
-
-
 def field_ranges(encoded: Iterable[tuple[str, Encoded]]) -> Ranges:
     """The range of every number, per (source, field), over `(source, encoded config)` pairs."""
     ranges: Ranges = defaultdict(dict)
