@@ -196,9 +196,9 @@ def _excess_jacobian(
 class _JointFit:
     """The least-squares problem of every source's bowl at once: theta = (lr_n, bs_n, each source's parameters).
 
-    The Jacobian is analytic, so a step costs one pass over the runs instead of one a parameter (StepLaw + Marin:
-    18 s -> 6 s; all nine sources: minutes -> one). Where a source's runs all lie on one side of an optimizer's
-    optimum, the fit slides along a flat valley (its offset drifting, the curvature shrinking) and may stop at
+    The Jacobian is analytic, so a step costs one pass over the runs instead of one a parameter (StepLaw + Marin
+    on one core: 18-23 s -> 9-13 s; all nine sources: 0.5-1 min). Where a source's runs all lie on one side of an
+    optimizer's optimum, the fit slides along a flat valley (its offset drifting, the curvature shrinking) and may stop at
     least_squares' step limit: on the StepLaw + Marin dev runs, stopping at the default limit instead of 8000 steps
     moves single predictions by up to 0.003 nats and the MAE of every benchmark split by less than 1e-4.
     """
