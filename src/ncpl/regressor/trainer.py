@@ -164,7 +164,11 @@ class Trainer:
 
         acc, cfg = self.accelerator, self.config
         params = self._trainable(stage)
-        optimizer = torch.optim.AdamW(params, lr=settings.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        # fused: one kernel over every tensor; on 2 CPU cores the per-tensor AdamW of a 22.7M backbone took 80 ms a
+        # step (about 40% of a stage-2 step), the fused one 15 ms
+        optimizer = torch.optim.AdamW(
+            params, lr=settings.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True
+        )
         loader = DataLoader(
             train,
             batch_size=cfg.batch_size,
