@@ -2,11 +2,15 @@
 the observed start of each curve (power law, temporal law), on real Gemstones and (Mis)Fitting curves.
 
     python benchmarks/curves.py [--config configs/cpu-curves.yaml] [--shared ../shared/data] [--model DIR]
+                                [--stage dev|test] [--tag NAME]
 
-Splits, per source: OOD = the larger shapes (Gemstones N > 4e8: 1024x28, 1280x15, 1792x7, 768x45;
+Test splits, per source: OOD = the larger shapes (Gemstones N > 4e8: 1024x28, 1280x15, 1792x7, 768x45;
 (Mis)Fitting N >= 2e8), ID = a seeded 15% of the rest; NCPL and Chinchilla are fitted on the rest,
-one NCPL model for both sources. Writes benchmarks/results/curves.{md,json}, a plot of predicted
-and true curves per test set, and the table into README.md between the curves markers.
+one NCPL model for both sources. `--stage dev` (choose settings here) splits those training runs the
+way benchmarks/ncpl_accuracy.py does: dev-OOD = each source's largest training sizes (at least 0.1
+decades above the rest), dev-ID = a seeded 15% of the rest, fitted on what remains. The test stage
+writes benchmarks/results/curves.{md,json}, a plot of predicted and true curves per test set, and the
+table into README.md between the curves markers; the dev stage writes curves-dev-TAG.{md,json} only.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import ROOT, SEED, load, machine, update_readme  # noqa: E402
+from accuracy import ROOT, SEED, development, load, machine, update_readme  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
 from ncpl.atomic import write_text  # noqa: E402
@@ -34,17 +38,20 @@ from ncpl.store import read_runs  # noqa: E402
 OOD_PARAMS = {"gemstones": 4e8, "misfitting": 2e8}
 
 
-def splits(shared: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+def splits(shared: Path, stage: str = "test") -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """(training runs of both sources, {SOURCE-id, SOURCE-ood} or, at the dev stage, {SOURCE-dev-id, SOURCE-dev-ood})."""
     sources = {
         "gemstones": read_runs(ROOT / "data" / "gemstones.parquet"),
         "misfitting": load("misfitting", shared / "misfitting" / "scaling_results.csv"),
     }
-    train, tests = [], {}
+    protocol = {}
     for name, runs in sources.items():
         split = split_runs(runs, id_frac=0.15, seed=SEED, ood_min_params=OOD_PARAMS[name])
-        train.append(split.train)
-        tests[f"{name}-id"], tests[f"{name}-ood"] = split.id, split.ood
-    return pd.concat(train, ignore_index=True), tests
+        protocol[name] = (split.train, {f"{name}-id": split.id, f"{name}-ood": split.ood})
+    if stage == "dev":
+        protocol = development(protocol)
+    train = pd.concat([train for train, _ in protocol.values()], ignore_index=True)
+    return train, {name: frame for _, tests in protocol.values() for name, frame in tests.items()}
 
 
 def table(rows: list[dict]) -> str:
@@ -74,21 +81,28 @@ def main() -> None:
     parser.add_argument(
         "--model", type=Path, default=None, help="evaluate this NCPL model directory instead of training one"
     )
+    parser.add_argument("--stage", choices=("dev", "test"), default="test", help="dev: choose settings; test: report")
+    parser.add_argument("--tag", default=None, help="dev results name (default: the config's name)")
     args = parser.parse_args()
 
-    train, tests = splits(args.shared)
+    train, tests = splits(args.shared, args.stage)
     train = train[~train["diverged"]]
+    tag = args.tag or args.config.stem
+    work = args.work / (f"dev-{tag}" if args.stage == "dev" else "test")  # a work folder resumes only its own training
     start = time.perf_counter()
     if args.model:
         ncpl = predictors.load_predictor(args.model)
     else:
-        ncpl = NCPL(args.config, work_dir=args.work / "work").fit(train)
-        ncpl.save(args.work / "model")
+        ncpl = NCPL(args.config, work_dir=work / "work").fit(train)
+        ncpl.save(work / "model")
     minutes = (time.perf_counter() - start) / 60
     report = evaluate({"chinchilla": predictors.create("chinchilla").fit(train), "ncpl": ncpl}, tests)
     out = ROOT / "benchmarks" / "results"
-    write_report(report, out / "curves")
-    command = f"python benchmarks/curves.py --config {args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config}"
+    write_report(report, out / "curves" if args.stage == "test" else work / "report")
+    config = args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
+    command = f"python benchmarks/curves.py --config {config}" + (
+        f" --stage dev --tag {tag}" if args.stage == "dev" else ""
+    )
     trained = (
         f"NCPL trained on {len(train)} Gemstones + (Mis)Fitting runs in {minutes:.1f} min"
         if not args.model
@@ -99,11 +113,16 @@ def main() -> None:
         "absolute loss on the checkpoints after the first 10/20/40% of each curve (at most 32 per curve); `chinchilla` "
         "and `ncpl` see only the config, `+prefix` shifts their curve to the last 3 checkpoints seen, the prefix laws are "
         "fitted to the observed prefix; a run counts at a prefix "
-        "where both prefix laws can be fitted (6 checkpoints). Best per row in bold.\n\n" + table(report["curves"])
+        "where both prefix laws can be fitted (6 checkpoints). Best per row in bold.\n\n"
+        + table(report["curves"])
+        + "\nFinal loss from the config (MAE, nats, converged runs): "
+        + "; ".join(f"{row['test']} {row['predictor']} {row['ok']['mae']:.4f}" for row in report["accuracy"])
+        + "\n"
     )
-    write_text(out / "curves.md", body)
+    name = "curves" if args.stage == "test" else f"curves-dev-{tag}"
+    write_text(out / f"{name}.md", body)
     write_text(
-        out / "curves.json",
+        out / f"{name}.json",
         json.dumps(
             {
                 "curves": report["curves"],
@@ -118,7 +137,8 @@ def main() -> None:
             indent=1,
         ),
     )
-    update_readme("curves", body)
+    if args.stage == "test":
+        update_readme("curves", body)
     print(body)
 
 
