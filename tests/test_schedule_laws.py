@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from ncpl.cli import app
 from ncpl.errors import ConfigError
-from ncpl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScheduleCurve, read_schedule_curve
+from ncpl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScheduleCurve
+from ncpl.laws.schedule_files import read_schedule_curve
 from ncpl.schedules import config_lrs
 from ncpl.store import read_runs, to_records
 
@@ -131,3 +132,19 @@ def test_drop_constants_carry_over_to_a_prefix_fit(curves):
     assert law.params_[4] == pytest.approx(donor.params_[4] + np.log(law.step_scale / donor.step_scale))
     error = law.predict(target, target.steps[~seen]) - target.loss[~seen]
     assert abs(error[-1]) < 0.02 and np.abs(error).mean() < 0.02, (error[-1], np.abs(error).mean())
+
+
+def test_keep_alpha_fits_only_the_level(curves):
+    """With keep_alpha the prefix fit keeps the donor's curvature too and moves only L0 and A."""
+    donor = published_law(400)
+    target = curves["wsdld_20000_24000"]
+    seen = target.steps <= 0.2 * target.steps[-1]
+    prefix = ScheduleCurve(target.lrs, target.steps[seen], target.loss[seen], target.name)
+    law = MultiPowerLaw(max_bins=60, drop_from=donor, keep_alpha=True).fit([prefix])
+    assert law.params_[2] == donor.params_[2] and law.params_[3] == donor.params_[3]
+    free = MultiPowerLaw(max_bins=60, drop_from=donor).fit([prefix])
+    assert free.params_[2] != donor.params_[2]  # without it, alpha is fitted
+    error = law.predict(target, target.steps[~seen]) - target.loss[~seen]
+    assert np.abs(error).mean() < 0.03, np.abs(error).mean()
+    with pytest.raises(ConfigError, match="keep_alpha"):
+        MultiPowerLaw(keep_alpha=True)

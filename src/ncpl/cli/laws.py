@@ -177,7 +177,8 @@ def _extrapolate_schedule(
 ) -> None:
     import json
 
-    from ncpl.laws.schedule import fit_law, plot_schedule_forecast, read_schedule_curve
+    from ncpl.laws.schedule import fit_law
+    from ncpl.laws.schedule_files import plot_schedule_forecast, read_schedule_curve
 
     if until is not None:
         raise ConfigError(

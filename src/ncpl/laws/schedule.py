@@ -28,10 +28,8 @@ warmup ends (a rising lr would count as negative annealing).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy.optimize import nnls
 from scipy.signal import lfilter
 
@@ -82,39 +80,6 @@ class ScheduleCurve:
                     f"{self.name}: loss: {self.loss[bad[0]]} at step {self.steps[bad[0]]}; losses "
                     "must be positive numbers"
                 )
-
-
-def read_schedule_curve(path: str | Path) -> ScheduleCurve:
-    """A CSV with columns step, lr (every step to the horizon) and loss (empty where not measured)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: curve file not found; give a CSV with columns step, lr, loss")
-    frame = pd.read_csv(path)
-    for name in ("step", "lr", "loss"):
-        if name not in frame.columns:
-            raise ConfigError(
-                f"{path}: column {name!r} is missing (found {list(map(str, frame.columns))}); a schedule "
-                "curve needs step, lr (every step) and loss (empty where not measured)"
-            )
-    values = {name: pd.to_numeric(frame[name], errors="coerce") for name in ("step", "lr", "loss")}
-    for name in ("step", "lr"):
-        if values[name].isna().any():
-            row = int(np.flatnonzero(values[name].isna())[0])
-            raise ConfigError(
-                f"{path}: column {name!r}: {str(frame[name].iloc[row])!r} at row {row + 1} is not a "
-                f"number; every row needs a {name}"
-            )
-    steps = values["step"].to_numpy(float)
-    if steps[0] != 0 or np.any(np.diff(steps) != 1):
-        row = 0 if steps[0] != 0 else int(np.flatnonzero(np.diff(steps) != 1)[0]) + 1
-        raise ConfigError(
-            f"{path}: column 'step': {steps[row]:g} at row {row + 1}; give one row per step from 0 to "
-            "the horizon (the lr of every step), loss empty where not measured"
-        )
-    measured = values["loss"].notna().to_numpy()
-    return ScheduleCurve(
-        values["lr"].to_numpy(float), steps[measured], values["loss"].to_numpy(float)[measured], name=str(path)
-    )
 
 
 class ScheduleLaw:
@@ -236,7 +201,8 @@ class MultiPowerLaw(ScheduleLaw):
     `drop_from`: a law fitted on other runs (another model size of the same source, say) whose loss-drop
     constants B, C, beta, gamma are kept, so that only L0, A, alpha are fitted: a prefix of one curve, before
     the lr decays, cannot tell how much and how fast the loss will drop. Both fits must read the lr relative to
-    the curve's peak (true when each is given the whole schedule); C is carried over per step.
+    the curve's peak (true when each is given the whole schedule); C is carried over per step. `keep_alpha`
+    keeps its alpha too, leaving L0 and A: a short prefix pins the level better than the curvature.
     """
 
     name = "multipower"
@@ -250,11 +216,14 @@ class MultiPowerLaw(ScheduleLaw):
         prior: float = 0.1,
         shape_prior: tuple[float, float] = (0.6, 0.7),
         drop_from: MultiPowerLaw | None = None,
+        keep_alpha: bool = False,
     ) -> None:
         super().__init__()
+        if keep_alpha and drop_from is None:
+            raise ConfigError("keep_alpha: true needs drop_from, the law whose alpha is kept")
         self.max_bins = max_bins
         self.prior, self.shape_prior = prior, shape_prior
-        self.drop_from = drop_from
+        self.drop_from, self.keep_alpha = drop_from, keep_alpha
 
     def _prior(self, params):
         if not self.prior or self.drop_from is not None:
@@ -262,12 +231,17 @@ class MultiPowerLaw(ScheduleLaw):
         return self.prior * (params[5:7] - np.asarray(self.shape_prior))
 
     def _held(self):
-        """With `drop_from`: its B, C, beta, gamma (the loss drop's size and pace), in this fit's units."""
+        """With `drop_from`: its B, C, beta, gamma (the loss drop's size and pace), in this fit's units, and its
+        alpha with `keep_alpha`."""
         if self.drop_from is None:
             return {}
         source = self.drop_from.params_
         rescale = np.log(self.step_scale / self.drop_from.step_scale)  # C multiplies a sum over steps
-        return {3: source[3], 4: source[4] + rescale, 5: source[5], 6: source[6]}
+        held = {3: source[3], 4: source[4] + rescale, 5: source[5], 6: source[6]}
+        if self.keep_alpha:
+            # A multiplies S1^-alpha with S1 in units of the longest horizon: the same curve in other units
+            held[2] = source[2]
+        return held
 
     def _features(self, curve, steps):
         u, area = self._area(curve)
@@ -339,13 +313,19 @@ class AnnealingLaw(ScheduleLaw):
 SCHEDULE_LAWS: dict[str, type[ScheduleLaw]] = {"multipower": MultiPowerLaw, "annealing": AnnealingLaw}
 
 
-def fit_law(name: str, curve: ScheduleCurve, fit_on: list[ScheduleCurve] = (), drop_from: MultiPowerLaw | None = None):
+def fit_law(
+    name: str,
+    curve: ScheduleCurve,
+    fit_on: list[ScheduleCurve] = (),
+    drop_from: MultiPowerLaw | None = None,
+    keep_alpha: bool = False,
+):
     """The named law fitted to the measured losses of `curve` and of `fit_on`, and a function of steps giving its
     prediction on `curve`. The prefix laws (temporal, power) read the steps as their time axis and fit `curve` only."""
     from ncpl.laws.temporal import LAWS
 
     if drop_from is not None:
-        law = MultiPowerLaw(drop_from=drop_from).fit([curve, *fit_on])
+        law = MultiPowerLaw(drop_from=drop_from, keep_alpha=keep_alpha).fit([curve, *fit_on])
         return law, lambda steps: law.predict(curve, steps)
     if name in SCHEDULE_LAWS:
         law = SCHEDULE_LAWS[name]().fit([curve, *fit_on])
@@ -359,39 +339,3 @@ def fit_law(name: str, curve: ScheduleCurve, fit_on: list[ScheduleCurve] = (), d
         )
     law = LAWS[name]().fit(curve.steps, curve.loss)
     return law, lambda steps: law.predict(np.asarray(steps, float))
-
-
-def plot_schedule_forecast(
-    curve: ScheduleCurve,
-    steps: np.ndarray,
-    forecast: np.ndarray,
-    path: str | Path,
-    fit_on: list[ScheduleCurve] = (),
-    title: str = "",
-) -> Path:
-    """Measured losses (this curve and the runs fitted with it), the law's curve, the lr on a second axis."""
-    from matplotlib.figure import Figure
-
-    from ncpl.plots import save_figure
-
-    fig = Figure(figsize=(7, 4.2))
-    ax = fig.subplots()
-    for i, other in enumerate(fit_on):
-        ax.scatter(
-            other.steps,
-            other.loss,
-            s=4,
-            color=f"C{(i + 2) % 10}",
-            alpha=0.5,
-            label=f"fitted too: {Path(other.name).name}",
-        )
-    ax.scatter(curve.steps, curve.loss, s=8, color="C0", label="measured", zorder=3)
-    ax.plot(steps, forecast, color="C1", lw=1.5, label="law")
-    losses = np.concatenate([curve.loss, forecast[len(forecast) // 20 :]])
-    ax.set_ylim(losses.min() - 0.05, losses.max() + 0.05)
-    ax.set(xlabel="step", ylabel="loss", title=title)
-    lr_axis = ax.twinx()
-    lr_axis.plot(np.arange(len(curve.lrs)), curve.lrs, color="0.6", lw=1, ls=":")
-    lr_axis.set_ylabel("lr (dotted)")
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
