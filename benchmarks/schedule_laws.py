@@ -12,8 +12,10 @@
    lr schedule, fitted by each law (multipower, annealing, temporal, power; and the Multi-Power Law
    keeping the loss-drop constants B, C, beta, gamma of a fit on whole curves of another model of the
    source: for Multi-Power the other size's protocol fit, for (Mis)Fitting the longest curve of another
-   model of the two longest; Gemstones curves never decay the lr, so n/a); |error| at the last
-   measured step (end) and the mean |error| after the prefix (later). A curve enters a prefix when
+   model of the two longest; Gemstones curves never decay the lr, so n/a; a second row keeps that
+   fit's alpha too, fitting L0 and A only); |error| at the last measured step (end) and the mean
+   |error| after the prefix (later), for the dev curves (which choose between the two rows: the
+   protocol's fit curves, the (Mis)Fitting donor models' curves) and the test curves apart. A curve enters a prefix when
    the prefix holds at least 8 points (the Multi-Power Law's 7 parameters + 1), so every law is
    scored on the same curves. Curves: Multi-Power (18; bundled), Gemstones constant-lr curves (30;
    bundled; steps = tokens / 4,194,304, warmup unknown so the lr is constant from step 0),
@@ -55,8 +57,8 @@ PUBLISHED = {  # github thu-yao-01-luo/MultiPowerLaw src/config.py: L0, A, alpha
 # the pull on beta, gamma: weight, centre
 PRIORS = ((0.0, (0.5, 0.5)), (0.03, (0.5, 0.5)), (0.1, (0.5, 0.5)), (0.1, (0.6, 0.6)), (0.1, (0.6, 0.7)))
 PREFIXES = (0.1, 0.2, 0.4)
-TRANSFER, TRANSFER_BASE = "multipower, drop from other runs", "multipower"
-LAW_NAMES = ("multipower", TRANSFER, "annealing", "temporal", "power")
+TRANSFER, TRANSFER_ALPHA = "multipower, drop from other runs", "multipower, drop and alpha from other runs"
+LAW_NAMES = ("multipower", TRANSFER, TRANSFER_ALPHA, "annealing", "temporal", "power")
 MIN_POINTS = 8
 
 
@@ -153,7 +155,26 @@ def drop_donors(sets: dict[str, list[ScheduleCurve]], protocol_laws: dict[str, M
     return donor, {model: law.params for model, law in misfitting.items()}
 
 
-def prefix_scores(sets: dict[str, list[ScheduleCurve]], donor) -> list[dict]:
+def part(source: str, curve: ScheduleCurve, donor_models) -> str:
+    """ "dev" (the curves that choose between the prefix fits: the Multi-Power protocol's three fit curves of each
+    size, and the (Mis)Fitting curves of the two donor models) or "test" (every other curve, reported)."""
+    if source == "multipower" and curve.name.split("/")[-1] in FIT:
+        return "dev"
+    if source == "misfitting" and model_of(curve) in donor_models:
+        return "dev"
+    return "test"
+
+
+def fit_prefix(law_name: str, observed: ScheduleCurve, drop_from: MultiPowerLaw | None):
+    """`law_name` fitted to a prefix; None for a transfer row without a donor (a source whose lr never decays)."""
+    if law_name in (TRANSFER, TRANSFER_ALPHA):
+        if drop_from is None:
+            return None
+        return fit_law("multipower", observed, drop_from=drop_from, keep_alpha=law_name == TRANSFER_ALPHA)[1]
+    return fit_law(law_name, observed)[1]
+
+
+def prefix_scores(sets: dict[str, list[ScheduleCurve]], donor, donor_models) -> list[dict]:
     rows = []
     for source, curves in sets.items():
         for curve in curves:
@@ -164,17 +185,14 @@ def prefix_scores(sets: dict[str, list[ScheduleCurve]], donor) -> list[dict]:
                     continue
                 observed = ScheduleCurve(curve.lrs, curve.steps[seen], curve.loss[seen], curve.name)
                 for name in LAW_NAMES:
-                    if name == TRANSFER and drop_from is None:
+                    predict = fit_prefix(name, observed, drop_from)
+                    if predict is None:
                         continue
-                    _, predict = fit_law(
-                        TRANSFER_BASE if name == TRANSFER else name,
-                        observed,
-                        drop_from=drop_from if name == TRANSFER else None,
-                    )
                     error = predict(curve.steps[~seen]) - curve.loss[~seen]
                     rows.append(
                         {
                             "source": source,
+                            "part": part(source, curve, donor_models),
                             "curve": curve.name,
                             "prefix": prefix,
                             "law": name,
@@ -189,15 +207,18 @@ def prefix_scores(sets: dict[str, list[ScheduleCurve]], donor) -> list[dict]:
 
 def prefix_summary(rows: list[dict]) -> list[dict]:
     out = []
-    for source in dict.fromkeys(r["source"] for r in rows):
+    for source, group in dict.fromkeys((r["source"], r["part"]) for r in rows):
         for prefix in PREFIXES:
             for law in LAW_NAMES:
-                chosen = [r for r in rows if (r["source"], r["prefix"], r["law"]) == (source, prefix, law)]
+                chosen = [
+                    r for r in rows if (r["source"], r["part"], r["prefix"], r["law"]) == (source, group, prefix, law)
+                ]
                 if chosen:
                     ends = np.abs([r["end_error"] for r in chosen])
                     out.append(
                         {
                             "source": source,
+                            "part": group,
                             "prefix": prefix,
                             "law": law,
                             "curves": len(chosen),
@@ -256,10 +277,9 @@ def plot_prefix(sets: dict[str, list[ScheduleCurve]], donor, path: Path, prefix:
         ax.scatter(curve.steps[~seen], curve.loss[~seen], s=5, color="0.6", label="held out")
         steps = np.linspace(curve.steps[0], curve.steps[-1], 300).astype(int)
         for i, law_name in enumerate(LAW_NAMES):
-            drop_from = donor(source, curve) if law_name == TRANSFER else None
-            if law_name == TRANSFER and drop_from is None:
+            predict = fit_prefix(law_name, observed, donor(source, curve))
+            if predict is None:
                 continue
-            _, predict = fit_law(TRANSFER_BASE if law_name == TRANSFER else law_name, observed, drop_from=drop_from)
             ax.plot(steps, predict(steps), color=f"C{i + 1}", lw=1.2, label=law_name)
         top = curve.loss[seen][min(2, seen.sum() - 1)] + 0.1
         ax.set(xlabel="step", ylabel="loss", title=name, ylim=(curve.loss.min() - 0.1, top))
@@ -302,21 +322,23 @@ def markdown(meta: dict, protocol_rows: dict, selection: dict, summary: list[dic
         "",
         "### Prefix extrapolation: the prefix's losses plus the whole lr schedule",
         "",
-        "end = |error| at the last measured step (mean, max over curves); later = mean |error| after the prefix.",
+        "end = |error| at the last measured step (mean, max over curves); later = mean |error| after the prefix. "
+        "Curves `dev` chose between the two transfer rows (the Multi-Power protocol's fit curves; the (Mis)Fitting "
+        "curves of the donor models); `test` are the others.",
         "",
-        "| source | prefix | curves | "
+        "| source | curves | prefix | n | "
         + " | ".join(f"{law} end (max)" for law in LAW_NAMES)
         + " | "
         + " | ".join(f"{law} later" for law in LAW_NAMES)
         + " |",
-        "|---|---|---|" + "---|" * (2 * len(LAW_NAMES)),
+        "|---|---|---|---|" + "---|" * (2 * len(LAW_NAMES)),
     ]
-    for source in dict.fromkeys(r["source"] for r in summary):
+    for source, group in dict.fromkeys((r["source"], r["part"]) for r in summary):
         for prefix in PREFIXES:
-            cell = {r["law"]: r for r in summary if r["source"] == source and r["prefix"] == prefix}
+            cell = {r["law"]: r for r in summary if (r["source"], r["part"], r["prefix"]) == (source, group, prefix)}
             if cell:
                 lines.append(
-                    f"| {source} | {prefix:.0%} | {cell['multipower']['curves']} | "
+                    f"| {source} | {group} | {prefix:.0%} | {cell['multipower']['curves']} | "
                     + " | ".join(
                         f"{cell[law]['end_mae']:.4f} ({cell[law]['end_max']:.3f})" if law in cell else "n/a"
                         for law in LAW_NAMES
@@ -341,7 +363,7 @@ def main() -> None:
     sets = load_sets(args.shared)
     protocol_rows, selection, laws = protocol(sets["multipower"], not args.skip_selection)
     donor, donor_params = drop_donors(sets, laws)
-    rows = prefix_scores(sets, donor)
+    rows = prefix_scores(sets, donor, donor_params)
     summary = prefix_summary(rows)
     meta = {
         "date": datetime.date.today().isoformat(),
