@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from ncpl.cli import app
 from ncpl.errors import ConfigError
-from ncpl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScheduleCurve
-from ncpl.laws.schedule_files import read_schedule_curve
+from ncpl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScheduleCurve, fit_law
+from ncpl.laws.schedule_io import read_schedule_curve
 from ncpl.schedules import config_lrs
 from ncpl.store import read_runs, to_records
 
@@ -146,5 +146,7 @@ def test_keep_alpha_fits_only_the_level(curves):
     assert free.params_[2] != donor.params_[2]  # without it, alpha is fitted
     error = law.predict(target, target.steps[~seen]) - target.loss[~seen]
     assert np.abs(error).mean() < 0.03, np.abs(error).mean()
-    with pytest.raises(ConfigError, match="keep_alpha"):
+    with pytest.raises(ConfigError, match="keep_alpha=True needs drop_from"):
         MultiPowerLaw(keep_alpha=True)
+    with pytest.raises(ConfigError, match="keep_alpha=True needs drop_from"):
+        fit_law("multipower", prefix, keep_alpha=True)

@@ -178,7 +178,7 @@ def _extrapolate_schedule(
     import json
 
     from ncpl.laws.schedule import fit_law
-    from ncpl.laws.schedule_files import plot_schedule_forecast, read_schedule_curve
+    from ncpl.laws.schedule_io import plot_schedule_forecast, read_schedule_curve
 
     if until is not None:
         raise ConfigError(

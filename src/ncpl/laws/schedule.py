@@ -220,7 +220,9 @@ class MultiPowerLaw(ScheduleLaw):
     ) -> None:
         super().__init__()
         if keep_alpha and drop_from is None:
-            raise ConfigError("keep_alpha: true needs drop_from, the law whose alpha is kept")
+            raise ConfigError(
+                "keep_alpha=True needs drop_from=<a fitted MultiPowerLaw>, whose alpha it keeps; pass one or drop keep_alpha"
+            )
         self.max_bins = max_bins
         self.prior, self.shape_prior = prior, shape_prior
         self.drop_from, self.keep_alpha = drop_from, keep_alpha
@@ -321,9 +323,14 @@ def fit_law(
     keep_alpha: bool = False,
 ):
     """The named law fitted to the measured losses of `curve` and of `fit_on`, and a function of steps giving its
-    prediction on `curve`. The prefix laws (temporal, power) read the steps as their time axis and fit `curve` only."""
+    prediction on `curve`. The prefix laws (temporal, power) read the steps as their time axis and fit `curve` only.
+    `drop_from` (and `keep_alpha`): a Multi-Power Law keeping that law's loss-drop constants (and alpha)."""
     from ncpl.laws.temporal import LAWS
 
+    if keep_alpha and drop_from is None:
+        raise ConfigError(
+            "keep_alpha=True needs drop_from=<a fitted MultiPowerLaw>, whose alpha it keeps; pass one or drop keep_alpha"
+        )
     if drop_from is not None:
         law = MultiPowerLaw(drop_from=drop_from, keep_alpha=keep_alpha).fit([curve, *fit_on])
         return law, lambda steps: law.predict(curve, steps)

@@ -7,7 +7,8 @@ nats) is measured, the best weights are kept, and the full training state is che
 running the same command again after an interruption resumes from the last finished epoch.
 
 The same loop runs on one CPU process, several (gloo), and GPUs / nodes with DDP or FSDP under
-`accelerate launch`: nothing here names a device.
+`accelerate launch`: nothing here names a device (the fused AdamW runs on CPU, CUDA, MPS and XPU tensors and
+on FSDP2's DTensors).
 """
 
 from __future__ import annotations
@@ -164,8 +165,8 @@ class Trainer:
 
         acc, cfg = self.accelerator, self.config
         params = self._trainable(stage)
-        # fused: one kernel over every tensor; on 2 CPU cores the per-tensor AdamW of a 22.7M backbone took 80 ms a
-        # step (about 40% of a stage-2 step), the fused one 15 ms
+        # fused: one fused update a tensor instead of a chain of element-wise ops; on 2 CPU cores the AdamW step of
+        # the 22.7M MiniLM backbone took 80 ms (about 40% of a stage-2 step), the fused one 15 ms
         optimizer = torch.optim.AdamW(
             params, lr=settings.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True
         )

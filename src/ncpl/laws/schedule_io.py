@@ -1,4 +1,4 @@
-"""Schedule curves as files and figures: the CSV `ncpl extrapolate` reads (step, lr, loss) and the plot of a forecast."""
+"""Schedule curves in and out: the CSV `ncpl extrapolate` reads (step, lr, loss) and the figure of its forecast."""
 
 from __future__ import annotations
 
