@@ -82,13 +82,17 @@ def main() -> None:
         "--model", type=Path, default=None, help="evaluate this NCPL model directory instead of training one"
     )
     parser.add_argument("--stage", choices=("dev", "test"), default="test", help="dev: choose settings; test: report")
-    parser.add_argument("--tag", default=None, help="dev results name (default: the config's name)")
+    parser.add_argument(
+        "--tag", default=None, help="names the work folder (STAGE-TAG) and the dev results (default: the config's name)"
+    )
     args = parser.parse_args()
+    if args.model and args.stage == "dev":
+        raise SystemExit("--model: a given model may have trained on the dev test runs; train one with --stage dev")
 
     train, tests = splits(args.shared, args.stage)
     train = train[~train["diverged"]]
     tag = args.tag or args.config.stem
-    work = args.work / (f"dev-{tag}" if args.stage == "dev" else "test")  # a work folder resumes only its own training
+    work = args.work / f"{args.stage}-{tag}"  # a work folder resumes only its own stage's and config's training
     start = time.perf_counter()
     if args.model:
         ncpl = predictors.load_predictor(args.model)
