@@ -155,7 +155,7 @@ def drop_donors(sets: dict[str, list[ScheduleCurve]], protocol_laws: dict[str, M
     return donor, {model: law.params for model, law in misfitting.items()}
 
 
-def part(source: str, curve: ScheduleCurve, donor_models) -> str:
+def part(source: str, curve: ScheduleCurve, donor_models: set[str]) -> str:
     """ "dev" (the curves that choose between the prefix fits: the Multi-Power protocol's three fit curves of each
     size, and the (Mis)Fitting curves of the two donor models) or "test" (every other curve, reported)."""
     if source == "multipower" and curve.name.split("/")[-1] in FIT:
@@ -174,7 +174,7 @@ def fit_prefix(law_name: str, observed: ScheduleCurve, drop_from: MultiPowerLaw 
     return fit_law(law_name, observed)[1]
 
 
-def prefix_scores(sets: dict[str, list[ScheduleCurve]], donor, donor_models) -> list[dict]:
+def prefix_scores(sets: dict[str, list[ScheduleCurve]], donor, donor_models: set[str]) -> list[dict]:
     rows = []
     for source, curves in sets.items():
         for curve in curves:
@@ -259,14 +259,20 @@ def plot_protocol(curves: list[ScheduleCurve], laws: dict[str, MultiPowerLaw], p
     save_figure(fig, path, dpi=100)
 
 
-def plot_prefix(sets: dict[str, list[ScheduleCurve]], donor, path: Path, prefix: float = 0.2) -> None:
+def plot_prefix(
+    sets: dict[str, list[ScheduleCurve]], donor, donor_models: set[str], path: Path, prefix: float = 0.2
+) -> None:
+    """Four test curves (none of them chose a prefix fit) with every prefix fit drawn."""
     from matplotlib.figure import Figure
 
     picks = [
         ("multipower", "multipower/100M/wsd_20000_24000"),
         ("multipower", "multipower/25M/cosine_72000"),
         ("gemstones", max(sets["gemstones"], key=lambda c: c.steps[-1]).name),
-        ("misfitting", max(sets["misfitting"], key=lambda c: c.steps.size).name),
+        (
+            "misfitting",
+            max((c for c in sets["misfitting"] if model_of(c) not in donor_models), key=lambda c: c.steps.size).name,
+        ),
     ]
     fig = Figure(figsize=(12, 8))
     for ax, (source, name) in zip(fig.subplots(2, 2).ravel(), picks):
@@ -323,10 +329,10 @@ def markdown(meta: dict, protocol_rows: dict, selection: dict, summary: list[dic
         "### Prefix extrapolation: the prefix's losses plus the whole lr schedule",
         "",
         "end = |error| at the last measured step (mean, max over curves); later = mean |error| after the prefix. "
-        "Curves `dev` chose between the two transfer rows (the Multi-Power protocol's fit curves; the (Mis)Fitting "
-        "curves of the donor models); `test` are the others.",
+        "Part `dev`: the curves that chose between the two transfer rows (the Multi-Power protocol's fit curves; the (Mis)Fitting "
+        "curves of the donor models); `test`: all other curves.",
         "",
-        "| source | curves | prefix | n | "
+        "| source | part | prefix | curves | "
         + " | ".join(f"{law} end (max)" for law in LAW_NAMES)
         + " | "
         + " | ".join(f"{law} later" for law in LAW_NAMES)
@@ -363,7 +369,7 @@ def main() -> None:
     sets = load_sets(args.shared)
     protocol_rows, selection, laws = protocol(sets["multipower"], not args.skip_selection)
     donor, donor_params = drop_donors(sets, laws)
-    rows = prefix_scores(sets, donor, donor_params)
+    rows = prefix_scores(sets, donor, set(donor_params))
     summary = prefix_summary(rows)
     meta = {
         "date": datetime.date.today().isoformat(),
@@ -373,7 +379,7 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     plot_protocol(sets["multipower"], laws, args.out / "schedule_laws_protocol.png")
-    plot_prefix(sets, donor, args.out / "schedule_laws_prefix.png")
+    plot_prefix(sets, donor, set(donor_params), args.out / "schedule_laws_prefix.png")
     body = markdown(meta, protocol_rows, selection, summary)
     write_text(args.out / "schedule_laws.md", body)
     write_text(
