@@ -302,6 +302,8 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
     changed = TrainConfig(**{**config.model_dump(), "seed": 1})
     with pytest.raises(ValueError, match="different training config"):
         NCPL(changed, work_dir=tmp_path / "broken").fit(runs)
+    with pytest.raises(ValueError, match="trained on other runs"):  # same config, fewer runs: never resumed
+        NCPL(config, work_dir=tmp_path / "broken").fit(runs.iloc[:-2])
 
 
 def test_two_cpu_processes_with_accelerate(runs, tmp_path):

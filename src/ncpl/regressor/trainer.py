@@ -13,6 +13,7 @@ on FSDP2's DTensors).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -106,7 +107,7 @@ class Trainer:
         acc = self.accelerator
         if self.config.log_with:
             acc.init_trackers("ncpl", config=self.config.model_dump(mode="json"))
-        progress = self._read_progress()
+        progress = self._read_progress(_fingerprint(train, val))
         self._trim_log(progress)
         stage2 = self.config.stage2
         lora = stage2.epochs > 0 and stage2.mode == "lora"
@@ -263,14 +264,19 @@ class Trainer:
 
     # --- state on disk --------------------------------------------------------------------------
 
-    def _read_progress(self) -> dict[str, Any]:
+    def _read_progress(self, data: str) -> dict[str, Any]:
         config = self.config.model_dump(mode="json")
         if not self.progress_path.exists():
-            return {"stage": 1, "epoch": -1, "best": math.inf, "config": config}
+            return {"stage": 1, "epoch": -1, "best": math.inf, "config": config, "data": data}
         progress = json.loads(self.progress_path.read_text())
         if progress.get("config") != config:
             raise ConfigError(
                 f"{self.work_dir}: holds a checkpoint of a different training config; "
+                "train into a new output folder, or delete this one to start over"
+            )
+        if progress.setdefault("data", data) != data:  # a checkpoint written before the fingerprint has none
+            raise ConfigError(
+                f"{self.work_dir}: holds a checkpoint trained on other runs (or another validation split); "
                 "train into a new output folder, or delete this one to start over"
             )
         return progress
@@ -341,3 +347,15 @@ class Trainer:
         if self.accelerator.is_main_process:
             with self.log_path.open("a") as log:
                 log.write(json.dumps(metrics) + "\n")
+
+
+def _fingerprint(train: list[Example], val: list[Example]) -> str:
+    """A hash of the examples a training reads, so that a work folder resumes only the training of the same runs."""
+    digest = hashlib.sha256()
+    for examples in (train, val):
+        digest.update(len(examples).to_bytes(8, "little"))
+        for example in examples:
+            digest.update(np.asarray(example.encoded.input_ids, np.int64).tobytes())
+            digest.update(np.asarray(example.encoded.num_values, np.float64).tobytes())
+            digest.update(np.float64(example.target).tobytes())
+    return digest.hexdigest()
