@@ -350,6 +350,8 @@ def main() -> None:
         + "".join(f" --set {o}" for o in args.overrides)
         + "".join(f" --grid {g}" for g in args.grid)
         + " --all-sources" * args.all_sources
+        + (f" --tag {args.tag}" if args.tag else "")
+        + " --no-readme" * args.no_readme
     )
     spent = ", ".join(f"{k} {v:.1f}" for k, v in minutes.items())
     trained_on = "every source in ../shared/data" if args.all_sources else "StepLaw + Marin"
