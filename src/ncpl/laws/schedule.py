@@ -327,11 +327,7 @@ def fit_law(
     `drop_from` (and `keep_alpha`): a Multi-Power Law keeping that law's loss-drop constants (and alpha)."""
     from ncpl.laws.temporal import LAWS
 
-    if keep_alpha and drop_from is None:
-        raise ConfigError(
-            "keep_alpha=True needs drop_from=<a fitted MultiPowerLaw>, whose alpha it keeps; pass one or drop keep_alpha"
-        )
-    if drop_from is not None:
+    if drop_from is not None or keep_alpha:  # MultiPowerLaw refuses keep_alpha without drop_from
         law = MultiPowerLaw(drop_from=drop_from, keep_alpha=keep_alpha).fit([curve, *fit_on])
         return law, lambda steps: law.predict(curve, steps)
     if name in SCHEDULE_LAWS:
