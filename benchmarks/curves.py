@@ -1,13 +1,15 @@
 """Loss curves from the configuration alone (NCPL, Chinchilla along the curve) against laws fitted to
-the observed start of each curve (power law, temporal law), on real Gemstones and (Mis)Fitting curves.
+the observed start of each curve (power law, temporal law), on real Gemstones, (Mis)Fitting and Multi-Power curves.
 
     python benchmarks/curves.py [--config configs/cpu-curves.yaml] [--shared ../shared/data] [--model DIR]
                                 [--stage dev|test] [--tag NAME]
 
 Test splits, per source: OOD = the larger shapes (Gemstones N > 4e8: 1024x28, 1280x15, 1792x7, 768x45;
-(Mis)Fitting N >= 2e8), ID = a seeded 15% of the rest; NCPL and Chinchilla are fitted on the rest,
-one NCPL model for both sources. `--stage dev` (choose settings here) splits those training runs the
-way benchmarks/ncpl_accuracy.py does: dev-OOD = each source's largest training sizes (at least 0.1
+(Mis)Fitting N >= 2e8), ID = a seeded 15% of the rest; Multi-Power (test stage only: two sizes, nine
+schedules each) trains on its protocol's three fit curves per size and tests the other six, unseen
+schedules; NCPL and Chinchilla are fitted on the rest, one NCPL model for every source. `--stage dev`
+(choose settings here) splits the Gemstones and (Mis)Fitting training runs the way
+benchmarks/ncpl_accuracy.py does: dev-OOD = each source's largest training sizes (at least 0.1
 decades above the rest), dev-ID = a seeded 15% of the rest, fitted on what remains. The test stage
 writes benchmarks/results/curves.{md,json}, a plot of predicted and true curves per test set, and the
 table into README.md between the curves markers; the dev stage writes curves-dev-TAG.{md,json} only.
@@ -26,6 +28,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import ROOT, SEED, development, load, machine, update_readme  # noqa: E402
+from schedule_laws import FIT  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
 from ncpl.atomic import write_text  # noqa: E402
@@ -39,7 +42,8 @@ OOD_PARAMS = {"gemstones": 4e8, "misfitting": 2e8}
 
 
 def splits(shared: Path, stage: str = "test") -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """(training runs of both sources, {SOURCE-id, SOURCE-ood} or, at the dev stage, {SOURCE-dev-id, SOURCE-dev-ood})."""
+    """(training runs of every source, {SOURCE-id, SOURCE-ood, multipower-unseen} or, at the dev stage,
+    {SOURCE-dev-id, SOURCE-dev-ood} of Gemstones and (Mis)Fitting)."""
     sources = {
         "gemstones": read_runs(ROOT / "data" / "gemstones.parquet"),
         "misfitting": load("misfitting", shared / "misfitting" / "scaling_results.csv"),
@@ -50,6 +54,10 @@ def splits(shared: Path, stage: str = "test") -> tuple[pd.DataFrame, dict[str, p
         protocol[name] = (split.train, {f"{name}-id": split.id, f"{name}-ood": split.ood})
     if stage == "dev":
         protocol = development(protocol)
+    else:
+        multipower = read_runs(ROOT / "data" / "multipower.parquet")
+        fit = multipower["run_id"].str.rsplit("/", n=1).str[-1].isin(FIT)
+        protocol["multipower"] = (multipower[fit], {"multipower-unseen": multipower[~fit]})
     train = pd.concat([train for train, _ in protocol.values()], ignore_index=True)
     return train, {name: frame for _, tests in protocol.values() for name, frame in tests.items()}
 
@@ -108,7 +116,8 @@ def main() -> None:
         f" --stage dev --tag {tag}" if args.stage == "dev" else ""
     )
     trained = (
-        f"NCPL trained on {len(train)} Gemstones + (Mis)Fitting runs in {minutes:.1f} min"
+        f"NCPL trained on {len(train)} Gemstones + (Mis)Fitting{' + Multi-Power' * (args.stage == 'test')} runs in "
+        f"{minutes:.1f} min"
         if not args.model
         else f"NCPL from {args.model}"
     )

@@ -86,3 +86,16 @@ def test_tables_over_seeds_and_bootstrap_against_the_best_baseline():
         and " ± " in text
         and "| steplaw-ood | steplaw | xgboost | 54 |" in text
     )
+
+
+def test_curve_benchmark_tests_multipower_on_the_schedules_its_protocol_does_not_fit(shared):
+    import curves
+
+    train, tests = curves.splits(shared, "test")
+    multipower = train[train["source"] == "multipower"]["run_id"].str.rsplit("/", n=1).str[-1]
+    assert sorted(multipower) == sorted(curves.FIT * 2)  # the protocol's three fit curves of each size
+    unseen = tests["multipower-unseen"]
+    assert len(unseen) == 12 and set(unseen["model.n_params"]) == {25e6, 100e6}
+    assert not set(unseen["run_id"]) & set(train["run_id"])
+    train, tests = curves.splits(shared, "dev")  # two sizes: no development split of its own, so not at the dev stage
+    assert "multipower" not in set(train["source"]) and not any(name.startswith("multipower") for name in tests)
