@@ -87,7 +87,9 @@ def test_ncpl_picks_its_checkpoint_on_runs_it_does_not_train_on(monkeypatch, tmp
     monkeypatch.setattr(ncpl_module, "build_examples", recording_build_examples)
     monkeypatch.setattr(ncpl_module.NCPL, "_example", recording_example)
     monkeypatch.setattr(Trainer, "fit", stop)
-    config = TrainConfig(backbone="tiny-decoder", baseline="chinchilla", max_curve_points=0, val_frac=0.2, seed=0)
+    config = TrainConfig(
+        backbone="tiny-decoder", baseline="chinchilla", max_curve_points=0, val_frac=0.2, seed=0, members=1
+    )
     with pytest.raises(Stop):
         ncpl_module.NCPL(config, work_dir=tmp_path / "work").fit(runs)
     train, val = set(seen["train"]), set(seen["val"])

@@ -321,8 +321,8 @@ class NCPL(Predictor):
     def set_state(self, state: dict[str, Any]) -> None:
         # a directory saved before `baseline` existed learned the residual over Chinchilla, one saved before
         # `fourier_min_period` existed has the Fourier encoder's first periods (0.25 decades), and one saved before
-        # `serialization` existed read the verbose text
-        old = {"baseline": "chinchilla", "fourier_min_period": 0.25, "serialization": "verbose"}
+        # `serialization` existed read the verbose text, and one saved before `members` existed holds one network
+        old = {"baseline": "chinchilla", "fourier_min_period": 0.25, "serialization": "verbose", "members": 1}
         self.config = TrainConfig.model_validate({**old, **state["train_config"]})
         self.is_decoder_, self.hidden_ = state["is_decoder"], state["hidden_size"]
         self.field_scales_ = state["field_scales"]

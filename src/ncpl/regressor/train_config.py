@@ -51,7 +51,7 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(8, gt=0)
     eval_batch_size: int = Field(128, gt=0)
     seed: int = 42
-    members: int = Field(1, ge=1, description="networks trained from seeds seed .. seed+members-1, outputs averaged")
+    members: int = Field(3, ge=1, description="networks trained from seeds seed .. seed+members-1, outputs averaged")
     val_frac: float = Field(0.1, gt=0, lt=1)
     # The runs that choose the checkpoint and calibrate the interval (ncpl.splits.validation_split): `random`, a
     # seeded val_frac of each source; `largest`, each source's largest model size(s) (one size: its largest D)
