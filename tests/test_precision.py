@@ -47,7 +47,9 @@ def model(shared):
     """An untrained tiny NCPL with a random head (a trained one's zero-initialised head would predict the law alone)."""
     runs = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
     runs = runs.sample(40, random_state=0)
-    config = TrainConfig(backbone="tiny-encoder", members=1, stage1={"epochs": 0, "lr": 1e-3}, stage2={"epochs": 0, "lr": 1e-3})
+    config = TrainConfig(
+        backbone="tiny-encoder", members=1, stage1={"epochs": 0, "lr": 1e-3}, stage2={"epochs": 0, "lr": 1e-3}
+    )
     model = NCPL(config, inference_dtype="fp32").fit(runs)  # fp32 is the reference: `auto` is bf16 on a bf16 CPU
     torch.nn.init.normal_(model.networks_[0].head.weight, std=0.5, generator=torch.Generator().manual_seed(0))
     return model, runs
