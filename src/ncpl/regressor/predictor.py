@@ -79,9 +79,11 @@ class NCPL(Predictor):
 
     def fit(self, runs: pd.DataFrame, val: pd.DataFrame | None = None) -> NCPL:
         """Train on `runs`; `val` selects the checkpoint and calibrates the interval (default: carved from `runs`
-        by `val_split`). The residual law is fitted on the runs the network trains on, except under the `largest`
-        split, where it is fitted on every run: a law without the largest size may be a law of one model size,
-        which cannot say how the loss moves with N; there the validation runs are held out from the network only."""
+        by `val_split`). The residual law is fitted on every run of `runs`, the validation runs carved from them too,
+        as the trees fit theirs: the validation runs are held out from the network only. A law is a few parameters
+        a source, and without them it may move (Marin's, a flat valley in an optimizer's lr offset: dev-OOD MAE
+        0.0143 fitted on every dev training run, 0.0158-0.0193 on the networks' 90%) or, under the `largest`
+        split, be a law of one model size, which cannot say how the loss moves with N."""
         accelerator = self._fit_seeded(runs, val, accelerator=None)
         accelerator.end_training()  # once, after every network of the fit: it ends the process group
         return self
@@ -105,9 +107,6 @@ class NCPL(Predictor):
             runs, val = validation_split(runs, cfg.val_split, cfg.val_frac, cfg.seed)
         if not usable(runs).any():
             raise ConfigError("final_loss: no converged training runs")
-        # The law is fitted on every run, the validation runs too, as the trees fit theirs: a few parameters a
-        # source, and Marin's law (a flat valley in an optimizer's lr offset) moves with a tenth of its runs left out
-        # (dev-OOD MAE 0.0143 fitted on all the dev training runs, 0.0158-0.0193 on the networks' 90%).
         baseline = residual_law(cfg.baseline, cfg.baseline_fit_on).fit(everything)
         self.train_ranges_ = size_ranges(runs)
         ok = runs[usable(runs)]
@@ -171,7 +170,8 @@ class NCPL(Predictor):
         """m0 and k of the interval's margin (ncpl.regressor.conformal) from the validation runs: k only from those
         beyond the training range (the `largest` split's step to a larger model), {} without any (the `random`
         split; `calibrate_extrapolation` then calibrates k on a second network, `_extrapolation_slopes`). The
-        validation runs also chose the checkpoint, so the margins are slightly optimistic."""
+        validation runs also chose the checkpoint and the law saw them, so the margins are optimistic (how much is
+        not measured yet)."""
         if val.empty:
             return {}, {}
         self.interval_margins_, self.interval_slopes_ = {}, {}
