@@ -15,6 +15,10 @@ the training time per epoch of the CPU default with each serialization.
   decide) and, reported only, on its ID / OOD test splits (benchmarks/accuracy.py).
 - training: seconds per epoch of configs/cpu.yaml with each serialization, timed on one epoch of each stage over a
   seeded fraction of the StepLaw + Marin training runs and divided by that fraction (validation on 16 runs).
+
+Each run writes benchmarks/results/throughput/<date>T<time>-<CPU kind>.md / .json, with only the parts it ran.
+benchmarks/results/throughput.md and README.md's throughput block are the curated summary per machine kind, kept by
+hand from such files: a run on one machine kind (or a `--skip` run) must not overwrite another's rows.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import ROOT, benchmarks, load, machine, update_readme  # noqa: E402
+from accuracy import ROOT, benchmarks, load, machine  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
 from ncpl.atomic import write_text  # noqa: E402
@@ -211,7 +215,6 @@ def main() -> None:
     parser.add_argument("--train-fraction", type=float, default=0.1, help="share of the training runs timed per epoch")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: scoring, precision, training")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--no-readme", action="store_true", help="leave README.md as it is (results files only)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # backbone:dtype, in a child process
     args = parser.parse_args()
     if args.one:
@@ -225,7 +228,6 @@ def main() -> None:
         f"Measured {datetime.date.today()} on {machine()} ({features.flags()}) by "
         f"`python benchmarks/throughput.py {' '.join(sys.argv[1:])}`."
     ]
-    out = ROOT / "benchmarks" / "results"
     results = {}
     if "scoring" not in skip:
         rows = []
@@ -279,11 +281,16 @@ def main() -> None:
             f"{load_average()}):\n\n{table(rows)}"
         )
     body = "\n\n".join(sections) + "\n"
-    write_text(out / "throughput.md", body)
-    write_text(out / "throughput.json", json.dumps(results, indent=1))
-    if "scoring" not in skip and not args.no_readme:
-        update_readme("throughput", body)
+    kind = "amx" if features.amx else "avx512_bf16" if features.avx512_bf16 else features.capability.lower()
+    stem = ROOT / "benchmarks" / "results" / "throughput" / f"{datetime.datetime.now():%Y-%m-%dT%H%M}-{kind}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_text(stem.with_suffix(".md"), body)
+    write_text(
+        stem.with_suffix(".json"),
+        json.dumps({"meta": {"argv": sys.argv[1:], "cpu": features.flags()}, **results}, indent=1),
+    )
     print(body)
+    print(f"written to {stem.relative_to(ROOT)}.md / .json")
 
 
 if __name__ == "__main__":
