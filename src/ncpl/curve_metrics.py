@@ -22,7 +22,6 @@ PREFIXES = (0.1, 0.2, 0.4)
 MAX_CURVE_POINTS = 32  # checkpoints scored per curve, evenly spaced (the paper subsamples 15-29)
 PLOTTED_CURVES = 6  # runs per test set drawn with their predicted curves
 PLOT_PREFIX = 0.2
-ANCHOR_POINTS = 3  # last checkpoints of a prefix that a config-only curve is shifted to
 
 
 def curve_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -38,8 +37,9 @@ def evaluate_curves(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Curve accuracy rows (test, source, method, prefix, runs, points, MAE, end MAE) and the curves to plot.
 
-    Each curve predictor is scored twice: from the config alone, and conditioned on the observed prefix
-    (`NAME+prefix`): its curve shifted by its mean miss on the last `ANCHOR_POINTS` checkpoints seen.
+    Each curve predictor is scored twice: from the config alone, and given the observed prefix (`NAME+prefix`,
+    `Predictor.predict_curve(observed=...)`): NCPL trained with `prefix_points` reads it, any other predictor's curve
+    is shifted by its mean miss on the last checkpoints seen.
     """
     from ncpl.laws.temporal import PowerLaw, TemporalLaw
 
@@ -51,12 +51,10 @@ def evaluate_curves(
         tokens_seen, loss = np.asarray(run["curve_tokens"], float), np.asarray(run["curve_loss"], float)
         fractions = tokens_seen / float(run["data.tokens"])
         keep = np.unique(np.linspace(0, len(loss) - 1, min(len(loss), MAX_CURVE_POINTS)).round().astype(int))
-        anchors = {prefix: np.flatnonzero(fractions <= prefix + 1e-9)[-ANCHOR_POINTS:] for prefix in prefixes}
-        points = np.unique(np.concatenate([keep, *anchors.values()]))
         curves = {}
         for name, model in models.items():
             curves[name] = np.full(len(loss), np.nan)
-            curves[name][points] = model.predict_curve(runs.iloc[[i]], fractions[points])[0]
+            curves[name][keep] = model.predict_curve(runs.iloc[[i]], fractions[keep])[0]
         for prefix in prefixes:
             seen = fractions <= prefix + 1e-9
             later = keep[~seen[keep]]
@@ -67,9 +65,10 @@ def evaluate_curves(
             except ConfigError:  # a prefix the laws refuse (tokens not increasing, a NaN): the run does not count here
                 continue
             predicted = {}
-            for name, curve in curves.items():
-                predicted[name] = curve[later]
-                predicted[f"{name}+prefix"] = curve[later] + np.mean(loss[anchors[prefix]] - curve[anchors[prefix]])
+            for name, model in models.items():
+                predicted[name] = curves[name][later]
+                observed = [(fractions[seen], loss[seen])]
+                predicted[f"{name}+prefix"] = model.predict_curve(runs.iloc[[i]], fractions[later], observed)[0]
             predicted.update({name: law.predict(tokens_seen[later]) for name, law in fitted.items()})
             for name, prediction in predicted.items():
                 errors.setdefault((str(run["source"]), name, prefix), []).append(np.abs(prediction - loss[later]))

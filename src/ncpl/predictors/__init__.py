@@ -48,6 +48,30 @@ REGISTRY = {  # name -> "module:Class"
 
 
 Configs = pd.DataFrame | RunConfig | RunRecord | dict | Sequence[RunConfig]
+Observed = tuple[np.ndarray, np.ndarray]  # a curve measured so far: fractions of training, losses
+ANCHOR_POINTS = 3  # the last observed points a config-only curve is shifted to
+
+
+def check_observed(observed: Sequence[Observed | None] | None, n_configs: int) -> list[Observed | None] | None:
+    """`observed` as float arrays, one entry per config; refuses a length, a fraction or a loss it cannot use."""
+    if observed is None:
+        return None
+    if len(observed) != n_configs:
+        raise ConfigError(f"observed: {len(observed)} entries for {n_configs} configs; give one (or None) per config")
+    out: list[Observed | None] = []
+    for i, seen in enumerate(observed):
+        if seen is None:
+            out.append(None)
+            continue
+        at, loss = (np.atleast_1d(np.asarray(x, float)) for x in seen)
+        if at.shape != loss.shape or not at.size:
+            raise ConfigError(f"observed[{i}]: {at.size} fractions but {loss.size} losses; give one loss a fraction")
+        if not np.all((at > 0) & (at <= 1)) or np.any(np.diff(at) <= 0):
+            raise ConfigError(f"observed[{i}]: fractions must increase within (0, 1]; got {at.tolist()[:5]}")
+        if not np.all(np.isfinite(loss) & (loss > 0)):
+            raise ConfigError(f"observed[{i}]: losses must be finite and positive; got {loss.tolist()[:5]}")
+        out.append((at, loss))
+    return out
 
 
 def as_frame(configs: Configs) -> pd.DataFrame:
@@ -150,20 +174,49 @@ class Predictor(ABC):
         [] when the training fields are unknown (a model saved before they were recorded)."""
         return coverage.unseen_fields(self.coverage_, as_frame(configs))
 
-    def predict_curve(self, configs: Configs, fractions: np.ndarray) -> np.ndarray:
+    def predict_curve(
+        self, configs: Configs, fractions: np.ndarray, observed: Sequence[Observed | None] | None = None
+    ) -> np.ndarray:
         """Loss at each fraction of training: shape (configs, fractions). The point at fraction 1 is the final-loss
         prediction (`predict`): a curve head asked at the end and the final-loss head can differ by a few thousandths.
         Where the config's lr never rises after warmup (`ncpl.schedules.never_rises`) the curve is made
-        non-increasing (`non_increasing`)."""
+        non-increasing (`non_increasing`).
+
+        `observed`: per config, the (fractions, losses) of its curve measured so far, or None. A predictor that
+        `reads_prefix` (NCPL trained with `prefix_points`) conditions on them; any other shifts its curve by its mean
+        miss on the last `ANCHOR_POINTS` of them."""
         self._check_fitted()
         frame, fractions = as_frame(configs), np.asarray(fractions, float)
+        observed = check_observed(observed, len(frame))
+        if observed is not None and self.reads_prefix:
+            curve = self._predict_curve_seen(frame, fractions, observed)
+        else:
+            curve = self._config_curve(frame, fractions)
+        falls = np.array([_lr_never_rises(row) for row in frame.to_dict("records")], bool)
+        curve[falls] = non_increasing(curve[falls], fractions)
+        if observed is not None and not self.reads_prefix:
+            for i, seen in enumerate(observed):
+                if seen is not None:
+                    at, loss = seen[0][-ANCHOR_POINTS:], seen[1][-ANCHOR_POINTS:]
+                    curve[i] += np.mean(loss - self.predict_curve(frame.iloc[[i]], at)[0])
+        return curve
+
+    def _config_curve(self, frame: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
         curve = self._predict_curve(frame, fractions)
         end = np.isclose(fractions, 1.0)
         if end.any():
             curve[:, end] = self._predict(frame)[:, None]
-        falls = np.array([_lr_never_rises(row) for row in frame.to_dict("records")], bool)
-        curve[falls] = non_increasing(curve[falls], fractions)
         return curve
+
+    @property
+    def reads_prefix(self) -> bool:
+        """Whether `predict_curve` conditions on an observed prefix itself (else it shifts the config's curve)."""
+        return False
+
+    def _predict_curve_seen(
+        self, configs: pd.DataFrame, fractions: np.ndarray, observed: list[Observed | None]
+    ) -> np.ndarray:
+        raise NotImplementedError  # only predictors that read a prefix
 
     @abstractmethod
     def _predict(self, configs: pd.DataFrame) -> np.ndarray: ...

@@ -6,6 +6,11 @@ per-source law (Chinchilla, or Chinchilla with the lr / batch bowl; fitted on th
 the tokens seen so far, divided by the training residuals' robust spread (1.4826 x their median
 absolute deviation). A diverged run keeps its final-loss example for the divergence head, with no
 regression target.
+
+With `prefix_points`, each of those targets of a run with a curve also comes a second time with a measured prefix
+of its own curve in the input: the checkpoints up to a random one before the target (up to `prefix_points` of them,
+`seen_points`), each as its fraction of training and its residual. The network so learns to read how a run has
+gone so far, not only its config (a level shift of the config's curve is what a prefix gives without this).
 """
 
 from __future__ import annotations
@@ -56,9 +61,26 @@ def curve_indices(n_points: int, max_points: int) -> list[int]:
     return sorted(set(np.linspace(0, n_points - 2, max_points).round().astype(int).tolist()))
 
 
+def seen_points(fractions: np.ndarray, residuals: np.ndarray, max_points: int) -> list[tuple[float, float]]:
+    """Up to `max_points` of the measured (fraction, residual) points, evenly spaced, the latest always in."""
+    if not len(fractions) or max_points <= 0:
+        return []
+    chosen = np.unique(np.linspace(0, len(fractions) - 1, min(max_points, len(fractions))).round().astype(int))
+    return [(float(fractions[k]), float(residuals[k])) for k in chosen]
+
+
 def build_examples(
-    runs: pd.DataFrame, serializer: Serializer, targets: Targets, max_curve_points: int = 0
+    runs: pd.DataFrame,
+    serializer: Serializer,
+    targets: Targets,
+    max_curve_points: int = 0,
+    prefix_points: int = 0,
+    rng: np.random.Generator | None = None,
 ) -> list[Example]:
+    """The examples of `runs`; with `prefix_points`, a second copy of each target of a run with a curve, conditioned on
+    a prefix of that curve ending at a checkpoint drawn by `rng` from those before the target."""
+    if prefix_points and rng is None:
+        raise ValueError("rng: build_examples needs a numpy Generator to draw prefixes when prefix_points > 0")
     runs = runs.reset_index(drop=True)
     loss = pd.to_numeric(runs["final_loss"], errors="coerce").to_numpy(float)
     diverged = runs["diverged"].fillna(False).to_numpy(bool)
@@ -70,11 +92,24 @@ def build_examples(
             Example(serializer.encode(row), float(final_target[i]) if converged else math.nan, True, bool(diverged[i]))
         )
         curve_tokens, curve_loss = row.get("curve_tokens"), row.get("curve_loss")
-        if max_curve_points and isinstance(curve_tokens, (list, np.ndarray)) and len(curve_tokens) and not diverged[i]:
-            for j in curve_indices(len(curve_tokens), max_curve_points):
-                fraction = float(curve_tokens[j]) / float(row["data.tokens"])
-                target = targets.to_target(runs.iloc[[i]], np.array([curve_loss[j]]), np.array([curve_tokens[j]]))[0]
-                examples.append(Example(serializer.encode(row, fraction), float(target), False, False))
+        if not (isinstance(curve_tokens, (list, np.ndarray)) and len(curve_tokens) and not diverged[i]):
+            continue
+        n = len(curve_tokens)
+        fractions = np.asarray(curve_tokens, float) / float(row["data.tokens"])
+        residuals = targets.to_target(
+            runs.iloc[[i] * n], np.asarray(curve_loss, float), np.asarray(curve_tokens, float)
+        )
+        asked = [(j, float(fractions[j]), float(residuals[j])) for j in curve_indices(n, max_curve_points)]
+        for _, fraction, target in asked:
+            examples.append(Example(serializer.encode(row, fraction), target, False, False))
+        if not prefix_points or not converged:
+            continue
+        for j, fraction, target in [*asked, (n - 1, None, float(final_target[i]))]:  # the final loss: after the last
+            if j == 0:
+                continue
+            end = int(rng.integers(0, j))  # the prefix ends at a checkpoint before the target
+            seen = seen_points(fractions[: end + 1], residuals[: end + 1], prefix_points)
+            examples.append(Example(serializer.encode(row, fraction, seen), target, False, False))
     return examples
 
 

@@ -25,11 +25,11 @@ import torch
 
 from ncpl.columns import usable
 from ncpl.errors import ConfigError, NotFittedError
-from ncpl.predictors import Predictor
+from ncpl.predictors import Observed, Predictor
 from ncpl.predictors.hparam_law import residual_law
 from ncpl.regressor import conformal, model_dir
 from ncpl.regressor.conformal import POOLED
-from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example, Targets, build_examples
+from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example, Targets, build_examples, seen_points
 from ncpl.regressor.network import NCPLNetwork
 from ncpl.regressor.precision import DTYPES, for_inference, resolve
 from ncpl.regressor.serialize import Serializer
@@ -123,7 +123,14 @@ class NCPL(Predictor):
         backbone.model.resize_token_embeddings(
             len(backbone.tokenizer), mean_resizing=False
         )  # the placeholder's embedding is never read
-        train_examples = build_examples(runs, self.serializer_, self.targets_, cfg.max_curve_points)
+        train_examples = build_examples(
+            runs,
+            self.serializer_,
+            self.targets_,
+            cfg.max_curve_points,
+            cfg.prefix_points,
+            np.random.default_rng(cfg.seed),
+        )
         self.field_ranges_ = field_ranges(
             (str(r["source"]), self.serializer_.encode(r)) for r in runs.to_dict("records")
         )
@@ -201,8 +208,10 @@ class NCPL(Predictor):
         calibrator._fit_seeded(runs[~beyond], None, accelerator)
         return conformal.slopes_beyond(*calibrator._conformity(held_out.reset_index(drop=True)))
 
-    def _example(self, row: dict[str, Any], fraction: float | None = None) -> Example:
-        encoded = self.serializer_.encode(row, fraction)
+    def _example(
+        self, row: dict[str, Any], fraction: float | None = None, seen: list[tuple[float, float]] | tuple = ()
+    ) -> Example:
+        encoded = self.serializer_.encode(row, fraction, seen)
         if self.config.clamp_numbers and str(row["source"]) in self.field_ranges_:
             clamp(encoded, self.field_ranges_[str(row["source"])])
         return Example(encoded, math.nan, fraction is None, False)
@@ -293,6 +302,30 @@ class NCPL(Predictor):
         examples = [self._example(row, float(f)) for row in rows for f in fractions]
         out = self._outputs(examples)[:, :, 0].mean(axis=0).reshape(len(rows), len(fractions))
         n_tokens = configs["data.tokens"].to_numpy(float)
+        return np.stack(
+            [self.targets_.to_loss(configs, out[:, j], f * n_tokens) for j, f in enumerate(fractions)], axis=1
+        )
+
+    @property
+    def reads_prefix(self) -> bool:
+        return self.config.prefix_points > 0
+
+    def _predict_curve_seen(
+        self, configs: pd.DataFrame, fractions: np.ndarray, observed: list[Observed | None]
+    ) -> np.ndarray:
+        """The curve of each config given the points of it measured so far, as the network was trained to read them
+        (their residuals over the law, up to `prefix_points` of them, `seen_points`); fraction 1 asks the final loss."""
+        configs = configs.reset_index(drop=True)
+        n_tokens = configs["data.tokens"].to_numpy(float)
+        examples = []
+        for i, row in enumerate(configs.to_dict("records")):
+            seen: list[tuple[float, float]] = []
+            if observed[i] is not None:
+                at, loss = observed[i]
+                residual = self.targets_.to_target(configs.iloc[[i] * len(at)], loss, at * n_tokens[i])
+                seen = seen_points(at, residual, self.config.prefix_points)
+            examples += [self._example(row, None if np.isclose(f, 1.0) else float(f), seen) for f in fractions]
+        out = self._outputs(examples)[:, :, 0].mean(axis=0).reshape(len(configs), len(fractions))
         return np.stack(
             [self.targets_.to_loss(configs, out[:, j], f * n_tokens) for j, f in enumerate(fractions)], axis=1
         )

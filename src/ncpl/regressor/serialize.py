@@ -23,6 +23,9 @@ Two serializations (`TrainConfig.serialization`):
       ...
       final loss:                      (or)   frac: <num> loss:
 
+A curve point may come with measured points of the run's own curve before it (`SEEN_FIELDS`: a fraction of
+training and the loss there as a residual over the law, one placeholder each), just before the target prompt.
+
 Fields come in a fixed canonical order, under short names a language model knows (``lr``,
 ``batch``, ``width``); fields outside the common set use their own name, underscores as spaces.
 Token ids are built segment by segment so that each number is exactly one reserved id, whatever
@@ -34,6 +37,7 @@ paper's ablation).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -103,6 +107,8 @@ SHORT_NAMES = {
     "schedule.cooldown_steps": "cooldown",
     "batch.tokens": "batch tokens",
     "batch.sequences": "batch",
+    "seen.fraction": "seen at",
+    "seen.residual": "seen loss",
 }
 
 
@@ -112,6 +118,9 @@ def short_name(key: str) -> str:
 
 
 FRACTION_FIELD = "frac"
+# a measured point of the run's own curve: the fraction of training it was measured at and its loss as a residual
+# over the law (in target units), written before the target prompt
+SEEN_FIELDS = ("seen.fraction", "seen.residual")
 MAX_LAYOUTS = 4096  # token layouts kept (numbers written as text make every row its own layout)
 
 
@@ -192,13 +201,17 @@ class Serializer:
         """Token ids of a field's short name, for the encoder's field-name embedding."""
         return self._ids(short_name(key))
 
-    def encode(self, row: dict[str, Any], fraction: float | None = None) -> Encoded:
-        """Config row + target prompt: ``final loss:`` or ``frac: <x> loss:``.
+    def encode(
+        self, row: dict[str, Any], fraction: float | None = None, seen: Sequence[tuple[float, float]] = ()
+    ) -> Encoded:
+        """Config row + the measured points of its curve `seen` ((fraction, residual) pairs, `SEEN_FIELDS`) + target
+        prompt: ``final loss:`` or ``frac: <x> loss:``.
 
         Rows with the same fields and the same non-numeric values share their token ids; only the
         numbers differ. The ids are kept per such layout, so a sweep tokenizes each layout once.
         """
-        pairs = config_fields(row) + ([(FRACTION_FIELD, fraction)] if fraction is not None else [])
+        pairs = config_fields(row) + [pair for point in seen for pair in zip(SEEN_FIELDS, point)]
+        pairs += [(FRACTION_FIELD, fraction)] if fraction is not None else []
         as_number = [self._as_number(value) for _, value in pairs]
         if self.compact:  # the words first (a prefix shared across a sweep), then the numbers in canonical order
             order = sorted(range(len(pairs)), key=lambda i: as_number[i])

@@ -46,6 +46,10 @@ class TrainConfig(BaseModel):
     serialization: Literal["compact", "verbose"] = "compact"
     numbers_as_text: bool = Field(False, description="write the numbers as text (needs serialization: verbose)")
     max_curve_points: int = Field(16, ge=0)
+    # Train the network to read a measured prefix of the run's curve too (ncpl.regressor.dataset): every target of a
+    # run with a curve comes again with up to this many of its checkpoints before it; predict_curve(observed=...) then
+    # conditions on them. 0: the config alone (a prefix then shifts the config's curve).
+    prefix_points: int = Field(0, ge=0)
     # Batch 8 beat 32 on the ID validation runs at equal compute (best val MAE 0.051 vs 0.063): more steps in the
     # few epochs a CPU affords.
     batch_size: int = Field(8, gt=0)
