@@ -70,7 +70,9 @@ def test_every_target_comes_again_with_a_prefix_before_it(gemstones):
 
 
 def test_ncpl_trained_on_prefixes_reads_them_and_others_shift_to_them(gemstones, tmp_path):
-    config = TrainConfig(**{**tiny_training(2, max_curve_points=4), "prefix_points": 3, "calibrate_extrapolation": False})
+    config = TrainConfig(
+        **{**tiny_training(2, max_curve_points=4), "prefix_points": 3, "calibrate_extrapolation": False}
+    )
     model = NCPL(config, work_dir=tmp_path / "work").fit(gemstones)
     assert model.reads_prefix and not NCPL(TrainConfig(**tiny_training(1))).reads_prefix
     run = gemstones.iloc[[0]]
@@ -104,3 +106,34 @@ def test_bad_observed_prefixes_are_named(gemstones, observed, message):
     chinchilla = predictors.create("chinchilla").fit(gemstones)
     with pytest.raises(ConfigError, match=rf"observed.*{message}"):
         chinchilla.predict_curve(gemstones.iloc[[0]], np.array([0.5]), observed)
+
+
+def test_cli_predict_conditions_the_curve_on_an_observed_prefix(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ncpl import schema
+    from ncpl.cli import app
+
+    marin = read_runs(ROOT / "data" / "marin.parquet")
+    model = predictors.create("chinchilla").fit(marin)
+    model.save(tmp_path / "law")
+    candidate = ROOT / "examples" / "candidate.yaml"
+    (tmp_path / "seen.csv").write_text("tokens,loss\n2e9,3.9\n4e9,3.7\n8e9,3.55\n")
+    result = CliRunner().invoke(
+        app,
+        ["predict", str(tmp_path / "law"), "--candidate", str(candidate), "--observed", str(tmp_path / "seen.csv")]
+        + ["--json"],
+    )
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)["curve"]
+    frame = predictors.as_frame(schema.read_config(candidate))
+    seen = (np.array([2e9, 4e9, 8e9]) / frame["data.tokens"].iloc[0], np.array([3.9, 3.7, 3.55]))
+    assert got["loss"] == pytest.approx(model.predict_curve(frame, np.array(got["fraction"]), [seen])[0].tolist())
+    assert got["loss"] != pytest.approx(model.predict_curve(frame, np.array(got["fraction"]))[0].tolist())
+    (tmp_path / "long.csv").write_text("tokens,loss\n2e9,3.9\n9e10,3.1\n")
+    result = CliRunner().invoke(
+        app, ["predict", str(tmp_path / "law"), "--candidate", str(candidate), "--observed", str(tmp_path / "long.csv")]
+    )
+    assert result.exit_code != 0 and "--observed" in result.output and "data.tokens" in result.output

@@ -23,6 +23,14 @@ def predict(
         Path | None, typer.Option("--config", hidden=True, help="deprecated alias of --candidate")
     ] = None,
     curve: Annotated[bool, typer.Option("--curve", help="also the loss at 10%, 20%, ..., 100% of training")] = False,
+    observed: Annotated[
+        Path | None,
+        typer.Option(
+            "--observed",
+            help="the run's curve measured so far, a CSV / JSONL with columns tokens, loss: the curve (implies --curve) "
+            "is conditioned on it (NCPL trained with prefix_points), else shifted to its last points",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Predicted final loss of one candidate config (with interval, p_diverge and curve where the model has them), and
@@ -46,7 +54,18 @@ def predict(
     frame = predictors.as_frame(candidate)
     details = model.predict_details(frame)
     fractions = np.round(np.linspace(0.1, 1.0, 10), 2)
-    losses = model.predict_curve(frame, fractions)[0] if curve else None
+    seen = None
+    if observed is not None:
+        from ncpl.laws.temporal import read_curve
+
+        curve, (seen_tokens, seen_loss) = True, read_curve(observed)
+        seen = [(seen_tokens / candidate.data.tokens, seen_loss)]
+        if seen_tokens[-1] > candidate.data.tokens:
+            raise ConfigError(
+                f"--observed: {observed} runs to {seen_tokens[-1]:.4g} tokens, beyond the candidate's "
+                f"data.tokens {candidate.data.tokens:.4g}; give the prefix of this run's curve"
+            )
+    losses = model.predict_curve(frame, fractions, seen)[0] if curve else None
     result = {k: (float(v) if np.isfinite(v) else None) for k, v in details.iloc[0].items()}
     if curve:
         result["curve"] = {
