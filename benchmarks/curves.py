@@ -124,8 +124,9 @@ def main() -> None:
     body = (
         f"Measured {datetime.date.today().isoformat()} on {machine()} by `{command}` ({trained}). MAE (nats) of the "
         "absolute loss on the checkpoints after the first 10/20/40% of each curve (at most 32 per curve); `chinchilla` "
-        "and `ncpl` see only the config, `+prefix` shifts their curve to the last 3 checkpoints seen, the prefix laws are "
-        "fitted to the observed prefix; a run counts at a prefix "
+        "and `ncpl` see only the config; `+prefix` also sees the checkpoints before the prefix's end: "
+        + ("NCPL reads them (its `prefix_points`)" if ncpl.reads_prefix else "NCPL's curve is shifted to the last 3")
+        + ", Chinchilla's is shifted to the last 3; the prefix laws are fitted to the observed prefix; a run counts at a prefix "
         "where both prefix laws can be fitted (6 checkpoints). Best per row in bold.\n\n"
         + table(report["curves"])
         + "\nFinal loss from the config (MAE, nats, converged runs): "

@@ -69,9 +69,35 @@ def test_every_target_comes_again_with_a_prefix_before_it(gemstones):
         build_examples(gemstones, serializer, targets, 4, prefix_points=3)
 
 
-def test_ncpl_trained_on_prefixes_reads_them_and_others_shift_to_them(gemstones, tmp_path):
+def test_the_change_target_is_the_residual_less_the_level_the_prefix_ended_at(gemstones):
+    serializer = Serializer(load_backbone("tiny-decoder").tokenizer)
+    targets = Targets(residual_law("chinchilla", "best").fit(gemstones), 0.05)
+    built = {
+        target: build_examples(gemstones, serializer, targets, 4, 3, np.random.default_rng(0), prefix_target=target)
+        for target in ("residual", "change")
+    }
+    assert [e.encoded.num_values for e in built["residual"]] == [e.encoded.num_values for e in built["change"]]
+    single = 0
+    for residual, change in zip(built["residual"], built["change"]):
+        fields, values = residual.encoded.num_fields, residual.encoded.num_values
+        seen = [v for f, v in zip(fields, values) if f == SEEN_FIELDS[1]]
+        if not seen:
+            assert change.target == residual.target  # the config alone: no level to start from
+        elif len(seen) == 1:  # a prefix of one checkpoint: its level is that checkpoint's residual
+            single += 1
+            assert change.target == pytest.approx(residual.target - seen[0])
+        else:
+            assert change.target != residual.target
+    assert single > 0
+
+
+@pytest.mark.parametrize("prefix_target", ["residual", "change"])
+def test_ncpl_trained_on_prefixes_reads_them_and_others_shift_to_them(gemstones, tmp_path, prefix_target):
     config = TrainConfig(
-        **{**tiny_training(2, max_curve_points=4), "prefix_points": 3, "calibrate_extrapolation": False}
+        **tiny_training(2, max_curve_points=4),
+        prefix_points=3,
+        prefix_target=prefix_target,
+        calibrate_extrapolation=False,
     )
     model = NCPL(config, work_dir=tmp_path / "work").fit(gemstones)
     assert model.reads_prefix and not NCPL(TrainConfig(**tiny_training(1))).reads_prefix

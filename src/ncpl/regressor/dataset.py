@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ncpl.predictors import TokenLaw
+from ncpl.predictors import ANCHOR_POINTS, TokenLaw
 from ncpl.regressor.serialize import Encoded, Serializer
 
 
@@ -76,6 +76,7 @@ def build_examples(
     max_curve_points: int = 0,
     prefix_points: int = 0,
     rng: np.random.Generator | None = None,
+    prefix_target: str = "residual",
 ) -> list[Example]:
     """The examples of `runs`; with `prefix_points`, a second copy of each target of a run with a curve, conditioned on
     a prefix of that curve ending at a checkpoint drawn by `rng` from those before the target."""
@@ -109,8 +110,14 @@ def build_examples(
                 continue
             end = int(rng.integers(0, j))  # the prefix ends at a checkpoint before the target
             seen = seen_points(fractions[: end + 1], residuals[: end + 1], prefix_points)
-            examples.append(Example(serializer.encode(row, fraction, seen), target, False, False))
+            offset = prefix_level(residuals[: end + 1]) if prefix_target == "change" else 0.0
+            examples.append(Example(serializer.encode(row, fraction, seen), target - offset, False, False))
     return examples
+
+
+def prefix_level(residuals: np.ndarray) -> float:
+    """The level a prefix ended at: the mean residual of its last `ANCHOR_POINTS` points."""
+    return float(np.mean(residuals[-ANCHOR_POINTS:]))
 
 
 class Collator:

@@ -29,7 +29,15 @@ from ncpl.predictors import Observed, Predictor
 from ncpl.predictors.hparam_law import residual_law
 from ncpl.regressor import conformal, model_dir
 from ncpl.regressor.conformal import POOLED
-from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example, Targets, build_examples, seen_points
+from ncpl.regressor.dataset import (
+    MODEL_INPUTS,
+    Collator,
+    Example,
+    Targets,
+    build_examples,
+    prefix_level,
+    seen_points,
+)
 from ncpl.regressor.network import NCPLNetwork
 from ncpl.regressor.precision import DTYPES, for_inference, resolve
 from ncpl.regressor.serialize import Serializer
@@ -130,6 +138,7 @@ class NCPL(Predictor):
             cfg.max_curve_points,
             cfg.prefix_points,
             np.random.default_rng(cfg.seed),
+            cfg.prefix_target,
         )
         self.field_ranges_ = field_ranges(
             (str(r["source"]), self.serializer_.encode(r)) for r in runs.to_dict("records")
@@ -317,15 +326,17 @@ class NCPL(Predictor):
         (their residuals over the law, up to `prefix_points` of them, `seen_points`); fraction 1 asks the final loss."""
         configs = configs.reset_index(drop=True)
         n_tokens = configs["data.tokens"].to_numpy(float)
-        examples = []
+        examples, offsets = [], np.zeros(len(configs))
         for i, row in enumerate(configs.to_dict("records")):
             seen: list[tuple[float, float]] = []
             if observed[i] is not None:
                 at, loss = observed[i]
                 residual = self.targets_.to_target(configs.iloc[[i] * len(at)], loss, at * n_tokens[i])
                 seen = seen_points(at, residual, self.config.prefix_points)
+                if self.config.prefix_target == "change":
+                    offsets[i] = prefix_level(residual)
             examples += [self._example(row, None if np.isclose(f, 1.0) else float(f), seen) for f in fractions]
-        out = self._outputs(examples)[:, :, 0].mean(axis=0).reshape(len(configs), len(fractions))
+        out = self._outputs(examples)[:, :, 0].mean(axis=0).reshape(len(configs), len(fractions)) + offsets[:, None]
         return np.stack(
             [self.targets_.to_loss(configs, out[:, j], f * n_tokens) for j, f in enumerate(fractions)], axis=1
         )

@@ -50,6 +50,9 @@ class TrainConfig(BaseModel):
     # run with a curve comes again with up to this many of its checkpoints before it; predict_curve(observed=...) then
     # conditions on them. 0: the config alone (a prefix then shifts the config's curve).
     prefix_points: int = Field(0, ge=0)
+    # what the network predicts given a prefix: the target's residual, or its change from the level the prefix ended
+    # at (the mean residual of its last 3 points; the network then learns how a run moves on from where it is)
+    prefix_target: Literal["residual", "change"] = "residual"
     # Batch 8 beat 32 on the ID validation runs at equal compute (best val MAE 0.051 vs 0.063): more steps in the
     # few epochs a CPU affords.
     batch_size: int = Field(8, gt=0)
