@@ -1,6 +1,7 @@
 """The NCPL regressor on a tiny random backbone: serialization, encoders, training, save/load, resume, 2 processes."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,16 +15,18 @@ from ncpl import predictors
 from ncpl.columns import usable
 from ncpl.errors import ModelDirError
 from ncpl.predictors.hparam_law import residual_law
+from ncpl.regressor import conformal
 from ncpl.regressor.backbones import load_backbone
 from ncpl.regressor.encoders import FourierEncoder, MLPEncoder
 from ncpl.regressor.predictor import NCPL
 from ncpl.regressor.serialize import NUM_TOKEN, Serializer, config_fields
 from ncpl.regressor.train_config import TrainConfig
-from ncpl.regressor.training_range import axis_distances
+from ncpl.regressor.training_range import axis_distances, size_ranges
 from ncpl.sources import import_runs
 from ncpl.splits import split_runs
-from ncpl.store import to_frame, write_runs
+from ncpl.store import read_runs, to_frame, write_runs
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = tiny_training(3, stage2={"epochs": 1, "lr": 1e-3, "mode": "lora", "lora_r": 4})
 
 
@@ -306,6 +309,13 @@ def test_resume_after_interruption_matches_uninterrupted(runs, tmp_path, monkeyp
         del meta["state"]["train_config"][option]
     (tmp_path / "old/predictor.json").write_text(json.dumps(meta))
     assert np.array_equal(predictors.load_predictor(tmp_path / "old").predict(runs), resumed)
+    progress_path = tmp_path / "broken/checkpoint/progress.json"
+    progress = json.loads(progress_path.read_text())
+    del progress["config"]["prefix_target"]  # as written before the setting existed: it trained as its default does
+    progress_path.write_text(json.dumps(progress))
+    again = NCPL(config.model_copy(update={"calibrate_extrapolation": False}), work_dir=tmp_path / "broken").fit(runs)
+    assert np.allclose(again.predict(runs), resumed, atol=1e-5)  # a calibration setting is not the network's training
+    assert len((tmp_path / "broken/train_log.jsonl").read_text().splitlines()) == 3  # resumed at the end: no epoch ran
     changed = TrainConfig(**{**config.model_dump(), "seed": 1})
     with pytest.raises(ValueError, match="different training config"):
         NCPL(changed, work_dir=tmp_path / "broken").fit(runs)
@@ -412,3 +422,36 @@ def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(
     loaded = predictors.load_predictor(tmp_path / "model")
     assert loaded.interval_slopes_ == model.interval_slopes_ and loaded.train_ranges_ == model.train_ranges_
     pd.testing.assert_frame_equal(loaded.predict_details(val), got)
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_extrapolation_steps_hold_out_nested_sizes_and_pool_their_scores(monkeypatch, tmp_path, steps):
+    """Each step's calibrating network trains without one more of each source's largest size groups and scores every
+    run it did not see; k comes from the scores of all steps (the networks themselves are stood in for)."""
+    runs = read_runs(ROOT / "data" / "gemstones.parquet")
+    trained_on, seen, returned = [], [], []
+
+    def fit(self, train, val, accelerator):
+        trained_on.append(set(train["run_id"]))
+        self.train_ranges_ = size_ranges(train)
+
+    def conformity(self, held_out):
+        distances = axis_distances(held_out, self.train_ranges_)
+        seen.append(dict(zip(held_out["run_id"], distances[:, 0])))
+        returned.append(
+            (np.full(len(held_out), 0.01 * len(seen)), held_out["source"].astype(str).to_numpy(), distances)
+        )
+        return returned[-1]
+
+    monkeypatch.setattr(NCPL, "_fit_seeded", fit)
+    monkeypatch.setattr(NCPL, "_conformity", conformity)
+    slopes = NCPL(TrainConfig(**tiny_training(1), extrapolation_steps=steps))._extrapolation_slopes(
+        runs, tmp_path, None
+    )
+    everything = set(runs.loc[usable(runs), "run_id"])
+    assert len(trained_on) == steps and all(seen[j].keys() == everything - trained_on[j] for j in range(steps))
+    assert set(slopes) == {"N"} and slopes["N"]["gemstones"] > 0
+    if steps == 2:  # the second network saw fewer sizes, scores the first one's runs too, and from further away
+        assert trained_on[1] < trained_on[0] and seen[0].keys() < seen[1].keys()
+        assert all(seen[1][run] > distance for run, distance in seen[0].items())
+    assert slopes == conformal.slopes_beyond(*(np.concatenate(parts) for parts in zip(*returned)))

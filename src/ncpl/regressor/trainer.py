@@ -55,6 +55,10 @@ def _mixed_precision(setting: str) -> str:
     return "bf16" if cpu_features().bf16_units else "no"
 
 
+# settings of the model around its networks, not of a network's training: a checkpoint resumes whatever they are
+NOT_TRAINING = {"calibrate_extrapolation", "extrapolation_steps"}
+
+
 class Trainer:
     """Runs both stages for one network; `work_dir` holds checkpoints and the metrics log."""
 
@@ -265,11 +269,14 @@ class Trainer:
     # --- state on disk --------------------------------------------------------------------------
 
     def _read_progress(self, data: str) -> dict[str, Any]:
-        config = self.config.model_dump(mode="json")
+        config = self.config.model_dump(mode="json", exclude=NOT_TRAINING)
         if not self.progress_path.exists():
             return {"stage": 1, "epoch": -1, "best": math.inf, "config": config, "data": data}
         progress = json.loads(self.progress_path.read_text())
-        if progress.get("config") != config:
+        saved = {key: value for key, value in progress.get("config", {}).items() if key not in NOT_TRAINING}
+        defaults = type(self.config)().model_dump(mode="json")
+        # a checkpoint written before a setting existed trained as the setting's default does
+        if saved != {key: value for key, value in config.items() if key in saved or value != defaults[key]}:
             raise ConfigError(
                 f"{self.work_dir}: holds a checkpoint of a different training config; "
                 "train into a new output folder, or delete this one to start over"
