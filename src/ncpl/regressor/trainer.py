@@ -55,8 +55,9 @@ def _mixed_precision(setting: str) -> str:
     return "bf16" if cpu_features().bf16_units else "no"
 
 
-# settings of the model around its networks, not of a network's training: a checkpoint resumes whatever they are
-NOT_TRAINING = {"calibrate_extrapolation", "extrapolation_steps"}
+# settings of the model around its networks, not of a network's training: a checkpoint resumes whatever they are (a
+# member's network trains the same in an ensemble of any size)
+NOT_TRAINING = {"members", "calibrate_extrapolation", "extrapolation_steps"}
 
 
 class Trainer:
