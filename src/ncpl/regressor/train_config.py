@@ -75,7 +75,7 @@ class TrainConfig(BaseModel):
     # per decade beyond the range (NCPL._extrapolation_slopes). Doubles the training time.
     calibrate_extrapolation: bool = True
     # How many nested steps calibrate that widening, a network each (step 2 also holds out the next largest size(s)):
-    # a network's miss at a size it never saw is one draw per step.
+    # a network's miss at a size it never saw is one draw per step. 2 was worse on the dev splits (README).
     extrapolation_steps: int = Field(1, ge=1)
     # The law whose residual the network learns: the per-source Chinchilla law, or that law with the
     # lr / batch bowl (ncpl.predictors.hparam_law), which carries the optimum's move with N and D out
