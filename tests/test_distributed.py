@@ -35,6 +35,9 @@ FSDP_ON_CPU = (
     str(ROOT / "scripts/fsdp_on_cpu.py"),
 )
 PER_PROCESS = 4  # batch per process of the 2-process run; the 1-process run takes 2 x this
+# nats: two processes sum their gradients in another order than one process does, and the rounding grows over the
+# training steps (0.00001 seen, with the divergence head's loss at weight 1); a prediction error is ~0.01
+ATOL = 5e-5
 
 
 def gpu_config(batch_size: int) -> dict:
@@ -131,8 +134,8 @@ def test_two_processes_train_the_one_process_network(files):
         read_runs(files / "train.parquet", files / "val.parquet")
     )
     assert np.abs(one - untrained).max() > 1e-3  # training moved the predictions (the head starts at zero)
-    np.testing.assert_allclose(two, one, rtol=0, atol=1e-6)
-    assert np.abs(other_steps - one).max() > 100 * 1e-6  # one process with batch b takes other steps: the test can tell
+    np.testing.assert_allclose(two, one, rtol=0, atol=ATOL)
+    assert np.abs(other_steps - one).max() > 10 * ATOL  # one process with batch b takes other steps: the test can tell
 
 
 def test_fsdp_on_cpu_is_refused_not_run_twice(files):
@@ -158,7 +161,7 @@ def test_fsdp2_forced_on_cpu_trains_and_saves_the_one_process_network(files):
     launched = train(files, "two.yaml", "fsdp2", program=FSDP_ON_CPU, ACCELERATE_USE_CPU="true")
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     trained(files, "one", "one.yaml")
-    np.testing.assert_allclose(predict(files, "fsdp2"), predict(files, "one"), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(predict(files, "fsdp2"), predict(files, "one"), rtol=0, atol=ATOL)
 
 
 def test_lora_under_fsdp2_is_refused_before_training(files):
