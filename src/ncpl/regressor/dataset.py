@@ -110,14 +110,15 @@ def build_examples(
                 continue
             end = int(rng.integers(0, j))  # the prefix ends at a checkpoint before the target
             seen = seen_points(fractions[: end + 1], residuals[: end + 1], prefix_points)
-            offset = prefix_level(residuals[: end + 1]) if prefix_target == "change" else 0.0
+            offset = prefix_offset(residuals[: end + 1], prefix_target)
             examples.append(Example(serializer.encode(row, fraction, seen), target - offset, False, False))
     return examples
 
 
-def prefix_level(residuals: np.ndarray) -> float:
-    """The level a prefix ended at: the mean residual of its last `ANCHOR_POINTS` points."""
-    return float(np.mean(residuals[-ANCHOR_POINTS:]))
+def prefix_offset(residuals: np.ndarray, prefix_target: str) -> float:
+    """What the network's output given a prefix is relative to: under `change`, the level the prefix ended at (the
+    mean residual of its last `ANCHOR_POINTS` points); under `residual`, 0. Training and prediction share it."""
+    return float(np.mean(residuals[-ANCHOR_POINTS:])) if prefix_target == "change" else 0.0
 
 
 class Collator:

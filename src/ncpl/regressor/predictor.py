@@ -35,7 +35,7 @@ from ncpl.regressor.dataset import (
     Example,
     Targets,
     build_examples,
-    prefix_level,
+    prefix_offset,
     seen_points,
 )
 from ncpl.regressor.network import NCPLNetwork
@@ -215,7 +215,10 @@ class NCPL(Predictor):
         held = pd.Series(False, index=runs.index)
         conformity = []
         for step in range(1, self.config.extrapolation_steps + 1):
-            held |= largest_sizes(runs[~held], self.config.val_frac).reindex(runs.index, fill_value=False)
+            more = largest_sizes(runs[~held], self.config.val_frac).reindex(runs.index, fill_value=False)
+            if not more.any():  # no size left to step from: another network would repeat the last one's work
+                break
+            held |= more
             held_out = runs[held & usable(runs)]
             if held_out.empty or not usable(runs[~held]).any():
                 break
@@ -346,8 +349,7 @@ class NCPL(Predictor):
                 at, loss = observed[i]
                 residual = self.targets_.to_target(configs.iloc[[i] * len(at)], loss, at * n_tokens[i])
                 seen = seen_points(at, residual, self.config.prefix_points)
-                if self.config.prefix_target == "change":
-                    offsets[i] = prefix_level(residual)
+                offsets[i] = prefix_offset(residual, self.config.prefix_target)
             examples += [self._example(row, None if np.isclose(f, 1.0) else float(f), seen) for f in fractions]
         out = self._outputs(examples)[:, :, 0].mean(axis=0).reshape(len(configs), len(fractions)) + offsets[:, None]
         return np.stack(
