@@ -455,3 +455,25 @@ def test_extrapolation_steps_hold_out_nested_sizes_and_pool_their_scores(monkeyp
         assert trained_on[1] < trained_on[0] and seen[0].keys() < seen[1].keys()
         assert all(seen[1][run] > distance for run, distance in seen[0].items())
     assert slopes == conformal.slopes_beyond(*(np.concatenate(parts) for parts in zip(*returned)))
+
+
+def test_extrapolation_steps_stop_when_no_size_is_left_to_step_from(monkeypatch, tmp_path):
+    """Asked for more steps than a source has sizes, the calibrating networks stop at the last nested hold-out:
+    no network trains on the same runs as the one before it (its scores would be counted twice)."""
+    runs = read_runs(ROOT / "data" / "gemstones.parquet")
+    trained_on = []
+
+    def fit(self, train, val, accelerator):
+        trained_on.append(frozenset(train["run_id"]))
+        self.train_ranges_ = size_ranges(train)
+
+    def conformity(self, held_out):
+        distances = axis_distances(held_out, self.train_ranges_)
+        return np.full(len(held_out), 0.01), held_out["source"].astype(str).to_numpy(), distances
+
+    monkeypatch.setattr(NCPL, "_fit_seeded", fit)
+    monkeypatch.setattr(NCPL, "_conformity", conformity)
+    NCPL(TrainConfig(**tiny_training(1), extrapolation_steps=99))._extrapolation_slopes(runs, tmp_path, None)
+    assert 1 < len(trained_on) < runs["model.n_params"].nunique()
+    assert all(later < earlier for earlier, later in zip(trained_on, trained_on[1:]))  # strictly nested, never equal
+    assert all(trained_on)
