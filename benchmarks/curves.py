@@ -5,14 +5,17 @@ the observed start of each curve (power law, temporal law), on real Gemstones, (
                                 [--stage dev|test] [--tag NAME]
 
 Test splits, per source: OOD = the larger shapes (Gemstones N > 4e8: 1024x28, 1280x15, 1792x7, 768x45;
-(Mis)Fitting N >= 2e8), ID = a seeded 15% of the rest; Multi-Power (test stage only: two sizes, nine
-schedules each) trains on its protocol's three fit curves per size and tests the other six, unseen
+(Mis)Fitting N >= 2e8), ID = a seeded 15% of the rest; Multi-Power (two sizes, nine schedules
+each) trains on its protocol's three fit curves per size and tests the other six, unseen
 schedules; NCPL and Chinchilla are fitted on the rest, one NCPL model for every source. `--stage dev`
 (choose settings here) splits the Gemstones and (Mis)Fitting training runs the way
 benchmarks/ncpl_accuracy.py does: dev-OOD = each source's largest training sizes (at least 0.1
-decades above the rest), dev-ID = a seeded 15% of the rest, fitted on what remains. The test stage
-writes benchmarks/results/curves.{md,json}, a plot of predicted and true curves per test set, and the
-table into README.md between the curves markers; the dev stage writes curves-dev-TAG.{md,json} only.
+decades above the rest), dev-ID = a seeded 15% of the rest, fitted on what remains; Multi-Power's
+dev split holds its fit curves' one step schedule (wsdcon_9: 3e-4, then 9e-5 from step 8000; both
+sizes) out and trains on the other two, so a choice sees an unseen schedule without touching the six
+test schedules. The test stage writes benchmarks/results/curves.{md,json}, a plot of predicted and true
+curves per test set, and the table into README.md between the curves markers; the dev stage writes
+curves-dev-TAG.{md,json} only.
 """
 
 from __future__ import annotations
@@ -39,11 +42,12 @@ from ncpl.splits import split_runs  # noqa: E402
 from ncpl.store import read_runs  # noqa: E402
 
 OOD_PARAMS = {"gemstones": 4e8, "misfitting": 2e8}
+DEV_HELD = "wsdcon_9"  # the fit curves' step schedule: the dev stage predicts it from cosine_24000 + constant_24000
 
 
 def splits(shared: Path, stage: str = "test") -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """(training runs of every source, {SOURCE-id, SOURCE-ood, multipower-unseen} or, at the dev stage,
-    {SOURCE-dev-id, SOURCE-dev-ood} of Gemstones and (Mis)Fitting)."""
+    {SOURCE-dev-id, SOURCE-dev-ood} of Gemstones and (Mis)Fitting and {multipower-dev-unseen})."""
     sources = {
         "gemstones": read_runs(ROOT / "data" / "gemstones.parquet"),
         "misfitting": load("misfitting", shared / "misfitting" / "scaling_results.csv"),
@@ -54,10 +58,14 @@ def splits(shared: Path, stage: str = "test") -> tuple[pd.DataFrame, dict[str, p
         protocol[name] = (split.train, {f"{name}-id": split.id, f"{name}-ood": split.ood})
     if stage == "dev":
         protocol = development(protocol)
+    multipower = read_runs(ROOT / "data" / "multipower.parquet")
+    schedule = multipower["run_id"].str.rsplit("/", n=1).str[-1]
+    if stage == "dev":
+        fit, unseen = schedule.isin(FIT) & (schedule != DEV_HELD), schedule == DEV_HELD
     else:
-        multipower = read_runs(ROOT / "data" / "multipower.parquet")
-        fit = multipower["run_id"].str.rsplit("/", n=1).str[-1].isin(FIT)
-        protocol["multipower"] = (multipower[fit], {"multipower-unseen": multipower[~fit]})
+        fit, unseen = schedule.isin(FIT), ~schedule.isin(FIT)
+    name = "multipower-dev-unseen" if stage == "dev" else "multipower-unseen"
+    protocol["multipower"] = (multipower[fit], {name: multipower[unseen]})
     train = pd.concat([train for train, _ in protocol.values()], ignore_index=True)
     return train, {name: frame for _, tests in protocol.values() for name, frame in tests.items()}
 
@@ -116,8 +124,7 @@ def main() -> None:
         f" --stage dev --tag {tag}" if args.stage == "dev" else ""
     )
     trained = (
-        f"NCPL trained on {len(train)} Gemstones + (Mis)Fitting{' + Multi-Power' * (args.stage == 'test')} runs in "
-        f"{minutes:.1f} min"
+        f"NCPL trained on {len(train)} Gemstones + (Mis)Fitting + Multi-Power runs in {minutes:.1f} min"
         if not args.model
         else f"NCPL from {args.model}"
     )
