@@ -22,6 +22,7 @@ from ncpl.regressor.predictor import NCPL
 from ncpl.regressor.serialize import NUM_TOKEN, Serializer, config_fields
 from ncpl.regressor.train_config import TrainConfig
 from ncpl.regressor.training_range import axis_distances, size_ranges
+from ncpl.schedules import PATH_FIELDS, path_fields
 from ncpl.sources import import_runs
 from ncpl.splits import split_runs
 from ncpl.store import read_runs, to_frame, write_runs
@@ -107,6 +108,35 @@ def test_a_multistep_schedules_stage_lists_are_not_read(tokenizer):
         assert "schedule.name" in keys and not {"schedule.stage_steps", "schedule.stage_lr_ratios"} & set(keys)
     assert serializer.encode(as_lists).input_ids == serializer.encode(row).input_ids
     assert "schedule.total_steps" in serializer.encode(row).num_fields
+
+
+def test_schedule_path_tells_multistep_schedules_apart(tmp_path, tokenizer):
+    """With `schedule_path` each target reads where the lr stands at its point: wsdcon_3 and wsdcon_18, one config to a
+    network that reads only the schedule's name and scalars, differ after the step at 8000 of 16000 and agree before
+    it; the path's numbers are never clamped to their range at the runs' ends (a curve point mid-run lies outside it)."""
+    from ncpl.store import read_runs
+
+    runs = read_runs("data/multipower.parquet")
+    three, eighteen = (runs.set_index("run_id").loc[f"multipower/25M/{name}"] for name in ("wsdcon_3", "wsdcon_18"))
+    three, eighteen = ({**row.to_dict(), "run_id": row.name} for row in (three, eighteen))
+    assert dict(path_fields(three, 1.0)) == pytest.approx({"schedule.lr_now": 0.1, "schedule.lr_mean": 0.48}, abs=0.01)
+    assert dict(path_fields(eighteen, 1.0)) == pytest.approx(
+        {"schedule.lr_now": 0.6, "schedule.lr_mean": 0.73}, abs=0.01
+    )
+    assert path_fields(three, 0.4) == path_fields(eighteen, 0.4) and path_fields(three, None) == path_fields(three, 1.0)
+    assert path_fields({**three, "schedule.stage_steps": None}, 0.5) == []  # a multistep schedule without its stages
+    plain, reading = Serializer(tokenizer), Serializer(tokenizer, schedule_path=True)
+    assert plain.encode(three, 0.75).num_values == plain.encode(eighteen, 0.75).num_values
+    encoded = reading.encode(three, 0.75)
+    assert encoded.num_fields[-3:] == ["schedule.lr_now", "schedule.lr_mean", "frac"]
+    assert encoded.num_values[-3:-1] != reading.encode(eighteen, 0.75).num_values[-3:-1]
+
+    config = TrainConfig(**{**tiny_training(1), "schedule_path": True, "calibrate_extrapolation": False})
+    fit = runs[runs["run_id"].str.rsplit("/").str[-1].isin(["cosine_24000", "constant_24000", "wsdcon_9"])]
+    model = NCPL(config, work_dir=tmp_path / "work").fit(fit)
+    assert all(not set(PATH_FIELDS) & set(ranges) for ranges in model.field_ranges_.values())
+    curves = model.predict_curve(pd.DataFrame([three, eighteen]), np.array([0.25, 0.75]))
+    assert curves[0, 0] == curves[1, 0] and curves[0, 1] != curves[1, 1]  # the same input before the step, not after
 
 
 def test_encoders_shapes_and_field_name_independence():

@@ -10,9 +10,13 @@ only need its shape, their constants absorb the scale.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+from pydantic import ValidationError
 
 from ncpl.errors import ConfigError
+from ncpl.flat import present, unflatten
 from ncpl.schema import RunConfig, ScheduleSpec
 
 
@@ -102,3 +106,38 @@ def tokens_to_steps(config: RunConfig, tokens) -> np.ndarray:
     if not config.batch.tokens:
         raise ConfigError("batch.tokens: needed to turn tokens into optimizer steps; set the tokens per step")
     return tokens / config.batch.tokens
+
+
+PATH_FIELDS = ("schedule.lr_now", "schedule.lr_mean")
+
+
+@functools.lru_cache(maxsize=64)
+def _mean_lr_so_far(schedule_json: str, peak: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    lrs = lr_at_steps(ScheduleSpec.model_validate_json(schedule_json), peak, steps) / peak
+    return lrs, np.cumsum(lrs) / np.arange(1, steps + 1)
+
+
+def path_fields(row: dict, fraction: float | None) -> list[tuple[str, float]]:
+    """Where a run's lr stands at `fraction` of its training (None: the end), as two numbers in units of the peak lr:
+    the lr at that step and the mean lr over the steps through it (the area the Multi-Power and annealing laws read,
+    per step). A constant schedule gives (1, ~1) past its warmup; a cosine to 0.1 x peak ends at (0.1, ~0.55);
+    Multi-Power's wsdcon_3, _9 and _18 end at (0.1, 0.48), (0.3, 0.58) and (0.6, 0.73), which the schedule's name
+    and scalars alone do not tell apart. Nothing where the schedule cannot be rebuilt from the row (a family without its
+    parameters, an absolute min lr without the peak, no step count): the network then reads the family's name and
+    scalars only."""
+    try:
+        schedule = ScheduleSpec.model_validate(unflatten(present(row)).get("schedule", {}))
+        peak = float(row.get("optimizer.lr") or "nan")
+        if not np.isfinite(peak) and schedule.min_lr is None:  # units of the peak: the shape is what is read
+            peak = 1.0
+        steps = schedule.total_steps or float(row.get("data.tokens") or "nan") / (
+            1.0 if row.get("extra.tokens_are_steps") else float(row.get("batch.tokens") or "nan")
+        )
+        if not (np.isfinite(peak) and peak > 0 and np.isfinite(steps) and steps >= 1):
+            return []
+        steps = round(steps)
+        lrs, means = _mean_lr_so_far(schedule.model_dump_json(), peak, steps)
+    except (ValidationError, ConfigError, TypeError, ValueError):
+        return []
+    at = int(np.clip(round((1.0 if fraction is None else fraction) * steps) - 1, 0, steps - 1))
+    return list(zip(PATH_FIELDS, (float(lrs[at]), float(means[at]))))

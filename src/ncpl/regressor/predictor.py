@@ -44,6 +44,7 @@ from ncpl.regressor.serialize import Serializer
 from ncpl.regressor.train_config import TrainConfig
 from ncpl.regressor.trainer import Trainer
 from ncpl.regressor.training_range import axis_distances, clamp, field_ranges, size_ranges
+from ncpl.schedules import PATH_FIELDS
 
 
 def _versions() -> dict[str, str]:
@@ -140,8 +141,8 @@ class NCPL(Predictor):
             np.random.default_rng(cfg.seed),
             cfg.prefix_target,
         )
-        self.field_ranges_ = field_ranges(
-            (str(r["source"]), self.serializer_.encode(r)) for r in runs.to_dict("records")
+        self.field_ranges_ = field_ranges(  # the lr path's range at the end of the runs is not its range along them
+            ((str(r["source"]), self.serializer_.encode(r)) for r in runs.to_dict("records")), skip=PATH_FIELDS
         )
         values: dict[str, list[float]] = defaultdict(list)
         for example in train_examples:
@@ -244,7 +245,11 @@ class NCPL(Predictor):
     def _serializer(self, tokenizer: Any) -> Serializer:
         cfg = self.config
         return Serializer(
-            tokenizer, numbers_as_text=cfg.numbers_as_text, is_decoder=self.is_decoder_, serialization=cfg.serialization
+            tokenizer,
+            numbers_as_text=cfg.numbers_as_text,
+            is_decoder=self.is_decoder_,
+            serialization=cfg.serialization,
+            schedule_path=cfg.schedule_path,
         )
 
     def _collator(self) -> Collator:

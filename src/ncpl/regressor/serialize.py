@@ -44,6 +44,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ncpl.flat import is_missing
+from ncpl.schedules import path_fields
 
 NUM_TOKEN = "<|num|>"
 SERIALIZATIONS = ("compact", "verbose")
@@ -107,6 +108,8 @@ SHORT_NAMES = {
     "schedule.cooldown_steps": "cooldown",
     "batch.tokens": "batch tokens",
     "batch.sequences": "batch",
+    "schedule.lr_now": "lr now",
+    "schedule.lr_mean": "mean lr so far",
     "seen.fraction": "seen at",
     "seen.residual": "seen loss",
 }
@@ -173,6 +176,7 @@ class Serializer:
         numbers_as_text: bool = False,
         is_decoder: bool = True,
         serialization: Literal["compact", "verbose"] = "compact",
+        schedule_path: bool = False,
     ):
         if serialization not in SERIALIZATIONS:
             raise ValueError(f"serialization: {serialization!r} is not one of {', '.join(SERIALIZATIONS)}")
@@ -185,6 +189,7 @@ class Serializer:
         self.numbers_as_text = numbers_as_text
         self.is_decoder = is_decoder
         self.compact = serialization == "compact"
+        self.schedule_path = schedule_path
         if NUM_TOKEN not in tokenizer.get_vocab():
             tokenizer.add_special_tokens({"additional_special_tokens": [NUM_TOKEN]})
         self.num_id = tokenizer.convert_tokens_to_ids(NUM_TOKEN)
@@ -204,13 +209,15 @@ class Serializer:
     def encode(
         self, row: dict[str, Any], fraction: float | None = None, seen: Sequence[tuple[float, float]] = ()
     ) -> Encoded:
-        """Config row + the measured points of its curve `seen` ((fraction, residual) pairs, `SEEN_FIELDS`) + target
-        prompt: ``final loss:`` or ``frac: <x> loss:``.
+        """Config row (+ with `schedule_path`, where its lr stands at the target's point: `ncpl.schedules.path_fields`)
+        + the measured points of its curve `seen` ((fraction, residual) pairs, `SEEN_FIELDS`) + target prompt:
+        ``final loss:`` or ``frac: <x> loss:``.
 
         Rows with the same fields and the same non-numeric values share their token ids; only the
         numbers differ. The ids are kept per such layout, so a sweep tokenizes each layout once.
         """
-        pairs = config_fields(row) + [pair for point in seen for pair in zip(SEEN_FIELDS, point)]
+        pairs = config_fields(row) + (path_fields(row, fraction) if self.schedule_path else [])
+        pairs += [pair for point in seen for pair in zip(SEEN_FIELDS, point)]
         pairs += [(FRACTION_FIELD, fraction)] if fraction is not None else []
         as_number = [self._as_number(value) for _, value in pairs]
         if self.compact:  # the words first (a prefix shared across a sweep), then the numbers in canonical order

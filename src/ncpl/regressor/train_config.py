@@ -53,6 +53,10 @@ class TrainConfig(BaseModel):
     # what the network predicts given a prefix: the target's residual, or its change from the level the prefix ended
     # at (the mean residual of its last 3 points; the network then learns how a run moves on from where it is)
     prefix_target: Literal["residual", "change"] = "residual"
+    # Write, before each target, where the run's lr stands at the target's point (the lr and the mean lr so far, in
+    # units of the peak; ncpl.schedules.path_fields): the shape of a schedule that its family's name and scalars do not
+    # say (a multistep schedule's stages, an explicit lr array), and how far a decay has got at a curve point.
+    schedule_path: bool = False
     # Batch 8 beat 32 on the ID validation runs at equal compute (best val MAE 0.051 vs 0.063): more steps in the
     # few epochs a CPU affords.
     batch_size: int = Field(8, gt=0)

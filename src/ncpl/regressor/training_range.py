@@ -8,7 +8,7 @@ the network's residual extrapolates flat, as a tree's does, and the law carries 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 import pandas as pd
@@ -42,12 +42,15 @@ def axis_distances(configs: pd.DataFrame, ranges: dict[str, list[float]]) -> np.
     return np.nan_to_num(excess)
 
 
-def field_ranges(encoded: Iterable[tuple[str, Encoded]]) -> Ranges:
-    """The range of every number, per (source, field), over `(source, encoded config)` pairs."""
+def field_ranges(encoded: Iterable[tuple[str, Encoded]], skip: Collection[str] = ()) -> Ranges:
+    """The range of every number but those of the fields in `skip`, per (source, field), over `(source, encoded
+    config)` pairs."""
     ranges: Ranges = defaultdict(dict)
     for source, config in encoded:
         seen = ranges[source]
         for name, value in zip(config.num_fields, config.num_values):
+            if name in skip:
+                continue
             low, high = seen.get(name, (value, value))
             seen[name] = [min(low, value), max(high, value)]
     return dict(ranges)
