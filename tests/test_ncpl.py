@@ -119,12 +119,17 @@ def test_schedule_path_tells_multistep_schedules_apart(tmp_path, tokenizer):
     runs = read_runs("data/multipower.parquet")
     three, eighteen = (runs.set_index("run_id").loc[f"multipower/25M/{name}"] for name in ("wsdcon_3", "wsdcon_18"))
     three, eighteen = ({**row.to_dict(), "run_id": row.name} for row in (three, eighteen))
-    assert dict(path_fields(three, 1.0)) == pytest.approx({"schedule.lr_now": 0.1, "schedule.lr_mean": 0.48}, abs=0.01)
+    assert dict(path_fields(three, 1.0)) == pytest.approx({"schedule.lr_now": 0.1, "schedule.lr_mean": 0.53}, abs=0.01)
     assert dict(path_fields(eighteen, 1.0)) == pytest.approx(
-        {"schedule.lr_now": 0.6, "schedule.lr_mean": 0.73}, abs=0.01
+        {"schedule.lr_now": 0.6, "schedule.lr_mean": 0.75}, abs=0.01
     )
     assert path_fields(three, 0.4) == path_fields(eighteen, 0.4) and path_fields(three, None) == path_fields(three, 1.0)
     assert path_fields({**three, "schedule.stage_steps": None}, 0.5) == []  # a multistep schedule without its stages
+    assert path_fields({**three, "schedule.total_steps": np.nan}, 1.0) == path_fields(three, 1.0)  # tokens count steps
+    assert (
+        path_fields({**three, "schedule.total_steps": np.nan, "extra.tokens_are_steps": np.nan}, 1.0) == []
+    )  # NaN: no
+    assert path_fields({**three, "schedule.total_steps": 10**9}, 1.0) == []  # no 8 GB array for an implausible config
     plain, reading = Serializer(tokenizer), Serializer(tokenizer, schedule_path=True)
     assert plain.encode(three, 0.75).num_values == plain.encode(eighteen, 0.75).num_values
     encoded = reading.encode(three, 0.75)

@@ -109,6 +109,7 @@ def tokens_to_steps(config: RunConfig, tokens) -> np.ndarray:
 
 
 PATH_FIELDS = ("schedule.lr_now", "schedule.lr_mean")
+MAX_STEPS = 10**8  # beyond any real run: a config claiming more is read without its path, not given 800 MB arrays
 
 
 @functools.lru_cache(maxsize=64)
@@ -118,26 +119,28 @@ def _mean_lr_so_far(schedule_json: str, peak: float, steps: int) -> tuple[np.nda
 
 
 def path_fields(row: dict, fraction: float | None) -> list[tuple[str, float]]:
-    """Where a run's lr stands at `fraction` of its training (None: the end), as two numbers in units of the peak lr:
-    the lr at that step and the mean lr over the steps through it (the area the Multi-Power and annealing laws read,
-    per step). A constant schedule gives (1, ~1) past its warmup; a cosine to 0.1 x peak ends at (0.1, ~0.55);
-    Multi-Power's wsdcon_3, _9 and _18 end at (0.1, 0.48), (0.3, 0.58) and (0.6, 0.73), which the schedule's name
-    and scalars alone do not tell apart. Nothing where the schedule cannot be rebuilt from the row (a family without its
-    parameters, an absolute min lr without the peak, no step count): the network then reads the family's name and
-    scalars only."""
+    """Where a run's lr stands at `fraction` of its training (of ``data.tokens``; None: the end), as two numbers in
+    units of the peak lr: the lr at that step and the mean lr over the steps through it (the area the Multi-Power and
+    annealing laws read, per step). A constant schedule gives (1, ~1) past its warmup; a cosine to 0.1 x peak ends at
+    (0.1, ~0.55); Multi-Power's wsdcon_3, _9 and _18 end (at step 14144 of 16000) at (0.1, 0.53), (0.3, 0.62) and
+    (0.6, 0.75), which the schedule's name and scalars alone do not tell apart. Nothing where the schedule cannot be
+    rebuilt from the row (a family without its parameters, an absolute min lr without the peak, no step count): the
+    network then reads the family's name and scalars only."""
+    row = present(row)  # a frame's row holds NaN for the fields of other sources
     try:
-        schedule = ScheduleSpec.model_validate(unflatten(present(row)).get("schedule", {}))
-        peak = float(row.get("optimizer.lr") or "nan")
+        schedule = ScheduleSpec.model_validate(unflatten(row).get("schedule", {}))
+        peak = float(row.get("optimizer.lr", np.nan))
         if not np.isfinite(peak) and schedule.min_lr is None:  # units of the peak: the shape is what is read
             peak = 1.0
-        steps = schedule.total_steps or float(row.get("data.tokens") or "nan") / (
-            1.0 if row.get("extra.tokens_are_steps") else float(row.get("batch.tokens") or "nan")
+        run = float(row.get("data.tokens", np.nan)) / (
+            1.0 if row.get("extra.tokens_are_steps") else float(row.get("batch.tokens", np.nan))
         )
-        if not (np.isfinite(peak) and peak > 0 and np.isfinite(steps) and steps >= 1):
+        run = run if np.isfinite(run) else float(schedule.total_steps or np.nan)  # the steps the fractions are of
+        length = max(run, float(schedule.total_steps or 0))
+        if not (np.isfinite(peak) and peak > 0 and np.isfinite(run) and 1 <= run and length <= MAX_STEPS):
             return []
-        steps = round(steps)
-        lrs, means = _mean_lr_so_far(schedule.model_dump_json(), peak, steps)
+        lrs, means = _mean_lr_so_far(schedule.model_dump_json(), peak, round(length))
     except (ValidationError, ConfigError, TypeError, ValueError):
         return []
-    at = int(np.clip(round((1.0 if fraction is None else fraction) * steps) - 1, 0, steps - 1))
+    at = int(np.clip(round((1.0 if fraction is None else fraction) * run) - 1, 0, len(lrs) - 1))
     return list(zip(PATH_FIELDS, (float(lrs[at]), float(means[at]))))
