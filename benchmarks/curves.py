@@ -2,7 +2,7 @@
 the observed start of each curve (power law, temporal law), on real Gemstones, (Mis)Fitting and Multi-Power curves.
 
     python benchmarks/curves.py [--config configs/cpu-curves.yaml] [--shared ../shared/data] [--model DIR]
-                                [--stage dev|test] [--tag NAME]
+                                [--stage dev|test] [--tag NAME] [--seed N]
 
 Test splits, per source: OOD = the larger shapes (Gemstones N > 4e8: 1024x28, 1280x15, 1792x7, 768x45;
 (Mis)Fitting N >= 2e8), ID = a seeded 15% of the rest; Multi-Power (two sizes, nine schedules
@@ -37,6 +37,7 @@ from ncpl import predictors  # noqa: E402
 from ncpl.atomic import write_text  # noqa: E402
 from ncpl.evaluate import evaluate  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
+from ncpl.regressor.train_config import TrainConfig  # noqa: E402
 from ncpl.report import write_report  # noqa: E402
 from ncpl.splits import split_runs  # noqa: E402
 from ncpl.store import read_runs  # noqa: E402
@@ -101,27 +102,32 @@ def main() -> None:
     parser.add_argument(
         "--tag", default=None, help="names the work folder (STAGE-TAG) and the dev results (default: the config's name)"
     )
+    parser.add_argument("--seed", type=int, default=None, help="the NCPL seed (default: the config's)")
     args = parser.parse_args()
     if args.model and args.stage == "dev":
         raise SystemExit("--model: a given model may have trained on the dev test runs; train one with --stage dev")
 
     train, tests = splits(args.shared, args.stage)
     train = train[~train["diverged"]]
-    tag = args.tag or args.config.stem
+    tag = (args.tag or args.config.stem) + (f"-seed{args.seed}" if args.seed is not None else "")
     work = args.work / f"{args.stage}-{tag}"  # a work folder resumes only its own stage's and config's training
     start = time.perf_counter()
     if args.model:
         ncpl = predictors.load_predictor(args.model)
     else:
-        ncpl = NCPL(args.config, work_dir=work / "work").fit(train)
+        settings = TrainConfig.from_yaml(args.config)
+        settings = settings if args.seed is None else settings.model_copy(update={"seed": args.seed})
+        ncpl = NCPL(settings, work_dir=work / "work").fit(train)
         ncpl.save(work / "model")
     minutes = (time.perf_counter() - start) / 60
     report = evaluate({"chinchilla": predictors.create("chinchilla").fit(train), "ncpl": ncpl}, tests)
     out = ROOT / "benchmarks" / "results"
     write_report(report, out / "curves" if args.stage == "test" else work / "report")
     config = args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
-    command = f"python benchmarks/curves.py --config {config}" + (
-        f" --stage dev --tag {tag}" if args.stage == "dev" else ""
+    command = (
+        f"python benchmarks/curves.py --config {config}"
+        + (f" --stage dev --tag {args.tag or args.config.stem}" if args.stage == "dev" else "")
+        + (f" --seed {args.seed}" if args.seed is not None else "")
     )
     trained = (
         f"NCPL trained on {len(train)} Gemstones + (Mis)Fitting + Multi-Power runs in {minutes:.1f} min"
