@@ -97,5 +97,9 @@ def test_curve_benchmark_tests_multipower_on_the_schedules_its_protocol_does_not
     unseen = tests["multipower-unseen"]
     assert len(unseen) == 12 and set(unseen["model.n_params"]) == {25e6, 100e6}
     assert not set(unseen["run_id"]) & set(train["run_id"])
-    train, tests = curves.splits(shared, "dev")  # two sizes: no development split of its own, so not at the dev stage
-    assert "multipower" not in set(train["source"]) and not any(name.startswith("multipower") for name in tests)
+    held = set(unseen["run_id"])
+    train, tests = curves.splits(shared, "dev")  # wsdcon_9 held out of the fit curves; no test schedule anywhere
+    schedule = lambda runs: sorted(runs[runs["source"] == "multipower"]["run_id"].str.rsplit("/", n=1).str[-1])  # noqa: E731
+    assert schedule(train) == sorted(["constant_24000", "cosine_24000"] * 2)
+    assert schedule(tests["multipower-dev-unseen"]) == ["wsdcon_9"] * 2
+    assert not held & (set(train["run_id"]) | {run for frame in tests.values() for run in frame["run_id"]})
