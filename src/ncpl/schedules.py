@@ -108,6 +108,14 @@ def tokens_to_steps(config: RunConfig, tokens) -> np.ndarray:
     return tokens / config.batch.tokens
 
 
+def row_schedule(row: dict) -> ScheduleSpec | None:
+    """The schedule of a flat config row; None where its fields do not make one ncpl can read."""
+    try:
+        return ScheduleSpec.model_validate(unflatten(present(row)).get("schedule", {}))
+    except ValidationError:
+        return None
+
+
 PATH_FIELDS = ("schedule.lr_now", "schedule.lr_mean")
 MAX_STEPS = 10**8  # beyond any real run: a config claiming more is read without its path, not given 800 MB arrays
 
@@ -126,9 +134,11 @@ def path_fields(row: dict, fraction: float | None) -> list[tuple[str, float]]:
     (0.6, 0.75), which the schedule's name and scalars alone do not tell apart. Nothing where the schedule cannot be
     rebuilt from the row (a family without its parameters, an absolute min lr without the peak, no step count): the
     network then reads the family's name and scalars only."""
+    schedule = row_schedule(row)
+    if schedule is None:
+        return []
     row = present(row)  # a frame's row holds NaN for the fields of other sources
     try:
-        schedule = ScheduleSpec.model_validate(unflatten(row).get("schedule", {}))
         peak = float(row.get("optimizer.lr", np.nan))
         if not np.isfinite(peak) and schedule.min_lr is None:  # units of the peak: the shape is what is read
             peak = 1.0
@@ -140,7 +150,7 @@ def path_fields(row: dict, fraction: float | None) -> list[tuple[str, float]]:
         if not (np.isfinite(peak) and peak > 0 and np.isfinite(run) and 1 <= run and length <= MAX_STEPS):
             return []
         lrs, means = _mean_lr_so_far(schedule.model_dump_json(), peak, round(length))
-    except (ValidationError, ConfigError, TypeError, ValueError):
+    except (ConfigError, TypeError, ValueError):
         return []
     at = int(np.clip(round((1.0 if fraction is None else fraction) * run) - 1, 0, len(lrs) - 1))
     return list(zip(PATH_FIELDS, (float(lrs[at]), float(means[at]))))

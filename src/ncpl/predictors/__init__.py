@@ -260,16 +260,10 @@ class Predictor(ABC):
 
 
 def _lr_never_rises(row: dict[str, Any]) -> bool:
-    from pydantic import ValidationError
+    from ncpl.schedules import never_rises, row_schedule
 
-    from ncpl.flat import present, unflatten
-    from ncpl.schedules import never_rises
-    from ncpl.schema import ScheduleSpec
-
-    try:
-        return never_rises(ScheduleSpec.model_validate(unflatten(present(row)).get("schedule", {})))
-    except ValidationError:  # a schedule ncpl cannot read: its curve is left as predicted
-        return False
+    schedule = row_schedule(row)
+    return schedule is not None and never_rises(schedule)  # a schedule ncpl cannot read: its curve is left as predicted
 
 
 def non_increasing(curves: np.ndarray, fractions: np.ndarray) -> np.ndarray:
