@@ -115,8 +115,10 @@ def run_once(
         return json.loads(cache.read_text())
     models: dict[str, Any] = {name: predictors.create(name).fit(train) for name in LAWS}
     for name in TREES:
+        # the trees on the same features: the hparam law's fields too where NCPL reads them
+        same = {"law_fields": True} if config.law_fields and name == "xgboost-hparam-residual" else {}
         models[name] = predictors.create(
-            name, seed=seed, tune=True, val_split=config.val_split, val_frac=config.val_frac, grid=grid
+            name, seed=seed, tune=True, val_split=config.val_split, val_frac=config.val_frac, grid=grid, **same
         ).fit(train)
         print(f"{stage} seed {seed}: {name} tuned, {models[name].params_}", flush=True)
     model_dir = here / "model"

@@ -7,7 +7,7 @@ from ncpl import predictors
 from ncpl.columns import usable
 from ncpl.errors import ConfigError
 from ncpl.predictors.chinchilla import Chinchilla, ChinchillaLaw
-from ncpl.predictors.hparam_law import HparamLaw
+from ncpl.predictors.hparam_law import LAW_FIELDS, HparamLaw
 from ncpl.sources import import_runs
 from ncpl.store import to_frame
 
@@ -61,6 +61,15 @@ def test_recovers_the_optimum_and_carries_it_to_a_larger_model(tmp_path):
     error = np.abs(law.predict(larger) - larger["final_loss"].to_numpy())
     chinchilla = np.abs(Chinchilla(fit_on="best").fit(train).predict(larger) - larger["final_loss"].to_numpy())
     assert error.mean() < 0.004 < chinchilla.mean()
+    # its fields: the larger model's lr and batch over the optimum it carried there (the grid's, to 0.05 decades)
+    lr_star = np.exp(
+        np.where(larger["source"] == "a", -6.0, -4.0) + LR_N * np.log(8.0) + LR_D * np.log(larger["data.tokens"] / 1e10)
+    )
+    bs_star = np.exp(13.0 + 0.5 * np.log(larger["data.tokens"] / 1e10))
+    fields = law.distances(larger)
+    assert list(fields.columns) == list(LAW_FIELDS) and fields.index.equals(larger.index)
+    assert np.abs(np.log10(fields[LAW_FIELDS[0]] * lr_star / larger["optimizer.lr"])).max() < 0.05
+    assert np.abs(np.log10(fields[LAW_FIELDS[1]] * bs_star / larger["batch.tokens"])).max() < 0.05
     loaded = predictors.load_predictor(law.save(tmp_path / "law"))
     assert np.array_equal(loaded.predict(larger), law.predict(larger))
 
@@ -87,6 +96,10 @@ def test_configs_without_lr_or_known_optimizer_and_unknown_source():
     assert curve.shape == (1, 2) and curve[0, 0] > curve[0, 1]
     with pytest.raises(ConfigError, match="law fitted for 'z'"):
         law.predict(row.assign(source="z"))
+    with pytest.raises(ConfigError, match="law fitted for 'z'"):
+        law.distances(row.assign(source="z"))
+    fields = law.distances(row.assign(**{"optimizer.lr": np.nan}))  # no lr: nothing to say of it; the batch still
+    assert np.isnan(fields[LAW_FIELDS[0]].iloc[0]) and np.isfinite(fields[LAW_FIELDS[1]].iloc[0])
 
 
 def test_ranks_a_larger_real_steplaw_model_better_than_chinchilla(shared):

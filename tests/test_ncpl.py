@@ -13,8 +13,8 @@ from tiny import tiny_training
 
 from ncpl import predictors
 from ncpl.columns import usable
-from ncpl.errors import ModelDirError
-from ncpl.predictors.hparam_law import residual_law
+from ncpl.errors import ConfigError, ModelDirError
+from ncpl.predictors.hparam_law import LAW_FIELDS, residual_law
 from ncpl.regressor import conformal
 from ncpl.regressor.backbones import load_backbone
 from ncpl.regressor.encoders import FourierEncoder, MLPEncoder
@@ -142,6 +142,27 @@ def test_schedule_path_tells_multistep_schedules_apart(tmp_path, tokenizer):
     assert all(not set(PATH_FIELDS) & set(ranges) for ranges in model.field_ranges_.values())
     curves = model.predict_curve(pd.DataFrame([three, eighteen]), np.array([0.25, 0.75]))
     assert curves[0, 0] == curves[1, 0] and curves[0, 1] != curves[1, 1]  # the same input before the step, not after
+
+
+def test_law_fields_are_read_by_the_network_and_by_the_trees(runs, tmp_path):
+    """With `law_fields` the network reads the hparam law's lr and batch above the optimum as two more numbers, ranged
+    like the rest, recomputed by the model's own law at every prediction (a frame's stale copies are overwritten), and
+    a saved model predicts as it did; the hparam-residual trees read them too; a law without an optimum refuses them."""
+    config = TrainConfig(**{**tiny_training(1), "law_fields": True, "calibrate_extrapolation": False})
+    model = NCPL(config, work_dir=tmp_path / "work").fit(runs)
+    assert set(LAW_FIELDS) <= set(model.field_ranges_["steplaw"])
+    steplaw = runs[runs["source"] == "steplaw"].head(8)
+    stale = steplaw.assign(**{field: 5.0 for field in LAW_FIELDS})
+    assert np.array_equal(model.predict(stale), model.predict(steplaw))
+    loaded = predictors.load_predictor(model.save(tmp_path / "model"))
+    assert loaded.config.law_fields and np.allclose(loaded.predict(steplaw), model.predict(steplaw), atol=1e-6)
+    trees = predictors.create("xgboost-hparam-residual", law_fields=True, n_estimators=20).fit(runs)
+    assert set(LAW_FIELDS) <= set(trees.features_.numeric)
+    assert np.array_equal(trees.predict(stale), trees.predict(steplaw))
+    with pytest.raises(ConfigError, match="law_fields"):
+        predictors.create("xgboost-residual", law_fields=True)
+    with pytest.raises(ValueError, match="law_fields"):
+        TrainConfig(baseline="chinchilla", baseline_fit_on="best", law_fields=True)
 
 
 def test_encoders_shapes_and_field_name_independence():

@@ -38,6 +38,10 @@ from ncpl.predictors.chinchilla import Chinchilla
 
 N_REF, D_REF = 1e8, 1e10  # centres of ln N and ln D, so the offsets are lrs at a plausible size
 LOSS_SCALE = 0.02  # soft-L1 scale (nats): runs further off the bowl than this count linearly
+# What the fitted law says of a config beyond its loss (`HparamLaw.distances`), as fields a learned model can read:
+# its lr and batch over the optimum the law puts at its source, N and D (ratios: positive, read on a log scale as every
+# number is, so 1 is the optimum and 0.1 and 10 lie a decade either side of it)
+LAW_FIELDS = ("law.lr_over_optimum", "law.batch_over_optimum")
 
 
 @dataclass
@@ -126,6 +130,24 @@ class HparamLaw(TokenLaw):
             out[rows] += _excess(self.bowls_[source], _Inputs.of(configs[rows], n_tokens[rows]), self.lr_n_, self.bs_n_)
         return out
 
+    def distances(self, configs: pd.DataFrame) -> pd.DataFrame:
+        """`LAW_FIELDS` of each config (index kept), exp(u) and exp(v): NaN where the config has no lr (batch) or its source's bowl no
+        such term. A run's divergence and its miss both depend on how far its lr is from the optimum, and the law
+        moves that optimum with N and D: read relative to it, a model need not learn that move from the runs."""
+        self._check_fitted()
+        out = pd.DataFrame(np.nan, index=configs.index, columns=list(LAW_FIELDS))
+        sources = configs["source"].astype(str).to_numpy()
+        for source in np.unique(sources):
+            if source not in self.bowls_:
+                raise ConfigError(
+                    f"source: no law fitted for {source!r}; fitted sources: {sorted(self.bowls_)}. "
+                    "Train on runs of that source first."
+                )
+            rows = sources == source
+            u, v = _offsets(self.bowls_[source], _Inputs.of(configs[rows]), self.lr_n_, self.bs_n_)
+            out.loc[rows, list(LAW_FIELDS)] = np.exp(np.stack([u, v], axis=1))
+        return out
+
     def get_state(self) -> dict[str, Any]:
         return {
             "loss_scale": self.loss_scale,
@@ -142,15 +164,21 @@ class HparamLaw(TokenLaw):
         self.bowls_ = {source: Bowl(**bowl) for source, bowl in state["bowls"].items()}
 
 
-def _distances(bowl: Bowl, inputs: _Inputs, lr_n: float, bs_n: float) -> tuple[np.ndarray, np.ndarray]:
-    """(u, v): log lr and log batch above their optimum; 0 where the config has no lr (batch) or the bowl no term."""
-    u = np.zeros_like(inputs.log_n)
-    v = np.zeros_like(inputs.log_n)
+def _offsets(bowl: Bowl, inputs: _Inputs, lr_n: float, bs_n: float) -> tuple[np.ndarray, np.ndarray]:
+    """(u, v): log lr and log batch above their optimum; NaN where the config has no lr (batch) or the bowl no term."""
+    u = np.full_like(inputs.log_n, np.nan)
+    v = np.full_like(inputs.log_n, np.nan)
     if bowl.lr_offsets:
-        u = np.nan_to_num(inputs.log_lr - bowl.lr_centre(inputs.optimizers, inputs.log_n, inputs.log_d, lr_n))
+        u = inputs.log_lr - bowl.lr_centre(inputs.optimizers, inputs.log_n, inputs.log_d, lr_n)
     if bowl.bs_offset is not None:
-        v = np.nan_to_num(inputs.log_bs - (bowl.bs_offset + bs_n * inputs.log_n + bowl.bs_d * inputs.log_d))
+        v = inputs.log_bs - (bowl.bs_offset + bs_n * inputs.log_n + bowl.bs_d * inputs.log_d)
     return u, v
+
+
+def _distances(bowl: Bowl, inputs: _Inputs, lr_n: float, bs_n: float) -> tuple[np.ndarray, np.ndarray]:
+    """`_offsets` with 0 (the optimum) where there is none."""
+    u, v = _offsets(bowl, inputs, lr_n, bs_n)
+    return np.nan_to_num(u), np.nan_to_num(v)
 
 
 def _excess(bowl: Bowl, inputs: _Inputs, lr_n: float, bs_n: float) -> np.ndarray:

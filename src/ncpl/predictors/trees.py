@@ -11,7 +11,8 @@ With `tune=True` the trees get the tuning NCPL gets: `fit` carves the same valid
 `val_split` does (`ncpl.splits.validation_split`), boosts each setting of `grid` (`GRID`) on the rest with early
 stopping on the validation runs' MAE, keeps the setting and number of rounds with the lowest one, and
 refits those on every run (the law, as in NCPL, is fitted on every run throughout). `params_` holds the
-booster settings fitted with, `tuning_` the grid's validation MAEs.
+booster settings fitted with, `tuning_` the grid's validation MAEs. With `law_fields=True` (hparam-residual only) the
+trees also read the law's fields, as NCPL does under its `law_fields` (`ncpl.predictors.hparam_law.LAW_FIELDS`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ncpl.columns import usable
 from ncpl.errors import ConfigError
 from ncpl.flat import CONFIG_PREFIXES
 from ncpl.predictors import Predictor
-from ncpl.predictors.hparam_law import residual_law
+from ncpl.predictors.hparam_law import LAW_FIELDS, residual_law
 
 CATEGORICAL = ("source", "optimizer.name", "schedule.name", "model.arch", "data.dataset")
 GRID = {"max_depth": (3, 6, 9), "learning_rate": (0.05, 0.15), "min_child_weight": (1.0, 5.0, 20.0)}  # 18 settings
@@ -52,7 +53,7 @@ class FeatureSpec:
             values = runs[name].dropna()
             if name in CATEGORICAL and len(values):
                 categories[name] = sorted(map(str, values.unique()))
-            elif name.startswith(CONFIG_PREFIXES) and len(values) and _is_numeric(values):
+            elif (name.startswith(CONFIG_PREFIXES) or name in LAW_FIELDS) and len(values) and _is_numeric(values):
                 numbers = values.astype(float)
                 numeric[name] = bool((numbers > 0).all() and not pd.api.types.is_bool_dtype(values))
         return cls(numeric, categories)
@@ -102,8 +103,14 @@ class XGBoost(Predictor):
         val_split: str = "largest",
         val_frac: float = 0.1,
         grid: dict[str, tuple[Any, ...]] | None = None,
+        law_fields: bool = False,
     ):
         from ncpl.splits import VAL_SPLITS
+
+        if law_fields and self.baseline_name != "hparam-law":
+            raise ConfigError(
+                f"law_fields: {self.name} learns no residual over hparam-law; use xgboost-hparam-residual"
+            )
 
         if val_split not in VAL_SPLITS:
             raise ConfigError(f"val_split: got {val_split!r}, expected one of {', '.join(VAL_SPLITS)}")
@@ -119,6 +126,7 @@ class XGBoost(Predictor):
         self.n_estimators, self.learning_rate, self.max_depth = n_estimators, learning_rate, max_depth
         self.subsample, self.colsample_bytree, self.min_child_weight = subsample, colsample_bytree, min_child_weight
         self.seed, self.tune, self.val_split, self.val_frac, self.grid = seed, tune, val_split, val_frac, grid
+        self.law_fields = law_fields
 
     def _regressor(self, **overrides: Any) -> xgb.XGBRegressor:
         return xgb.XGBRegressor(**{**self.params_, **overrides}, tree_method="hist", enable_categorical=True, n_jobs=2)
@@ -130,6 +138,7 @@ class XGBoost(Predictor):
         if self.baseline_name:
             self.baseline_ = residual_law(self.baseline_name).fit(runs)
             target = target - self.baseline_.predict(runs)
+        runs = self._with_law_fields(runs)
         self.features_ = FeatureSpec.from_runs(runs)
         features = self.features_.transform(runs)
         self.params_ = {name: getattr(self, name) for name in BOOSTER_SETTINGS} | {"random_state": self.seed}
@@ -167,8 +176,11 @@ class XGBoost(Predictor):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")
 
+    def _with_law_fields(self, configs: pd.DataFrame) -> pd.DataFrame:
+        return configs.assign(**self.baseline_.distances(configs)) if self.law_fields else configs
+
     def _predict(self, configs: pd.DataFrame) -> np.ndarray:
-        prediction = self.model_.predict(self.features_.transform(configs)).astype(float)
+        prediction = self.model_.predict(self.features_.transform(self._with_law_fields(configs))).astype(float)
         return prediction + self.baseline_.predict(configs) if self.baseline_ else prediction
 
     def get_state(self) -> dict[str, Any]:

@@ -125,6 +125,7 @@ class NCPL(Predictor):
         # tenth of it, and the Huber loss is quadratic for everything but those few.
         spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
         self.targets_ = Targets(baseline, spread or float(np.std(residual)) or 1.0)
+        runs, val = self._with_law_fields(runs), self._with_law_fields(val)
 
         backbone = load_backbone(cfg.backbone)
         self.is_decoder_, self.hidden_ = backbone.is_decoder, backbone.hidden_size
@@ -234,6 +235,12 @@ class NCPL(Predictor):
             return {}
         return conformal.slopes_beyond(*(np.concatenate(parts) for parts in zip(*conformity)))
 
+    def _with_law_fields(self, configs: pd.DataFrame) -> pd.DataFrame:
+        """The configs with the law's fields (`law_fields`), written or overwritten; as they are without it."""
+        if not self.config.law_fields:
+            return configs
+        return configs.assign(**self.targets_.baseline.distances(configs))
+
     def _example(
         self, row: dict[str, Any], fraction: float | None = None, seen: list[tuple[float, float]] | tuple = ()
     ) -> Example:
@@ -300,7 +307,7 @@ class NCPL(Predictor):
 
     def _predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
         """pred_loss, its 10-90% interval pred_loss_lo / pred_loss_hi, and p_diverge, one row per config."""
-        configs = configs.reset_index(drop=True)
+        configs = self._with_law_fields(configs.reset_index(drop=True))
         outputs = self._outputs([self._example(row) for row in configs.to_dict("records")])
         out = outputs.mean(axis=0)  # the loss is linear in the outputs: this averages the members' losses and quantiles
         n_tokens = configs["data.tokens"].to_numpy(float)
@@ -327,7 +334,7 @@ class NCPL(Predictor):
         return self._predict_details(configs)["pred_loss"].to_numpy()
 
     def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
-        configs = configs.reset_index(drop=True)
+        configs = self._with_law_fields(configs.reset_index(drop=True))
         rows = configs.to_dict("records")
         examples = [self._example(row, float(f)) for row in rows for f in fractions]
         out = self._outputs(examples)[:, :, 0].mean(axis=0).reshape(len(rows), len(fractions))
@@ -345,7 +352,7 @@ class NCPL(Predictor):
     ) -> np.ndarray:
         """The curve of each config given the points of it measured so far, as the network was trained to read them
         (their residuals over the law, up to `prefix_points` of them, `seen_points`); fraction 1 asks the final loss."""
-        configs = configs.reset_index(drop=True)
+        configs = self._with_law_fields(configs.reset_index(drop=True))
         n_tokens = configs["data.tokens"].to_numpy(float)
         examples, offsets = [], np.zeros(len(configs))
         for i, row in enumerate(configs.to_dict("records")):

@@ -48,7 +48,7 @@ from ncpl.schedules import path_fields
 
 NUM_TOKEN = "<|num|>"
 SERIALIZATIONS = ("compact", "verbose")
-SECTIONS = ("model", "data", "optimizer", "schedule", "batch", "extra")
+SECTIONS = ("model", "data", "optimizer", "schedule", "batch", "extra", "law")  # law: `TrainConfig.law_fields`
 # Within a section the common fields come first in this order, then any others sorted by name.
 CANONICAL = [
     "model.arch",
@@ -110,6 +110,8 @@ SHORT_NAMES = {
     "batch.sequences": "batch",
     "schedule.lr_now": "lr now",
     "schedule.lr_mean": "mean lr so far",
+    "law.lr_over_optimum": "lr over best",
+    "law.batch_over_optimum": "batch over best",
     "seen.fraction": "seen at",
     "seen.residual": "seen loss",
 }

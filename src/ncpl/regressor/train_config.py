@@ -88,6 +88,11 @@ class TrainConfig(BaseModel):
     # with N, and the network would carry that offset out of distribution (StepLaw: 0.013 -> 0.003 OOD bias).
     baseline: Literal["chinchilla", "hparam-law"] = "hparam-law"
     baseline_fit_on: Literal["all", "best"] = "best"
+    # Hand the network what the hparam law says of each config besides its loss: its lr and batch over the optimum the
+    # law puts at its source, N and D (`ncpl.predictors.hparam_law.LAW_FIELDS`), as two more numbers. Not the default:
+    # on the dev splits (one network, seeds 42-44) NCPL lost in distribution and on Marin dev-OOD, tied StepLaw
+    # dev-OOD, while the trees given the same fields gained (README, benchmarks/results/ncpl-cpu-dev-m1-law.md).
+    law_fields: bool = False
     huber_delta: float = Field(1.0, gt=0)
     # the divergence head's BCE against the residual's Huber + pinball (configs/cpu.yaml says how 1 was chosen over 0.2)
     diverge_weight: float = Field(1.0, ge=0)
@@ -108,6 +113,8 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 "baseline_fit_on: hparam-law fits its frontier through the best runs; 'all' is for chinchilla"
             )
+        if self.law_fields and self.baseline != "hparam-law":
+            raise ValueError("law_fields: true needs baseline: hparam-law (Chinchilla has no lr or batch optimum)")
         if self.numbers_as_text and self.serialization == "compact":
             raise ValueError("numbers_as_text: true needs serialization: verbose (compact writes no field names)")
         return self
