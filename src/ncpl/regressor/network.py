@@ -2,9 +2,7 @@
 
 The head gives four numbers per example, all in units of the target scaling: the residual's
 point estimate, its 10% and 90% quantiles (a prediction interval), and the logit of the run
-diverging. With ``diverge_head="mlp"`` a small MLP on the same state adds to that logit (a run fails
-where its lr is too high *for its optimizer* and warmup: an interaction a linear read of the
-state may not hold).
+diverging.
 """
 
 from __future__ import annotations
@@ -20,13 +18,7 @@ QUANTILES = (0.1, 0.9)
 
 class NCPLNetwork(nn.Module):
     def __init__(
-        self,
-        backbone: nn.Module,
-        hidden: int,
-        is_decoder: bool,
-        encoder: str = "fourier",
-        diverge_head: str = "linear",
-        **encoder_options: float,
+        self, backbone: nn.Module, hidden: int, is_decoder: bool, encoder: str = "fourier", **encoder_options: float
     ):
         super().__init__()
         self.backbone = backbone
@@ -40,7 +32,6 @@ class NCPLNetwork(nn.Module):
         self.share_prefix = True  # decoders at inference: compute a batch's shared leading positions once
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-        self.diverge_mlp = divergence_mlp(hidden) if diverge_head == "mlp" else None
 
     def forward(
         self,
@@ -62,11 +53,7 @@ class NCPLNetwork(nn.Module):
             hidden = self.backbone(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             state = (hidden * mask).sum(1) / mask.sum(1)
-        state = state.to(self.head.weight.dtype)
-        out = self.head(state)
-        if self.diverge_mlp is not None:
-            out = out + nn.functional.pad(self.diverge_mlp(state), (len(OUTPUTS) - 1, 0))
-        return out
+        return self.head(state.to(self.head.weight.dtype))
 
     def embed(
         self,
@@ -107,14 +94,6 @@ class NCPLNetwork(nn.Module):
             inputs_embeds=embeds[:, shared:], attention_mask=attention_mask, past_key_values=cache, use_cache=True
         )
         return torch.cat([prefix.last_hidden_state.expand(len(embeds), -1, -1), rest.last_hidden_state], dim=1)
-
-
-def divergence_mlp(hidden: int) -> nn.Sequential:
-    """The divergence logit's MLP (`diverge_head="mlp"`), its output layer zeroed: it starts as the linear head alone."""
-    mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
-    nn.init.zeros_(mlp[-1].weight)
-    nn.init.zeros_(mlp[-1].bias)
-    return mlp
 
 
 def shared_prefix(embeds: torch.Tensor, attention_mask: torch.Tensor) -> int:

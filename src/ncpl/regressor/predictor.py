@@ -164,14 +164,7 @@ class NCPL(Predictor):
                 torch.manual_seed(member.seed)
                 backbone = load_backbone(cfg.backbone)
                 backbone.model.resize_token_embeddings(len(self.serializer_.tokenizer), mean_resizing=False)
-            network = NCPLNetwork(
-                backbone.model,
-                self.hidden_,
-                self.is_decoder_,
-                cfg.encoder,
-                diverge_head=cfg.diverge_head,
-                **cfg.encoder_options(),
-            )
+            network = NCPLNetwork(backbone.model, self.hidden_, self.is_decoder_, cfg.encoder, **cfg.encoder_options())
             trainer = Trainer(
                 member,
                 network,
@@ -445,7 +438,6 @@ class NCPL(Predictor):
             self.hidden_,
             self.is_decoder_,
             self.config.encoder,
-            diverge_head=self.config.diverge_head,
             **self.config.encoder_options(),
         )
         network.load_state_dict(state, strict=True)

@@ -174,7 +174,7 @@ def size(
 
     from ncpl.regressor.backbones import _is_decoder
     from ncpl.regressor.encoders import ENCODERS
-    from ncpl.regressor.network import OUTPUTS, divergence_mlp
+    from ncpl.regressor.network import OUTPUTS
     from ncpl.regressor.serialize import Serializer
     from ncpl.splits import split_runs
 
@@ -185,9 +185,7 @@ def size(
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # as NCPL.fit does
         hidden = model.get_input_embeddings().weight.shape[1]
         encoder = ENCODERS[config.encoder](hidden, 1.0, **config.encoder_options())
-        head = nn.Sequential(nn.Linear(hidden, len(OUTPUTS)))
-        if config.diverge_head == "mlp":
-            head.append(divergence_mlp(hidden))
+        head = nn.Linear(hidden, len(OUTPUTS))
     units = [m for m in model.modules() if type(m).__name__ in set(getattr(model, "_no_split_modules", None) or [])]
 
     def count(module: nn.Module) -> int:

@@ -96,8 +96,6 @@ class TrainConfig(BaseModel):
     huber_delta: float = Field(1.0, gt=0)
     # the divergence head's BCE against the residual's Huber + pinball (configs/cpu.yaml says how 1 was chosen over 0.2)
     diverge_weight: float = Field(1.0, ge=0)
-    # the divergence logit: the linear head's, or that plus a small MLP on the same state (ncpl.regressor.network)
-    diverge_head: Literal["linear", "mlp"] = "linear"
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = Field(1.0, gt=0)
