@@ -53,23 +53,12 @@ class MLPEncoder(_Encoder):
 
 class FourierEncoder(_Encoder):
     def __init__(
-        self,
-        hidden: int,
-        word_rms: float,
-        n_frequencies: int = 16,
-        min_period: float = 1.0,
-        max_period: float = 40.0,
-        name_in_mlp: int = 0,
+        self, hidden: int, word_rms: float, n_frequencies: int = 16, min_period: float = 1.0, max_period: float = 40.0
     ):
         super().__init__(hidden, word_rms)
         periods = torch.logspace(math.log10(min_period), math.log10(max_period), n_frequencies)
         self.register_buffer("frequencies", 2 * math.pi / periods, persistent=False)
-        # name_in_mlp > 0: the MLP also reads the field's name (projected to that many numbers), so a value's embedding
-        # depends on which field it is in, not only through the name's added embedding
-        self.name_to_mlp = nn.Linear(hidden, name_in_mlp, bias=False) if name_in_mlp else None
-        self.mlp = nn.Sequential(
-            nn.Linear(3 + 2 * n_frequencies + name_in_mlp, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, hidden)
-        )
+        self.mlp = nn.Sequential(nn.Linear(3 + 2 * n_frequencies, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, hidden))
         self.name_projection = nn.Linear(hidden, hidden, bias=False)
 
     def features(self, values: torch.Tensor) -> torch.Tensor:
@@ -89,10 +78,7 @@ class FourierEncoder(_Encoder):
         )
 
     def forward(self, values: torch.Tensor, scales: torch.Tensor, name_embeddings: torch.Tensor) -> torch.Tensor:
-        features = self.features(values)
-        if self.name_to_mlp is not None:
-            features = torch.cat([features, self.name_to_mlp(name_embeddings)], dim=-1)
-        return self._normalise(self.mlp(features) + self.name_projection(name_embeddings))
+        return self._normalise(self.mlp(self.features(values)) + self.name_projection(name_embeddings))
 
 
 ENCODERS = {"fourier": FourierEncoder, "mlp": MLPEncoder}

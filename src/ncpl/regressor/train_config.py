@@ -41,8 +41,6 @@ class TrainConfig(BaseModel):
     # that fraction take values there that no training run had. Of 0.25, 1 and 2.5 decades, 1 gave the
     # best ID validation MAE (benchmarks/results/ncpl-cpu-period*.md).
     fourier_min_period: float = Field(1.0, gt=0)
-    # how many numbers of a field's name the Fourier encoder's MLP reads beside the value (0: the name is only added)
-    fourier_name_in_mlp: int = Field(0, ge=0)
     # compact: categorical values as words, one placeholder per number, the prompt (about 22 tokens a StepLaw or
     # Marin config, the field names carried by the numeric-field encoder); verbose: `name: value` lines (about 92)
     serialization: Literal["compact", "verbose"] = "compact"
@@ -123,7 +121,7 @@ class TrainConfig(BaseModel):
 
     def encoder_options(self) -> dict[str, float | bool]:
         if self.encoder == "fourier":
-            return {"min_period": self.fourier_min_period, "name_in_mlp": self.fourier_name_in_mlp}
+            return {"min_period": self.fourier_min_period}
         return {"names": self.serialization == "compact"}  # compact writes no names: the MLP encoder must embed them
 
     @classmethod
