@@ -130,6 +130,7 @@ def test_schedule_path_tells_multistep_schedules_apart(tmp_path, tokenizer):
         path_fields({**three, "schedule.total_steps": np.nan, "extra.tokens_are_steps": np.nan}, 1.0) == []
     )  # NaN: no
     assert path_fields({**three, "schedule.total_steps": 10**9}, 1.0) == []  # no 8 GB array for an implausible config
+    assert path_fields({**three, "schedule_lr": 3.0}, 1.0) == []  # a frame cell no schedule can be read from
     plain, reading = Serializer(tokenizer), Serializer(tokenizer, schedule_path=True)
     assert plain.encode(three, 0.75).num_values == plain.encode(eighteen, 0.75).num_values
     encoded = reading.encode(three, 0.75)
@@ -154,11 +155,15 @@ def test_law_fields_are_read_by_the_network_and_by_the_trees(runs, tmp_path):
     steplaw = runs[runs["source"] == "steplaw"].head(8)
     stale = steplaw.assign(**{field: 5.0 for field in LAW_FIELDS})
     assert np.array_equal(model.predict(stale), model.predict(steplaw))
+    fractions = np.array([0.5, 1.0])
+    assert np.array_equal(model.predict_curve(stale, fractions), model.predict_curve(steplaw, fractions))
     loaded = predictors.load_predictor(model.save(tmp_path / "model"))
     assert loaded.config.law_fields and np.allclose(loaded.predict(steplaw), model.predict(steplaw), atol=1e-6)
     trees = predictors.create("xgboost-hparam-residual", law_fields=True, n_estimators=20).fit(runs)
     assert set(LAW_FIELDS) <= set(trees.features_.numeric)
     assert np.array_equal(trees.predict(stale), trees.predict(steplaw))
+    plain = predictors.create("xgboost-hparam-residual", n_estimators=20).fit(runs.assign(**{LAW_FIELDS[0]: 5.0}))
+    assert LAW_FIELDS[0] not in plain.features_.numeric  # off: a frame's copy is not read
     with pytest.raises(ConfigError, match="law_fields"):
         predictors.create("xgboost-residual", law_fields=True)
     with pytest.raises(ValueError, match="law_fields"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from pydantic import ValidationError
 
 from ncpl.errors import ConfigError
 from ncpl.flat import present, unflatten
@@ -112,7 +111,7 @@ def row_schedule(row: dict) -> ScheduleSpec | None:
     """The schedule of a flat config row; None where its fields do not make one ncpl can read."""
     try:
         return ScheduleSpec.model_validate(unflatten(present(row)).get("schedule", {}))
-    except ValidationError:
+    except (ValueError, TypeError):  # ValidationError is a ValueError; unflatten raises both on odd frame cells
         return None
 
 

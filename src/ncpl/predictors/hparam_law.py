@@ -138,11 +138,7 @@ class HparamLaw(TokenLaw):
         out = pd.DataFrame(np.nan, index=configs.index, columns=list(LAW_FIELDS))
         sources = configs["source"].astype(str).to_numpy()
         for source in np.unique(sources):
-            if source not in self.bowls_:
-                raise ConfigError(
-                    f"source: no law fitted for {source!r}; fitted sources: {sorted(self.bowls_)}. "
-                    "Train on runs of that source first."
-                )
+            self.frontier_.law_for(source)  # raises, naming the fitted sources, for one the law never saw
             rows = sources == source
             u, v = _offsets(self.bowls_[source], _Inputs.of(configs[rows]), self.lr_n_, self.bs_n_)
             out.loc[rows, list(LAW_FIELDS)] = np.exp(np.stack([u, v], axis=1))
@@ -307,6 +303,14 @@ class _Layout:
         (bs_offset,) = take(1) if self.has_bs else [None]
         (bs_d,) = take(1) if self.has_bs and self.has_d else [0.0]
         return Bowl(shift, [a_low, a_high, c, b_low, b_high], lr_offsets, lr_d, bs_offset, bs_d)
+
+
+def with_law_fields(configs: pd.DataFrame, law: HparamLaw | None) -> pd.DataFrame:
+    """The configs with `law`'s `LAW_FIELDS` written (over any a frame carries), or, without a law, with none of them:
+    a model that does not read them must not read stale copies either."""
+    if law is None:
+        return configs.drop(columns=list(LAW_FIELDS), errors="ignore")
+    return configs.assign(**law.distances(configs))
 
 
 def residual_law(name: str, fit_on: str = "best") -> TokenLaw:

@@ -30,7 +30,7 @@ from ncpl.columns import usable
 from ncpl.errors import ConfigError
 from ncpl.flat import CONFIG_PREFIXES
 from ncpl.predictors import Predictor
-from ncpl.predictors.hparam_law import LAW_FIELDS, residual_law
+from ncpl.predictors.hparam_law import LAW_FIELDS, residual_law, with_law_fields
 
 CATEGORICAL = ("source", "optimizer.name", "schedule.name", "model.arch", "data.dataset")
 GRID = {"max_depth": (3, 6, 9), "learning_rate": (0.05, 0.15), "min_child_weight": (1.0, 5.0, 20.0)}  # 18 settings
@@ -177,7 +177,7 @@ class XGBoost(Predictor):
         return hasattr(self, "model_")
 
     def _with_law_fields(self, configs: pd.DataFrame) -> pd.DataFrame:
-        return configs.assign(**self.baseline_.distances(configs)) if self.law_fields else configs
+        return with_law_fields(configs, self.baseline_ if self.law_fields else None)
 
     def _predict(self, configs: pd.DataFrame) -> np.ndarray:
         prediction = self.model_.predict(self.features_.transform(self._with_law_fields(configs))).astype(float)

@@ -26,7 +26,7 @@ import torch
 from ncpl.columns import usable
 from ncpl.errors import ConfigError, NotFittedError
 from ncpl.predictors import Observed, Predictor
-from ncpl.predictors.hparam_law import residual_law
+from ncpl.predictors.hparam_law import residual_law, with_law_fields
 from ncpl.regressor import conformal, model_dir
 from ncpl.regressor.conformal import POOLED
 from ncpl.regressor.dataset import (
@@ -236,10 +236,7 @@ class NCPL(Predictor):
         return conformal.slopes_beyond(*(np.concatenate(parts) for parts in zip(*conformity)))
 
     def _with_law_fields(self, configs: pd.DataFrame) -> pd.DataFrame:
-        """The configs with the law's fields (`law_fields`), written or overwritten; as they are without it."""
-        if not self.config.law_fields:
-            return configs
-        return configs.assign(**self.targets_.baseline.distances(configs))
+        return with_law_fields(configs, self.targets_.baseline if self.config.law_fields else None)
 
     def _example(
         self, row: dict[str, Any], fraction: float | None = None, seen: list[tuple[float, float]] | tuple = ()
