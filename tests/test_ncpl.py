@@ -94,6 +94,20 @@ def test_compact_serialization_one_position_per_field(shared, tokenizer, is_deco
     assert compact.encode(other).num_values[encoded.num_fields.index("optimizer.lr")] == 0.123
 
 
+def test_lr_named_by_its_optimizer(tokenizer):
+    """With `lr_by_optimizer` the lr's placeholder is the field `optimizer.lr@lion`, written `lion lr`: its name embedding
+    (and its range) says which optimizer the lr is for; the token ids and the numbers stay the plain serialization's. A
+    config without an optimizer keeps the plain field."""
+    row = {"source": "marin", "optimizer.name": "lion", "optimizer.lr": 1e-3, "model.n_params": 1e8, "data.tokens": 1e9}
+    plain, named = Serializer(tokenizer), Serializer(tokenizer, lr_by_optimizer=True)
+    before, after = plain.encode(row), named.encode(row)
+    assert after.input_ids == before.input_ids and after.num_values == before.num_values
+    assert after.num_fields == [f"{f}@lion" if f == "optimizer.lr" else f for f in before.num_fields]
+    assert named.name_ids("optimizer.lr@lion") == named._ids("lion lr") != named.name_ids("optimizer.lr")
+    assert "optimizer.lr" in named.encode({k: v for k, v in row.items() if k != "optimizer.name"}).num_fields
+    assert TrainConfig(lr_by_optimizer=True).lr_by_optimizer and not TrainConfig().lr_by_optimizer
+
+
 def test_a_multistep_schedules_stage_lists_are_not_read(tokenizer):
     """A placeholder holds one number: the stage lists of a multistep schedule (the Multi-Power runs) are left out,
     whether they come as lists or as the arrays a parquet file gives back."""

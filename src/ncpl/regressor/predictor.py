@@ -254,6 +254,7 @@ class NCPL(Predictor):
             is_decoder=self.is_decoder_,
             serialization=cfg.serialization,
             schedule_path=cfg.schedule_path,
+            lr_by_optimizer=cfg.lr_by_optimizer,
         )
 
     def _collator(self) -> Collator:

@@ -118,8 +118,11 @@ SHORT_NAMES = {
 
 
 def short_name(key: str) -> str:
-    """The words a field is written as: ``optimizer.lr`` -> ``lr``, ``extra.moe_name`` -> ``moe name``."""
-    return SHORT_NAMES.get(key) or key.partition(".")[2].replace("_", " ") or key
+    """The words a field is written as: ``optimizer.lr`` -> ``lr``, ``extra.moe_name`` -> ``moe name``,
+    ``optimizer.lr@lion`` (`lr_by_optimizer`) -> ``lion lr``."""
+    key, _, qualifier = key.partition("@")
+    name = SHORT_NAMES.get(key) or key.partition(".")[2].replace("_", " ") or key
+    return f"{qualifier.replace('_', ' ')} {name}" if qualifier else name
 
 
 FRACTION_FIELD = "frac"
@@ -179,6 +182,7 @@ class Serializer:
         is_decoder: bool = True,
         serialization: Literal["compact", "verbose"] = "compact",
         schedule_path: bool = False,
+        lr_by_optimizer: bool = False,
     ):
         if serialization not in SERIALIZATIONS:
             raise ValueError(f"serialization: {serialization!r} is not one of {', '.join(SERIALIZATIONS)}")
@@ -192,6 +196,7 @@ class Serializer:
         self.is_decoder = is_decoder
         self.compact = serialization == "compact"
         self.schedule_path = schedule_path
+        self.lr_by_optimizer = lr_by_optimizer
         if NUM_TOKEN not in tokenizer.get_vocab():
             tokenizer.add_special_tokens({"additional_special_tokens": [NUM_TOKEN]})
         self.num_id = tokenizer.convert_tokens_to_ids(NUM_TOKEN)
@@ -219,6 +224,9 @@ class Serializer:
         numbers differ. The ids are kept per such layout, so a sweep tokenizes each layout once.
         """
         pairs = config_fields(row) + (path_fields(row, fraction) if self.schedule_path else [])
+        optimizer = row.get("optimizer.name")
+        if self.lr_by_optimizer and isinstance(optimizer, str):  # the lr's field named by its optimizer: `lion lr`
+            pairs = [(f"{key}@{optimizer}" if key == "optimizer.lr" else key, value) for key, value in pairs]
         pairs += [pair for point in seen for pair in zip(SEEN_FIELDS, point)]
         pairs += [(FRACTION_FIELD, fraction)] if fraction is not None else []
         as_number = [self._as_number(value) for _, value in pairs]

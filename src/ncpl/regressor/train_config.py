@@ -57,6 +57,12 @@ class TrainConfig(BaseModel):
     # units of the peak; ncpl.schedules.path_fields): the shape of a schedule that its family's name and scalars do not
     # say (a multistep schedule's stages, an explicit lr array), and how far a decay has got at a curve point.
     schedule_path: bool = False
+    # Name the lr's placeholder by its optimizer (`lion lr`, not `lr`), so that its input embedding carries which
+    # optimizer the lr is for (the backbone's per-token layers can then combine the two) and its range (clamp_numbers)
+    # is that optimizer's. Dev splits, one network, seeds 42-44 (benchmarks/results/ncpl-cpu-dev-m1-lropt.md): better
+    # in distribution (StepLaw 0.0080 -> 0.0072, Marin 0.0125 -> 0.0113), level out of it (0.0130 = 0.0130, 0.0153 ->
+    # 0.0149), Marin divergence AUC unchanged. Off until measured with the default's three members and on the test splits.
+    lr_by_optimizer: bool = False
     # Batch 8 beat 32 on the ID validation runs at equal compute (best val MAE 0.051 vs 0.063): more steps in the
     # few epochs a CPU affords.
     batch_size: int = Field(8, gt=0)
