@@ -160,7 +160,7 @@ def test_schedule_path_tells_multistep_schedules_apart(tmp_path, tokenizer):
 
 
 def test_law_fields_are_read_by_the_network_and_by_the_trees(runs, tmp_path):
-    """With `law_fields` the network reads the hparam law's lr and batch above the optimum as two more numbers, ranged
+    """With `law_fields` the network reads the hparam law's lr and batch over the optimum as two more numbers, ranged
     like the rest, recomputed by the model's own law at every prediction (a frame's stale copies are overwritten), and
     a saved model predicts as it did; the hparam-residual trees read them too; a law without an optimum refuses them."""
     config = TrainConfig(**{**tiny_training(1), "law_fields": True, "calibrate_extrapolation": False})

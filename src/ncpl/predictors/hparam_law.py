@@ -131,9 +131,10 @@ class HparamLaw(TokenLaw):
         return out
 
     def distances(self, configs: pd.DataFrame) -> pd.DataFrame:
-        """`LAW_FIELDS` of each config (index kept), exp(u) and exp(v): NaN where the config has no lr (batch) or its source's bowl no
-        such term. A run's divergence and its miss both depend on how far its lr is from the optimum, and the law
-        moves that optimum with N and D: read relative to it, a model need not learn that move from the runs."""
+        """`LAW_FIELDS` of each config (index kept), exp(u) and exp(v): NaN where the config has no lr (batch) or its
+        source's bowl no such term. A run's divergence and its miss both depend on how far its lr is from the optimum,
+        and the law moves that optimum with N and D: read relative to it, a model need not learn that move from the
+        runs."""
         self._check_fitted()
         out = pd.DataFrame(np.nan, index=configs.index, columns=list(LAW_FIELDS))
         sources = configs["source"].astype(str).to_numpy()
