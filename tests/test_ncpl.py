@@ -260,6 +260,16 @@ def test_tiny_training_loss_falls_and_save_load_is_exact(runs, trained, tmp_path
         loaded.predict_details(runs), full
     )  # the conformal margin and the range travel with it
     assert loaded.field_ranges_ == model.field_ranges_ and set(model.field_ranges_) == {"steplaw", "gemstones"}
+    # p_diverge from the trees (the default); a directory saved before `divergence` existed gives its head's
+    assert model.config.divergence == "trees" and loaded.divergence_ is not None
+    meta = json.loads((tmp_path / "model/predictor.json").read_text())
+    del meta["state"]["divergence"], meta["state"]["train_config"]["divergence"]
+    (tmp_path / "model/predictor.json").write_text(json.dumps(meta))
+    older = predictors.load_predictor(tmp_path / "model")
+    assert older.config.divergence == "network" and older.divergence_ is None
+    loaded.divergence_ = None
+    pd.testing.assert_frame_equal(older.predict_details(runs), loaded.predict_details(runs))
+    assert not np.allclose(older.predict_details(runs)["p_diverge"], full["p_diverge"])
     val = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).id
     val = val[usable(val)]
     train = split_runs(runs, id_frac=model.config.val_frac, seed=model.config.seed).train

@@ -26,6 +26,7 @@ import torch
 from ncpl.columns import usable
 from ncpl.errors import ConfigError, NotFittedError
 from ncpl.predictors import Observed, Predictor
+from ncpl.predictors.divergence import DivergenceClassifier
 from ncpl.predictors.hparam_law import residual_law, with_law_fields
 from ncpl.regressor import conformal, model_dir
 from ncpl.regressor.conformal import POOLED
@@ -64,7 +65,8 @@ class NCPL(Predictor):
     rest), where the distances are the decades of log10 N and of log10 D beyond `train_ranges_` (source -> [log10 N
     min, max, log10 D min, max] of the training runs), each with its own slope (`ncpl.regressor.conformal`).
     `field_ranges_` (source -> field -> [min, max] of the numbers trained on): with `clamp_numbers`, a number beyond
-    them is read at the edge (the residual extrapolates flat, as a tree's does; the law carries the trend)."""
+    them is read at the edge (the residual extrapolates flat, as a tree's does; the law carries the trend).
+    `divergence_`: the trees giving p_diverge (`ncpl.predictors.divergence`), None where the network's head does."""
 
     name = "ncpl"
 
@@ -117,6 +119,7 @@ class NCPL(Predictor):
         if not usable(runs).any():
             raise ConfigError("final_loss: no converged training runs")
         baseline = residual_law(cfg.baseline, cfg.baseline_fit_on).fit(everything)
+        self.divergence_ = DivergenceClassifier(seed=cfg.seed).fit(everything) if cfg.divergence == "trees" else None
         self.train_ranges_ = size_ranges(runs)
         ok = runs[usable(runs)]
         residual = ok["final_loss"].to_numpy(float) - baseline.predict(ok)
@@ -324,7 +327,11 @@ class NCPL(Predictor):
                 "pred_loss": to_loss(0),
                 "pred_loss_lo": np.minimum(low - margin, middle),
                 "pred_loss_hi": np.maximum(high + margin, middle),
-                "p_diverge": (1 / (1 + np.exp(-outputs[:, :, 3]))).mean(axis=0),
+                "p_diverge": (
+                    self.divergence_.predict_proba(configs)
+                    if self.divergence_ is not None
+                    else (1 / (1 + np.exp(-outputs[:, :, 3]))).mean(axis=0)
+                ),
             }
         )
 
@@ -384,14 +391,22 @@ class NCPL(Predictor):
             "interval_slopes": self.interval_slopes_,
             "train_ranges": self.train_ranges_,
             "field_ranges": self.field_ranges_,
+            "divergence": self.divergence_.get_state() if self.divergence_ is not None else None,
             "versions": _versions(),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         # a directory saved before `baseline` existed learned the residual over Chinchilla, one saved before
         # `fourier_min_period` existed has the Fourier encoder's first periods (0.25 decades), and one saved before
-        # `serialization` existed read the verbose text, and one saved before `members` existed holds one network
-        old = {"baseline": "chinchilla", "fourier_min_period": 0.25, "serialization": "verbose", "members": 1}
+        # `serialization` existed read the verbose text, one saved before `members` existed holds one network, and
+        # one saved before `divergence` existed gives the network's p_diverge
+        old = {
+            "baseline": "chinchilla",
+            "fourier_min_period": 0.25,
+            "serialization": "verbose",
+            "members": 1,
+            "divergence": "network",
+        }
         self.config = TrainConfig.model_validate({**old, **state["train_config"]})
         self.is_decoder_, self.hidden_ = state["is_decoder"], state["hidden_size"]
         self.field_scales_ = state["field_scales"]
@@ -405,6 +420,7 @@ class NCPL(Predictor):
             state.get("train_ranges", {}),
         )  # none: no widening
         self.field_ranges_ = state.get("field_ranges", {})  # none: numbers are read as they are
+        self.divergence_ = DivergenceClassifier.from_state(state["divergence"]) if state.get("divergence") else None
 
     def save(self, directory: str | Path) -> Path:
         """Write the model directory (only the main process does, when several trained it)."""

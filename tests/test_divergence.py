@@ -1,0 +1,71 @@
+"""The divergence probability: shallow trees on the flat config, and NCPL's choice between them and its head."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from ncpl.columns import usable
+from ncpl.errors import NotFittedError
+from ncpl.predictors.divergence import DivergenceClassifier
+from ncpl.regressor.predictor import NCPL
+from ncpl.sources import import_runs
+from ncpl.store import to_frame
+from ncpl.unstable import mark_unstable
+
+
+@pytest.fixture(scope="module")
+def marin(shared):
+    return mark_unstable(to_frame(import_runs("marin", [shared / "marin/marin_sweep_runs.jsonl"]).records))
+
+
+def test_trees_rank_failed_runs_of_a_larger_model(marin):
+    """Fitted on Marin's smaller models, the trees rank the failed runs of its largest (300M) well above chance,
+    and their state saved as JSON predicts the same."""
+    large = marin["model.n_params"] >= 3e8
+    train, test = marin[~large], marin[large]
+    failed = ~usable(test)
+    assert 5 <= failed.sum() < len(test)
+    model = DivergenceClassifier(seed=0).fit(train)
+    p = model.predict_proba(test)
+    assert ((0 <= p) & (p <= 1)).all() and roc_auc_score(failed, p) > 0.85
+    loaded = DivergenceClassifier.from_state(json.loads(json.dumps(model.get_state())))
+    np.testing.assert_array_equal(loaded.predict_proba(test), p)
+
+
+def test_without_both_outcomes_the_rate_is_the_probability(marin):
+    converged = marin[usable(marin)].head(40)
+    model = DivergenceClassifier().fit(converged)
+    assert model.model_ is None and np.array_equal(model.predict_proba(marin.head(3)), np.zeros(3))
+    state = model.get_state()
+    assert state["booster"] is None
+    assert DivergenceClassifier.from_state(state).predict_proba(marin.head(2)).tolist() == [0.0, 0.0]
+    with pytest.raises(NotFittedError, match="fit"):
+        DivergenceClassifier().predict_proba(marin.head(1))
+
+
+def test_stale_law_fields_in_a_frame_are_not_read(marin):
+    model = DivergenceClassifier(seed=0).fit(marin)
+    stale = marin.head(20).assign(**{"law.lr_over_optimum": 1e6, "law.batch_over_optimum": 1e-6})
+    np.testing.assert_array_equal(model.predict_proba(stale), model.predict_proba(marin.head(20)))
+    assert not any(name.startswith("law.") for name in model.features_.numeric)
+
+
+def test_ncpl_gives_the_trees_or_its_head(monkeypatch, marin):
+    """p_diverge is the trees' where NCPL holds them (`divergence: trees`), its network head's where it does not."""
+    configs = marin.head(6).reset_index(drop=True)
+    model = NCPL()
+    outputs = np.zeros((2, len(configs), 4))
+    share = np.arange(1, 7) / 7
+    outputs[:, :, 3] = np.log(share / (1 - share))  # two members' divergence logits
+    monkeypatch.setattr(model, "_example", lambda row, *a: row)
+    monkeypatch.setattr(model, "_outputs", lambda examples: outputs)
+    model.targets_ = type("Targets", (), {"to_loss": staticmethod(lambda c, t, n: np.full(len(c), 3.0))})()
+    model.networks_, model.interval_margins_, model.interval_slopes_, model.train_ranges_ = [None], {}, {}, {}
+    model.divergence_ = None
+    np.testing.assert_allclose(model.predict_details(configs)["p_diverge"], share)
+    model.divergence_ = DivergenceClassifier(seed=0).fit(marin)
+    got = model.predict_details(configs)["p_diverge"].to_numpy()
+    np.testing.assert_array_equal(got, model.divergence_.predict_proba(configs))
+    assert not np.allclose(got, share)
