@@ -1,11 +1,14 @@
-"""The divergence probability: shallow trees on the flat config, and NCPL's choice between them and its head."""
+"""The divergence probability: shallow trees on the flat config, given by the XGBoost predictors and by NCPL (or
+NCPL's head)."""
 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from ncpl import predictors
 from ncpl.columns import usable
 from ncpl.errors import NotFittedError
 from ncpl.predictors.divergence import DivergenceClassifier
@@ -69,3 +72,24 @@ def test_ncpl_gives_the_trees_or_its_head(monkeypatch, marin):
     got = model.predict_details(configs)["p_diverge"].to_numpy()
     np.testing.assert_array_equal(got, model.divergence_.predict_proba(configs))
     assert not np.allclose(got, share)
+
+
+def test_trees_give_p_diverge_too_and_older_directories_load(marin, tmp_path):
+    """The XGBoost predictors answer p_diverge as NCPL does (from the same classifier), keep it through a save, and
+    drop it with divergence=False; a directory saved before they had one loads without it."""
+    model = predictors.create("xgboost-hparam-residual", n_estimators=50, seed=3).fit(marin)
+    details = model.predict_details(marin)
+    np.testing.assert_array_equal(details["p_diverge"], DivergenceClassifier(seed=3).fit(marin).predict_proba(marin))
+    assert roc_auc_score(~usable(marin), details["p_diverge"]) > 0.9  # its own training runs
+    model.save(tmp_path / "trees")
+    pd.testing.assert_frame_equal(predictors.load_predictor(tmp_path / "trees").predict_details(marin), details)
+    meta = json.loads((tmp_path / "trees/predictor.json").read_text())
+    del meta["state"]["divergence"], meta["state"]["settings"]["divergence"]
+    (tmp_path / "trees/predictor.json").write_text(json.dumps(meta))
+    older = predictors.load_predictor(tmp_path / "trees")
+    assert "p_diverge" not in older.predict_details(marin) and np.array_equal(
+        older.predict(marin), model.predict(marin)
+    )
+    off = predictors.create("xgboost-hparam-residual", n_estimators=50, seed=3, divergence=False).fit(marin)
+    assert off.divergence_ is None and "p_diverge" not in off.predict_details(marin)
+    np.testing.assert_array_equal(off.predict(marin), model.predict(marin))

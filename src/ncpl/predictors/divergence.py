@@ -20,12 +20,12 @@ import xgboost as xgb
 
 from ncpl.columns import usable
 from ncpl.errors import NotFittedError
+from ncpl.predictors.features import FeatureSpec
 from ncpl.predictors.hparam_law import with_law_fields
-from ncpl.predictors.trees import FeatureSpec
 
 
 class DivergenceClassifier:
-    """Boosted trees of depth `max_depth` on the flat fields (`ncpl.predictors.trees.FeatureSpec`), fitted on
+    """Boosted trees of depth `max_depth` on the flat fields (`ncpl.predictors.features`), fitted on
     every run with the label failed = not `usable`. Fitted: `features_`, `model_` (None when every training run
     failed or none did: `prior_` is then the probability), `prior_` (the training runs' failure rate)."""
 

@@ -1,10 +1,8 @@
 """Gradient-boosted trees on the flat configuration, on the raw loss or on the residual over Chinchilla.
 
-Features are every numeric config column of the training runs (log10 where all its training values
-are positive, as counts, rates and sizes are), booleans as 0/1, and a few categorical fields (source,
-optimizer, schedule, architecture, dataset). The residual variants fit a law on the same runs first and
-learn what it misses: ``xgboost-residual`` the per-source Chinchilla law (through the best run of each
-(N, D) group, as NCPL does), ``xgboost-hparam-residual`` the law with the lr / batch bowl
+The trees read the flat config as `ncpl.predictors.features` lays it out. The residual variants fit a law on
+the same runs first and learn what it misses: ``xgboost-residual`` the per-source Chinchilla law (through the
+best run of each (N, D) group, as NCPL does), ``xgboost-hparam-residual`` the law with the lr / batch bowl
 (`ncpl.predictors.hparam_law`). Diverged runs are left out of the fit.
 
 With `tune=True` the trees get the tuning NCPL gets: `fit` carves the same validation runs NCPL's
@@ -13,6 +11,8 @@ stopping on the validation runs' MAE, keeps the setting and number of rounds wit
 refits those on every run (the law, as in NCPL, is fitted on every run throughout). `params_` holds the
 booster settings fitted with, `tuning_` the grid's validation MAEs. With `law_fields=True` (hparam-residual only) the
 trees also read the law's fields, as NCPL does under its `law_fields` (`ncpl.predictors.hparam_law.LAW_FIELDS`).
+With `divergence=True` (the default) `fit` also fits `ncpl.predictors.divergence` on every run, the failed ones
+included, and `predict_details` gives its `p_diverge`, as NCPL's does.
 """
 
 from __future__ import annotations
@@ -28,62 +28,15 @@ import xgboost as xgb
 
 from ncpl.columns import usable
 from ncpl.errors import ConfigError
-from ncpl.flat import CONFIG_PREFIXES
 from ncpl.predictors import Predictor
-from ncpl.predictors.hparam_law import LAW_FIELDS, residual_law, with_law_fields
+from ncpl.predictors.divergence import DivergenceClassifier
+from ncpl.predictors.features import FeatureSpec
+from ncpl.predictors.hparam_law import residual_law, with_law_fields
 
-CATEGORICAL = ("source", "optimizer.name", "schedule.name", "model.arch", "data.dataset")
 GRID = {"max_depth": (3, 6, 9), "learning_rate": (0.05, 0.15), "min_child_weight": (1.0, 5.0, 20.0)}  # 18 settings
 BOOSTER_SETTINGS = ("n_estimators", "learning_rate", "max_depth", "subsample", "colsample_bytree", "min_child_weight")
 MAX_ROUNDS = 2000  # boosting rounds a tuned setting may use; early stopping ends it
 PATIENCE = 50  # rounds without a better validation MAE before stopping
-
-
-class FeatureSpec:
-    """The columns a tree model reads, decided on the training runs and replayed on any configs."""
-
-    def __init__(self, numeric: dict[str, bool] | None = None, categories: dict[str, list[str]] | None = None):
-        self.numeric = numeric or {}  # column -> take log10
-        self.categories = categories or {}  # column -> known values
-
-    @classmethod
-    def from_runs(cls, runs: pd.DataFrame) -> FeatureSpec:
-        numeric, categories = {}, {}
-        for name in runs.columns:
-            values = runs[name].dropna()
-            if name in CATEGORICAL and len(values):
-                categories[name] = sorted(map(str, values.unique()))
-            elif (name.startswith(CONFIG_PREFIXES) or name in LAW_FIELDS) and len(values) and _is_numeric(values):
-                numbers = values.astype(float)
-                numeric[name] = bool((numbers > 0).all() and not pd.api.types.is_bool_dtype(values))
-        return cls(numeric, categories)
-
-    def transform(self, configs: pd.DataFrame) -> pd.DataFrame:
-        out = {}
-        for name, use_log in self.numeric.items():
-            values = (
-                pd.to_numeric(configs[name], errors="coerce").astype(float)
-                if name in configs
-                else pd.Series(np.nan, index=configs.index)
-            )
-            out[name] = np.log10(values.where(values > 0)) if use_log else values
-        for name, known in self.categories.items():
-            values = (
-                configs[name].astype("string")
-                if name in configs
-                else pd.Series(pd.NA, index=configs.index, dtype="string")
-            )
-            out[name] = pd.Categorical(values, categories=known)
-        return pd.DataFrame(out, index=configs.index)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"numeric": self.numeric, "categories": self.categories}
-
-
-def _is_numeric(values: pd.Series) -> bool:
-    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-        return True
-    return bool(values.map(lambda v: isinstance(v, (int, float, bool, np.number))).all())
 
 
 class XGBoost(Predictor):
@@ -104,6 +57,7 @@ class XGBoost(Predictor):
         val_frac: float = 0.1,
         grid: dict[str, tuple[Any, ...]] | None = None,
         law_fields: bool = False,
+        divergence: bool = True,
     ):
         from ncpl.splits import VAL_SPLITS
 
@@ -126,12 +80,13 @@ class XGBoost(Predictor):
         self.n_estimators, self.learning_rate, self.max_depth = n_estimators, learning_rate, max_depth
         self.subsample, self.colsample_bytree, self.min_child_weight = subsample, colsample_bytree, min_child_weight
         self.seed, self.tune, self.val_split, self.val_frac, self.grid = seed, tune, val_split, val_frac, grid
-        self.law_fields = law_fields
+        self.law_fields, self.divergence = law_fields, divergence
 
     def _regressor(self, **overrides: Any) -> xgb.XGBRegressor:
         return xgb.XGBRegressor(**{**self.params_, **overrides}, tree_method="hist", enable_categorical=True, n_jobs=2)
 
     def fit(self, runs: pd.DataFrame) -> XGBoost:
+        self.divergence_ = DivergenceClassifier(seed=self.seed).fit(runs) if self.divergence else None
         runs = runs[usable(runs)].reset_index(drop=True)
         target = runs["final_loss"].to_numpy(float)
         self.baseline_: Predictor | None = None
@@ -183,6 +138,12 @@ class XGBoost(Predictor):
         prediction = self.model_.predict(self.features_.transform(self._with_law_fields(configs))).astype(float)
         return prediction + self.baseline_.predict(configs) if self.baseline_ else prediction
 
+    def _predict_details(self, configs: pd.DataFrame) -> pd.DataFrame:
+        out = pd.DataFrame({"pred_loss": self._predict(configs)})
+        if self.divergence_ is not None:
+            out["p_diverge"] = self.divergence_.predict_proba(configs)
+        return out
+
     def get_state(self) -> dict[str, Any]:
         return {
             "settings": self.get_params(),
@@ -191,6 +152,7 @@ class XGBoost(Predictor):
             "tuning": self.tuning_,
             "baseline": self.baseline_.get_state() if self.baseline_ else None,
             "booster": json.loads(self.model_.get_booster().save_raw("json").decode()),
+            "divergence": self.divergence_.get_state() if self.divergence_ is not None else None,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -211,6 +173,8 @@ class XGBoost(Predictor):
             self.baseline_.set_state(state["baseline"])
         self.model_ = self._regressor()
         self.model_.load_model(bytearray(json.dumps(state["booster"]).encode()))
+        # a directory saved before the trees gave p_diverge has none
+        self.divergence_ = DivergenceClassifier.from_state(state["divergence"]) if state.get("divergence") else None
 
 
 class XGBoostResidual(XGBoost):
