@@ -2,6 +2,7 @@
 NCPL's head)."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,8 @@ def test_without_both_outcomes_the_rate_is_the_probability(marin):
     state = model.get_state()
     assert state["booster"] is None
     assert DivergenceClassifier.from_state(state).predict_proba(marin.head(2)).tolist() == [0.0, 0.0]
+    failed = marin[~usable(marin)]
+    assert DivergenceClassifier().fit(failed).predict_proba(marin.head(2)).tolist() == [1.0, 1.0]
     with pytest.raises(NotFittedError, match="fit"):
         DivergenceClassifier().predict_proba(marin.head(1))
 
@@ -87,9 +90,20 @@ def test_trees_give_p_diverge_too_and_older_directories_load(marin, tmp_path):
     del meta["state"]["divergence"], meta["state"]["settings"]["divergence"]
     (tmp_path / "trees/predictor.json").write_text(json.dumps(meta))
     older = predictors.load_predictor(tmp_path / "trees")
+    assert older.divergence is False and older.divergence_ is None
     assert "p_diverge" not in older.predict_details(marin) and np.array_equal(
         older.predict(marin), model.predict(marin)
     )
     off = predictors.create("xgboost-hparam-residual", n_estimators=50, seed=3, divergence=False).fit(marin)
     assert off.divergence_ is None and "p_diverge" not in off.predict_details(marin)
     np.testing.assert_array_equal(off.predict(marin), model.predict(marin))
+
+
+def test_an_unseen_optimizer_reads_as_missing_without_a_warning(marin):
+    model = DivergenceClassifier(seed=0).fit(marin)
+    unseen = marin.head(3).assign(**{"optimizer.name": "brand-new"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas warns (and will raise) on a category it was not given
+        got = model.predict_proba(unseen)
+    missing = marin.head(3).assign(**{"optimizer.name": None})
+    np.testing.assert_array_equal(got, model.predict_proba(missing))

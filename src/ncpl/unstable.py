@@ -12,8 +12,9 @@ runs at 2.1-2.4 nats), Marin 0.60 (17 runs at 1.08-2.75 nats; the next largest g
 fewer than two converged runs have no reference and flag nothing.
 
 Unstable runs are counted with the diverged ones: `mark_unstable` sets `diverged` on them (keeping an
-`unstable` column to tell them apart), so laws and trees skip them, the divergence head learns them
-as positives, and the metrics treat them as failed runs.
+`unstable` column to tell them apart), so laws and regression trees skip them, the divergence trees
+(`ncpl.predictors.divergence`) and NCPL's divergence head learn them as positives, and the metrics treat
+them as failed runs.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Marin's two AUCs over depth 2-4, 150-600 trees and learning rate 0.05-0.1: a fla
 
 from __future__ import annotations
 
-import json
+import inspect
 from typing import Any
 
 import numpy as np
@@ -20,12 +20,12 @@ import xgboost as xgb
 
 from ncpl.columns import usable
 from ncpl.errors import NotFittedError
-from ncpl.predictors.features import FeatureSpec
+from ncpl.predictors.boosting import BOOSTER_OPTIONS, FeatureSpec, booster_state, load_booster
 from ncpl.predictors.hparam_law import with_law_fields
 
 
 class DivergenceClassifier:
-    """Boosted trees of depth `max_depth` on the flat fields (`ncpl.predictors.features`), fitted on
+    """Boosted trees of depth `max_depth` on the flat fields (`ncpl.predictors.boosting.FeatureSpec`), fitted on
     every run with the label failed = not `usable`. Fitted: `features_`, `model_` (None when every training run
     failed or none did: `prior_` is then the probability), `prior_` (the training runs' failure rate)."""
 
@@ -40,17 +40,16 @@ class DivergenceClassifier:
         self.n_estimators, self.learning_rate, self.max_depth = n_estimators, learning_rate, max_depth
         self.subsample, self.seed = subsample, seed
 
+    @classmethod
+    def _settings(cls) -> list[str]:
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
     def _classifier(self) -> xgb.XGBClassifier:
-        return xgb.XGBClassifier(
-            n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate,
-            max_depth=self.max_depth,
-            subsample=self.subsample,
-            random_state=self.seed,
-            tree_method="hist",
-            enable_categorical=True,
-            n_jobs=2,
-        )
+        settings = {name: getattr(self, name) for name in self._settings() if name != "seed"}
+        return xgb.XGBClassifier(**settings, random_state=self.seed, **BOOSTER_OPTIONS)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "features_")
 
     def fit(self, runs: pd.DataFrame) -> DivergenceClassifier:
         runs = with_law_fields(runs, None)  # the config's own fields only: a frame's law.* columns may be stale
@@ -64,35 +63,30 @@ class DivergenceClassifier:
 
     def predict_proba(self, configs: pd.DataFrame) -> np.ndarray:
         """The probability that each config's run fails."""
-        if not hasattr(self, "features_"):
-            raise NotFittedError("DivergenceClassifier: call fit(runs) before predict_proba")
+        self._check_fitted()
         if self.model_ is None:
             return np.full(len(configs), self.prior_)
         features = self.features_.transform(with_law_fields(configs, None))
         return self.model_.predict_proba(features)[:, 1].astype(float)
 
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError("DivergenceClassifier: call fit(runs) first, or load one with from_state")
+
     def get_state(self) -> dict[str, Any]:
+        self._check_fitted()
         return {
-            "settings": {
-                "n_estimators": self.n_estimators,
-                "learning_rate": self.learning_rate,
-                "max_depth": self.max_depth,
-                "subsample": self.subsample,
-                "seed": self.seed,
-            },
+            "settings": {name: getattr(self, name) for name in self._settings()},
             "features": self.features_.to_dict(),
             "prior": self.prior_,
-            "booster": None if self.model_ is None else json.loads(self.model_.get_booster().save_raw("json").decode()),
+            "booster": None if self.model_ is None else booster_state(self.model_),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> DivergenceClassifier:
-        known = ("n_estimators", "learning_rate", "max_depth", "subsample", "seed")
-        model = cls(**{k: v for k, v in state.get("settings", {}).items() if k in known})  # a newer ncpl's dropped
+        settings = {k: v for k, v in state.get("settings", {}).items() if k in cls._settings()}  # a newer ncpl's
+        model = cls(**settings)
         model.features_ = FeatureSpec(**state["features"])
         model.prior_ = float(state["prior"])
-        model.model_ = None
-        if state.get("booster") is not None:
-            model.model_ = model._classifier()
-            model.model_.load_model(bytearray(json.dumps(state["booster"]).encode()))
+        model.model_ = None if state.get("booster") is None else load_booster(model._classifier(), state["booster"])
         return model

@@ -1,6 +1,6 @@
 """Gradient-boosted trees on the flat configuration, on the raw loss or on the residual over Chinchilla.
 
-The trees read the flat config as `ncpl.predictors.features` lays it out. The residual variants fit a law on
+The trees read the flat config as `ncpl.predictors.boosting` lays it out. The residual variants fit a law on
 the same runs first and learn what it misses: ``xgboost-residual`` the per-source Chinchilla law (through the
 best run of each (N, D) group, as NCPL does), ``xgboost-hparam-residual`` the law with the lr / batch bowl
 (`ncpl.predictors.hparam_law`). Diverged runs are left out of the fit.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import json
 from typing import Any
 
 import numpy as np
@@ -29,8 +28,8 @@ import xgboost as xgb
 from ncpl.columns import usable
 from ncpl.errors import ConfigError
 from ncpl.predictors import Predictor
+from ncpl.predictors.boosting import BOOSTER_OPTIONS, FeatureSpec, booster_state, load_booster
 from ncpl.predictors.divergence import DivergenceClassifier
-from ncpl.predictors.features import FeatureSpec
 from ncpl.predictors.hparam_law import residual_law, with_law_fields
 
 GRID = {"max_depth": (3, 6, 9), "learning_rate": (0.05, 0.15), "min_child_weight": (1.0, 5.0, 20.0)}  # 18 settings
@@ -83,7 +82,7 @@ class XGBoost(Predictor):
         self.law_fields, self.divergence = law_fields, divergence
 
     def _regressor(self, **overrides: Any) -> xgb.XGBRegressor:
-        return xgb.XGBRegressor(**{**self.params_, **overrides}, tree_method="hist", enable_categorical=True, n_jobs=2)
+        return xgb.XGBRegressor(**{**self.params_, **overrides}, **BOOSTER_OPTIONS)
 
     def fit(self, runs: pd.DataFrame) -> XGBoost:
         self.divergence_ = DivergenceClassifier(seed=self.seed).fit(runs) if self.divergence else None
@@ -151,7 +150,7 @@ class XGBoost(Predictor):
             "features": self.features_.to_dict(),
             "tuning": self.tuning_,
             "baseline": self.baseline_.get_state() if self.baseline_ else None,
-            "booster": json.loads(self.model_.get_booster().save_raw("json").decode()),
+            "booster": booster_state(self.model_),
             "divergence": self.divergence_.get_state() if self.divergence_ is not None else None,
         }
 
@@ -162,6 +161,7 @@ class XGBoost(Predictor):
             "seed": state["params"]["random_state"],
         }
         settings = {k: v for k, v in settings.items() if k in self._param_names()}  # a newer ncpl's are dropped
+        settings.setdefault("divergence", False)  # saved before the trees gave p_diverge: they give none
         if settings.get("grid"):
             settings["grid"] = {k: tuple(v) for k, v in settings["grid"].items()}
         self.set_params(**settings)
@@ -171,9 +171,7 @@ class XGBoost(Predictor):
         if state["baseline"]:
             self.baseline_ = residual_law(self.baseline_name)
             self.baseline_.set_state(state["baseline"])
-        self.model_ = self._regressor()
-        self.model_.load_model(bytearray(json.dumps(state["booster"]).encode()))
-        # a directory saved before the trees gave p_diverge has none
+        self.model_ = load_booster(self._regressor(), state["booster"])
         self.divergence_ = DivergenceClassifier.from_state(state["divergence"]) if state.get("divergence") else None
 
 

@@ -6,7 +6,8 @@ same validation split and their outputs averaged (a deep ensemble: Lakshminaraya
 interval is calibrated on the ensemble.
 
 A saved model directory holds `predictor.json` (everything needed to predict: backbone, encoder,
-serialization switches, field scalings, the residual law's constants, the target scaling, versions),
+serialization switches, field scalings, the residual law's constants, the target scaling, the divergence
+trees, versions),
 `model.safetensors` (the whole network, LoRA merged; further members in `model.member-K.safetensors`)
 and `backbone/` (the backbone's config and the tokenizer with the number placeholder) and, saved after
 a fit, `training_curves.png` (one per member) drawn from the fit's `train_log.jsonl`. Loading never unpickles.
@@ -216,7 +217,10 @@ class NCPL(Predictor):
         from ncpl.splits import largest_sizes
 
         runs = runs.reset_index(drop=True)
-        config = self.config.model_copy(update={"calibrate_extrapolation": False, "members": 1})
+        # its p_diverge is never read: no trees to fit
+        config = self.config.model_copy(
+            update={"calibrate_extrapolation": False, "members": 1, "divergence": "network"}
+        )
         held = pd.Series(False, index=runs.index)
         conformity = []
         for step in range(1, self.config.extrapolation_steps + 1):

@@ -1,19 +1,23 @@
-"""The columns a tree model reads: every numeric config column of the training runs (log10 where all its
-training values are positive, as counts, rates and sizes are), booleans as 0/1, and a few categorical fields
-(source, optimizer, schedule, architecture, dataset); decided on the training runs and replayed on any configs.
+"""What ncpl's boosted-tree models share: the columns they read (`FeatureSpec`: every numeric config column of
+the training runs, log10 where all its training values are positive, as counts, rates and sizes are; booleans as
+0/1; a few categorical fields: source, optimizer, schedule, architecture, dataset), how a booster is built, and
+how a fitted one travels in predictor.json (JSON, never a pickle).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import xgboost as xgb
 
 from ncpl.flat import CONFIG_PREFIXES
 from ncpl.predictors.hparam_law import LAW_FIELDS
 
 CATEGORICAL = ("source", "optimizer.name", "schedule.name", "model.arch", "data.dataset")
+BOOSTER_OPTIONS = {"tree_method": "hist", "enable_categorical": True, "n_jobs": 2}
 
 
 class FeatureSpec:
@@ -50,7 +54,7 @@ class FeatureSpec:
                 if name in configs
                 else pd.Series(pd.NA, index=configs.index, dtype="string")
             )
-            out[name] = pd.Categorical(values, categories=known)
+            out[name] = pd.Categorical(values.where(values.isin(known)), categories=known)  # unseen: missing
         return pd.DataFrame(out, index=configs.index)
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,3 +65,12 @@ def _is_numeric(values: pd.Series) -> bool:
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
         return True
     return bool(values.map(lambda v: isinstance(v, (int, float, bool, np.number))).all())
+
+
+def booster_state(model: xgb.XGBModel) -> dict[str, Any]:
+    return json.loads(model.get_booster().save_raw("json").decode())
+
+
+def load_booster(model: xgb.XGBModel, state: dict[str, Any]) -> xgb.XGBModel:
+    model.load_model(bytearray(json.dumps(state).encode()))
+    return model
