@@ -61,8 +61,8 @@ class TrainConfig(BaseModel):
     # optimizer the lr is for (the backbone's per-token layers can then combine the two) and its range (clamp_numbers)
     # is that optimizer's. Dev splits, one network, seeds 42-44 (benchmarks/results/ncpl-cpu-dev-m1-lropt.md): better
     # in distribution (StepLaw 0.0080 -> 0.0072, Marin 0.0125 -> 0.0113), level out of it (0.0130 = 0.0130, 0.0153 ->
-    # 0.0149), Marin divergence AUC unchanged. With the default's three members the gain is within a seed sd on every dev
-    # split (benchmarks/results/ncpl-cpu-dev-lropt.md): off.
+    # 0.0149), Marin divergence AUC unchanged. With the default's three members the gain is within a seed sd on every
+    # dev split (benchmarks/results/ncpl-cpu-dev-lropt.md): off.
     lr_by_optimizer: bool = False
     # Batch 8 beat 32 on the ID validation runs at equal compute (best val MAE 0.051 vs 0.063): more steps in the
     # few epochs a CPU affords.
