@@ -40,7 +40,8 @@ def test_trees_rank_failed_runs_of_a_larger_model(marin):
 
 def test_without_both_outcomes_the_rate_is_the_probability(marin):
     converged = marin[usable(marin)].head(40)
-    model = DivergenceClassifier().fit(converged)
+    unknown = converged.head(1).assign(final_loss=float("nan"), diverged=False)  # no loss, no divergence: no outcome
+    model = DivergenceClassifier().fit(pd.concat([converged, unknown], ignore_index=True))
     assert model.model_ is None and np.array_equal(model.predict_proba(marin.head(3)), np.zeros(3))
     state = model.get_state()
     assert state["booster"] is None

@@ -28,7 +28,8 @@ from ncpl.predictors.hparam_law import with_law_fields
 
 class DivergenceClassifier:
     """Boosted trees of depth `max_depth` on the flat fields (`ncpl.predictors.boosting.FeatureSpec`), fitted on
-    every run with the label failed = not `usable`. Fitted: `features_`, `model_` (None when every training run
+    every run with the label failed = `diverged` (unstable runs are marked so: `ncpl.unstable`); a run without a final
+    loss that did not diverge has no known outcome and is left out. Fitted: `features_`, `model_` (None when every training run
     failed or none did: `prior_` is then the probability), `prior_` (the training runs' failure rate)."""
 
     def __init__(
@@ -55,7 +56,9 @@ class DivergenceClassifier:
 
     def fit(self, runs: pd.DataFrame) -> DivergenceClassifier:
         runs = with_law_fields(runs, None)  # the config's own fields only: a frame's law.* columns may be stale
-        failed = (~usable(runs)).to_numpy()
+        diverged = runs["diverged"].fillna(False).astype(bool)
+        known = diverged | usable(runs)
+        runs, failed = runs[known], diverged[known].to_numpy()
         self.features_ = FeatureSpec.from_runs(runs)
         self.prior_ = float(failed.mean())
         self.model_ = None
