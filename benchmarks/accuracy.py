@@ -42,6 +42,7 @@ from ncpl.unstable import mark_unstable
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 0
+NCPL_SOURCES = ("steplaw", "marin")  # what benchmarks/ncpl_accuracy.py (and divergence.py) train and test on
 
 
 def load(source: str, path: Path) -> pd.DataFrame:
@@ -92,6 +93,14 @@ def development(
         rest = split_runs(train[~beyond], id_frac=0.15, seed=SEED)
         out[source] = (rest.train, {f"{source}-dev-id": rest.id, f"{source}-dev-ood": train[beyond]})
     return out
+
+
+def joint(
+    protocol: dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame]]],
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The training runs of `NCPL_SOURCES` pooled (one model for them all), and their test sets by name."""
+    train = pd.concat([protocol[source][0] for source in NCPL_SOURCES], ignore_index=True)
+    return train, {name: frame for source in NCPL_SOURCES for name, frame in protocol[source][1].items()}
 
 
 def machine() -> str:

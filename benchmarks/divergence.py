@@ -24,25 +24,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import ROOT, benchmarks, development, machine  # noqa: E402
+from accuracy import ROOT, benchmarks, development, joint, machine  # noqa: E402
 
 from ncpl.atomic import write_text  # noqa: E402
 from ncpl.columns import usable  # noqa: E402
 from ncpl.predictors.divergence import DivergenceClassifier  # noqa: E402
 
-SOURCES = ("steplaw", "marin")
 DEV_SEEDS = (42, 43, 44)
 GRID = {"max_depth": (2, 3, 4), "n_estimators": (150, 300, 600), "learning_rate": (0.05, 0.1)}
 
 
 def aucs(settings: dict, seeds, protocol) -> dict[str, list[float]]:
     """ROC-AUC of the failed runs per test split, one value a seed."""
-    train = pd.concat([protocol[source][0] for source in SOURCES], ignore_index=True)
-    tests = {name: frame for source in SOURCES for name, frame in protocol[source][1].items()}
+    train, tests = joint(protocol)
     out: dict[str, list[float]] = {name: [] for name in tests}
     for seed in seeds:
         model = DivergenceClassifier(**settings, seed=seed).fit(train)
@@ -63,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     started = time.perf_counter()
-    splits = {source: frames for source, frames in benchmarks(args.shared).items() if source in SOURCES}
+    splits = benchmarks(args.shared)
 
     rows = []
     for values in itertools.product(*GRID.values()):

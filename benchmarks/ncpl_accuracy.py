@@ -37,7 +37,7 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import ROOT, benchmarks, development, machine, other_sources, update_readme  # noqa: E402
+from accuracy import ROOT, benchmarks, development, joint, machine, other_sources, update_readme  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
 from ncpl.atomic import atomic_path, write_text  # noqa: E402
@@ -48,7 +48,6 @@ from ncpl.predictors.trees import GRID  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
 from ncpl.regressor.train_config import TrainConfig  # noqa: E402
 
-SOURCES = ("steplaw", "marin")
 LAWS = ("chinchilla", "hparam-law")
 TREES = ("xgboost", "xgboost-residual", "xgboost-hparam-residual")
 BASELINES = LAWS + TREES
@@ -319,8 +318,8 @@ def main() -> None:
     others = [other_sources(args.shared, test_splits)] if args.all_sources else []
     reports = []
     for stage in stages:
-        train = pd.concat([protocol[stage][source][0] for source in SOURCES] + others, ignore_index=True)
-        tests = {name: frame for source in SOURCES for name, frame in protocol[stage][source][1].items()}
+        train, tests = joint(protocol[stage])
+        train = pd.concat([train, *others], ignore_index=True)
         for seed in seeds:
             reports.append(run_once(stage, seed, train, tests, configs[seed], args.work / tag, tree_grid(args.grid)))
 

@@ -52,6 +52,12 @@ Observed = tuple[np.ndarray, np.ndarray]  # a curve measured so far: fractions o
 ANCHOR_POINTS = 3  # the last observed points a config-only curve is shifted to
 
 
+def constructor_args(cls: type) -> list[str]:
+    """The names of a class's settings: its constructor's arguments (scikit-learn's `get_params` reads the same)."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return [p.name for p in parameters if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+
+
 def check_observed(observed: Sequence[Observed | None] | None, n_configs: int) -> list[Observed | None] | None:
     """`observed` as float arrays, one entry per config; refuses a length, a fraction or a loss it cannot use."""
     if observed is None:
@@ -118,8 +124,7 @@ class Predictor(ABC):
 
     @classmethod
     def _param_names(cls) -> list[str]:
-        parameters = inspect.signature(cls.__init__).parameters.values()
-        return [p.name for p in parameters if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+        return constructor_args(cls)
 
     def get_params(self) -> dict[str, Any]:
         """The constructor's arguments as this predictor holds them: ``type(p)(**p.get_params())`` is an unfitted

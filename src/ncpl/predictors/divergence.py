@@ -13,7 +13,6 @@ made before that last row had run, and not revisited after the test splits were 
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ import xgboost as xgb
 
 from ncpl.columns import usable
 from ncpl.errors import NotFittedError
+from ncpl.predictors import constructor_args
 from ncpl.predictors.boosting import BOOSTER_OPTIONS, FeatureSpec, booster_state, load_booster
 from ncpl.predictors.hparam_law import with_law_fields
 
@@ -43,12 +43,8 @@ class DivergenceClassifier:
         self.n_estimators, self.learning_rate, self.max_depth = n_estimators, learning_rate, max_depth
         self.subsample, self.seed = subsample, seed
 
-    @classmethod
-    def _settings(cls) -> list[str]:
-        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
-
     def _classifier(self) -> xgb.XGBClassifier:
-        settings = {name: getattr(self, name) for name in self._settings() if name != "seed"}
+        settings = {name: getattr(self, name) for name in constructor_args(type(self)) if name != "seed"}
         return xgb.XGBClassifier(**settings, random_state=self.seed, **BOOSTER_OPTIONS)
 
     def __sklearn_is_fitted__(self) -> bool:
@@ -81,7 +77,7 @@ class DivergenceClassifier:
     def get_state(self) -> dict[str, Any]:
         self._check_fitted()
         return {
-            "settings": {name: getattr(self, name) for name in self._settings()},
+            "settings": {name: getattr(self, name) for name in constructor_args(type(self))},
             "features": self.features_.to_dict(),
             "prior": self.prior_,
             "booster": None if self.model_ is None else booster_state(self.model_),
@@ -89,7 +85,7 @@ class DivergenceClassifier:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> DivergenceClassifier:
-        settings = {k: v for k, v in state.get("settings", {}).items() if k in cls._settings()}  # a newer ncpl's
+        settings = {k: v for k, v in state.get("settings", {}).items() if k in constructor_args(cls)}  # a newer ncpl's
         model = cls(**settings)
         model.features_ = FeatureSpec(**state["features"])
         model.prior_ = float(state["prior"])
