@@ -562,3 +562,25 @@ def test_extrapolation_steps_stop_when_no_size_is_left_to_step_from(monkeypatch,
     assert 1 < len(trained_on) < runs["model.n_params"].nunique()
     assert all(later < earlier for earlier, later in zip(trained_on, trained_on[1:]))  # strictly nested, never equal
     assert all(trained_on)
+
+
+@pytest.mark.parametrize(("members", "extrapolation_members"), [(3, 1), (3, 3), (1, 2)])
+def test_calibrating_model_trains_extrapolation_members_networks(monkeypatch, tmp_path, members, extrapolation_members):
+    """The calibrating model averages `extrapolation_members` networks, whatever the model it calibrates averages."""
+    runs = read_runs(ROOT / "data" / "gemstones.parquet")
+    calibrators = []
+
+    def fit(self, train, val, accelerator):
+        calibrators.append(self.config)
+        self.train_ranges_ = size_ranges(train)
+
+    def conformity(self, held_out):
+        distances = axis_distances(held_out, self.train_ranges_)
+        return np.full(len(held_out), 0.01), held_out["source"].astype(str).to_numpy(), distances
+
+    monkeypatch.setattr(NCPL, "_fit_seeded", fit)
+    monkeypatch.setattr(NCPL, "_conformity", conformity)
+    config = TrainConfig(**{**tiny_training(1), "members": members, "extrapolation_members": extrapolation_members})
+    NCPL(config)._extrapolation_slopes(runs, tmp_path, None)
+    assert [c.members for c in calibrators] == [extrapolation_members]
+    assert calibrators[0].seed == config.seed and not calibrators[0].calibrate_extrapolation

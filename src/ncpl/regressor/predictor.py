@@ -207,9 +207,9 @@ class NCPL(Predictor):
 
     def _extrapolation_slopes(self, runs: pd.DataFrame, work_dir: Path, accelerator: Any) -> conformal.Slopes:
         """k of the interval's margin m0 + k_N d_N + k_D d_D, for a model whose validation runs all lie inside its
-        training range. Step 1: a second network, trained the same way on `runs` less each source's largest size(s)
-        (`largest_sizes`), predicts those; step 2 (`extrapolation_steps`): a third, trained without the next largest
-        size(s) too, predicts both; and so on. Their calibrated intervals (m0 included) must widen by k per decade
+        training range. Step 1: a calibrating model (`extrapolation_members` networks, one by default), trained the same way on `runs` less each source's largest size(s) (`largest_sizes`), predicts those;
+        step 2 (`extrapolation_steps`): another, trained without the next largest size(s) too, predicts both; and so
+        on. Their calibrated intervals (m0 included) must widen by k per decade
         beyond their training range to hold COVERAGE of the runs they did not see, pooled. The step they measure is
         the one a user takes from the largest training model to a larger one; k is assumed to carry over to the step
         beyond the full model's range. A network's miss at a size it never saw is mostly one shift of the whole size,
@@ -219,7 +219,11 @@ class NCPL(Predictor):
         runs = runs.reset_index(drop=True)
         # its p_diverge is never read: no trees to fit
         config = self.config.model_copy(
-            update={"calibrate_extrapolation": False, "members": 1, "divergence": "network"}
+            update={
+                "calibrate_extrapolation": False,
+                "members": self.config.extrapolation_members,
+                "divergence": "network",
+            }
         )
         held = pd.Series(False, index=runs.index)
         conformity = []

@@ -88,6 +88,10 @@ class TrainConfig(BaseModel):
     # How many nested steps calibrate that widening, a network each (step 2 also holds out the next largest size(s)):
     # a network's miss at a size it never saw is one draw per step. 2 was worse on the dev splits (README).
     extrapolation_steps: int = Field(1, ge=1)
+    # Networks in each calibrating model, outputs averaged. One network's miss at one step is one draw (StepLaw's N slope
+    # ranged 0.05-0.12 nats a decade over the test seeds); three, as the default model averages, did not steady it:
+    # seed 46's slope 0.046 -> 0.053, dev coverage unchanged, 3x the calibration time (README). Stays 1.
+    extrapolation_members: int = Field(1, ge=1)
     # The law whose residual the network learns: the per-source Chinchilla law, or that law with the
     # lr / batch bowl (ncpl.predictors.hparam_law), which carries the optimum's move with N and D out
     # of distribution. Chinchilla is fitted through the best run of each (N, D) group by default: a law

@@ -57,7 +57,7 @@ def _mixed_precision(setting: str) -> str:
 
 # settings of the model around its networks, not of a network's training: a checkpoint resumes whatever they are (a
 # member's network trains the same in an ensemble of any size)
-NOT_TRAINING = {"members", "calibrate_extrapolation", "extrapolation_steps"}
+NOT_TRAINING = {"members", "calibrate_extrapolation", "extrapolation_steps", "extrapolation_members"}
 
 
 class Trainer:
