@@ -207,13 +207,14 @@ class NCPL(Predictor):
 
     def _extrapolation_slopes(self, runs: pd.DataFrame, work_dir: Path, accelerator: Any) -> conformal.Slopes:
         """k of the interval's margin m0 + k_N d_N + k_D d_D, for a model whose validation runs all lie inside its
-        training range. Step 1: a calibrating model (`extrapolation_members` networks, one by default), trained the same way on `runs` less each source's largest size(s) (`largest_sizes`), predicts those;
-        step 2 (`extrapolation_steps`): another, trained without the next largest size(s) too, predicts both; and so
-        on. Their calibrated intervals (m0 included) must widen by k per decade
-        beyond their training range to hold COVERAGE of the runs they did not see, pooled. The step they measure is
-        the one a user takes from the largest training model to a larger one; k is assumed to carry over to the step
-        beyond the full model's range. A network's miss at a size it never saw is mostly one shift of the whole size,
-        so one step is one draw of it (StepLaw's k_N over seeds 42-46 of the test protocol: 0 to 0.11 a decade)."""
+        training range. Step 1: a calibrating model (`extrapolation_members` networks, one by default), trained the
+        same way on `runs` less each source's largest size(s) (`largest_sizes`), predicts those; step 2
+        (`extrapolation_steps`): another, trained without the next largest size(s) too, predicts both; and so on.
+        Their calibrated intervals (m0 included) must widen by k per decade beyond their training range to hold
+        COVERAGE of the runs they did not see, pooled. The step they measure is the one a user takes from the largest
+        training model to a larger one; k is assumed to carry over to the step beyond the full model's range. A
+        network's miss at a size it never saw is mostly one shift of the whole size, so one step is one draw of it
+        (StepLaw's k_N over seeds 42-46 of the test protocol: 0 to 0.11 a decade)."""
         from ncpl.splits import largest_sizes
 
         runs = runs.reset_index(drop=True)
