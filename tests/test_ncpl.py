@@ -542,14 +542,12 @@ def test_extrapolation_steps_hold_out_nested_sizes_and_pool_their_scores(monkeyp
     assert slopes == conformal.slopes_beyond(*(np.concatenate(parts) for parts in zip(*returned)))
 
 
-def test_extrapolation_steps_stop_when_no_size_is_left_to_step_from(monkeypatch, tmp_path):
-    """Asked for more steps than a source has sizes, the calibrating networks stop at the last nested hold-out:
-    no network trains on the same runs as the one before it (its scores would be counted twice)."""
-    runs = read_runs(ROOT / "data" / "gemstones.parquet")
-    trained_on = []
+def stand_in_calibrators(monkeypatch, on_fit) -> None:
+    """Calibrating networks stood in for: each fit calls `on_fit(model, train)` and keeps the training runs' ranges;
+    every held-out run scores 0.01."""
 
     def fit(self, train, val, accelerator):
-        trained_on.append(frozenset(train["run_id"]))
+        on_fit(self, train)
         self.train_ranges_ = size_ranges(train)
 
     def conformity(self, held_out):
@@ -558,6 +556,14 @@ def test_extrapolation_steps_stop_when_no_size_is_left_to_step_from(monkeypatch,
 
     monkeypatch.setattr(NCPL, "_fit_seeded", fit)
     monkeypatch.setattr(NCPL, "_conformity", conformity)
+
+
+def test_extrapolation_steps_stop_when_no_size_is_left_to_step_from(monkeypatch, tmp_path):
+    """Asked for more steps than a source has sizes, the calibrating networks stop at the last nested hold-out:
+    no network trains on the same runs as the one before it (its scores would be counted twice)."""
+    runs = read_runs(ROOT / "data" / "gemstones.parquet")
+    trained_on = []
+    stand_in_calibrators(monkeypatch, lambda model, train: trained_on.append(frozenset(train["run_id"])))
     NCPL(TrainConfig(**tiny_training(1), extrapolation_steps=99))._extrapolation_slopes(runs, tmp_path, None)
     assert 1 < len(trained_on) < runs["model.n_params"].nunique()
     assert all(later < earlier for earlier, later in zip(trained_on, trained_on[1:]))  # strictly nested, never equal
@@ -569,17 +575,7 @@ def test_calibrating_model_trains_extrapolation_members_networks(monkeypatch, tm
     """The calibrating model averages `extrapolation_members` networks, whatever the model it calibrates averages."""
     runs = read_runs(ROOT / "data" / "gemstones.parquet")
     calibrators = []
-
-    def fit(self, train, val, accelerator):
-        calibrators.append(self.config)
-        self.train_ranges_ = size_ranges(train)
-
-    def conformity(self, held_out):
-        distances = axis_distances(held_out, self.train_ranges_)
-        return np.full(len(held_out), 0.01), held_out["source"].astype(str).to_numpy(), distances
-
-    monkeypatch.setattr(NCPL, "_fit_seeded", fit)
-    monkeypatch.setattr(NCPL, "_conformity", conformity)
+    stand_in_calibrators(monkeypatch, lambda model, train: calibrators.append(model.config))
     config = TrainConfig(**{**tiny_training(1), "members": members, "extrapolation_members": extrapolation_members})
     NCPL(config)._extrapolation_slopes(runs, tmp_path, None)
     assert [c.members for c in calibrators] == [extrapolation_members]
