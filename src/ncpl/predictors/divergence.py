@@ -29,8 +29,8 @@ from ncpl.predictors.hparam_law import with_law_fields
 class DivergenceClassifier:
     """Boosted trees of depth `max_depth` on the flat fields (`ncpl.predictors.boosting.FeatureSpec`), fitted on
     every run with the label failed = `diverged` (unstable runs are marked so: `ncpl.unstable`); a run without a final
-    loss that did not diverge has no known outcome and is left out. Fitted: `features_`, `model_` (None when every training run
-    failed or none did: `prior_` is then the probability), `prior_` (the training runs' failure rate)."""
+    loss that did not diverge has no known outcome and is left out. Fitted: `features_`, `model_` (None when every
+    training run failed or none did: `prior_` is then the probability), `prior_` (the training runs' failure rate)."""
 
     def __init__(
         self,
@@ -43,9 +43,14 @@ class DivergenceClassifier:
         self.n_estimators, self.learning_rate, self.max_depth = n_estimators, learning_rate, max_depth
         self.subsample, self.seed = subsample, seed
 
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's arguments as this classifier holds them (scikit-learn's `get_params`)."""
+        return {name: getattr(self, name) for name in constructor_args(type(self))}
+
     def _classifier(self) -> xgb.XGBClassifier:
-        settings = {name: getattr(self, name) for name in constructor_args(type(self)) if name != "seed"}
-        return xgb.XGBClassifier(**settings, random_state=self.seed, **BOOSTER_OPTIONS)
+        settings = self.get_params()
+        seed = settings.pop("seed")
+        return xgb.XGBClassifier(**settings, random_state=seed, **BOOSTER_OPTIONS)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "features_")
@@ -77,7 +82,7 @@ class DivergenceClassifier:
     def get_state(self) -> dict[str, Any]:
         self._check_fitted()
         return {
-            "settings": {name: getattr(self, name) for name in constructor_args(type(self))},
+            "settings": self.get_params(),
             "features": self.features_.to_dict(),
             "prior": self.prior_,
             "booster": None if self.model_ is None else booster_state(self.model_),
