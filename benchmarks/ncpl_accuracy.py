@@ -124,7 +124,11 @@ def run_once(
     start = time.perf_counter()
     if (model_dir / "predictor.json").exists():  # trained before an interruption: its log gives the minutes
         models["ncpl"] = predictors.load_predictor(model_dir)
-        log = [json.loads(line) for path in here.rglob("train_log.jsonl") for line in path.read_text().splitlines()]
+        log = [
+            json.loads(line)
+            for path in (here / "work").rglob("train_log.jsonl")
+            for line in path.read_text().splitlines()
+        ]
         minutes = sum(entry["seconds"] for entry in log) / 60
     else:
         models["ncpl"] = NCPL(config, work_dir=here / "work").fit(train)

@@ -1,6 +1,7 @@
 """The NCPL regressor on a tiny random backbone: serialization, encoders, training, save/load, resume, 2 processes."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -463,7 +464,7 @@ def test_members_average_and_member_zero_is_the_single_model(runs, tmp_path):
     assert np.abs(second.predict(runs) - first.predict(runs)).max() > 1e-4  # member 1 has its own seed (same: 0)
     np.testing.assert_allclose(model.predict(runs), (first.predict(runs) + second.predict(runs)) / 2, atol=1e-9)
     model.save(tmp_path / "model")
-    assert {"model.member-1.safetensors", "training_curves.member-1.png"} <= {
+    assert {"model.member-1.safetensors", "training_curves.member-1.png", "train_log.member-1.jsonl"} <= {
         p.name for p in (tmp_path / "model").iterdir()
     }
     loaded = predictors.load_predictor(tmp_path / "model")
@@ -471,6 +472,17 @@ def test_members_average_and_member_zero_is_the_single_model(runs, tmp_path):
     (tmp_path / "model/model.member-1.safetensors").unlink()
     with pytest.raises(ModelDirError, match="model.member-1.safetensors: weights file missing"):
         predictors.load_predictor(tmp_path / "model")
+
+
+def test_a_fit_without_work_dir_leaves_no_checkpoints_behind(runs, tmp_path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    model = NCPL(TrainConfig(**tiny_training(2), calibrate_extrapolation=False)).fit(runs)
+    assert not list(scratch.iterdir())
+    model.save(tmp_path / "model")  # the metrics of the fit outlive its checkpoints
+    log = [json.loads(line) for line in (tmp_path / "model/train_log.jsonl").read_text().splitlines()]
+    assert [(entry["stage"], entry["epoch"]) for entry in log] == [(1, 1), (1, 2)]
 
 
 def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(shared, tmp_path):

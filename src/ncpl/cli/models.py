@@ -112,9 +112,6 @@ def train(
     if PartialState().is_main_process and not keep_work and work.exists():
         import shutil
 
-        for k, log in enumerate(model.train_logs_):  # the metrics of the fit stay beside its plots
-            if log.exists():
-                shutil.copyfile(log, output / ("train_log.jsonl" if k == 0 else f"train_log.member-{k}.jsonl"))
         shutil.rmtree(work)
     console.print(f"saved {output}" + ("" if keep_work else f" (work folder {work} removed; --keep-work keeps it)"))
 

@@ -1,6 +1,6 @@
 """The files of an NCPL model directory beside `predictor.json`: each member's weights (`model.safetensors`,
-`model.member-K.safetensors`), the backbone's config and tokenizer (`backbone/`), and the training-curve figures.
-Reading them back never unpickles, never downloads, and names the file that is missing or damaged."""
+`model.member-K.safetensors`), the backbone's config and tokenizer (`backbone/`), and the metrics of the fit with
+their figures. Reading them back never unpickles, never downloads, and names the file that is missing or damaged."""
 
 from __future__ import annotations
 
@@ -36,13 +36,19 @@ def write_networks(directory: Path, networks: list[torch.nn.Module], tokenizer: 
             save_file(state, str(tmp))
 
 
-def draw_training_curves(directory: Path, train_logs: list[Path]) -> None:
+def write_training_logs(directory: Path, train_logs: list[list[dict[str, Any]]]) -> None:
+    """Each member's metrics per epoch (`train_log.jsonl`, `train_log.member-K.jsonl`) and their figure."""
+    import json
+
     from ncpl.plots import training_curves
 
     for k, log in enumerate(train_logs):
+        path = directory / member_file("train_log.jsonl", k)
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(json.dumps(line) + "\n" for line in log))
         figure = member_file("training_curves.png", k)
         try:
-            training_curves(log, directory / figure)
+            training_curves(path, directory / figure)
         except Exception as error:  # a figure must never cost the model  # noqa: BLE001
             warnings.warn(f"{figure} not drawn: {type(error).__name__}: {error}", stacklevel=3)
 

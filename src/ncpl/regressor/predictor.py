@@ -59,12 +59,13 @@ def _versions() -> dict[str, str]:
 
 class NCPL(Predictor):
     """Settings: the training config (a `TrainConfig` or the path of its YAML), where training writes its
-    checkpoints, and the dtype of prediction. Fitted: `networks_` (one a member), `serializer_`, `targets_` (the
-    residual law and the target's unit), `field_scales_`, `is_decoder_` and `hidden_` (of the backbone),
-    `train_logs_` (the metrics of the fit, one a member, drawn into the model directory by `save`), and the interval:
-    it widens by `interval_margins_` + `interval_slopes_` x distance nats at both ends, per source (POOLED for the
-    rest), where the distances are the decades of log10 N and of log10 D beyond `train_ranges_` (source -> [log10 N
-    min, max, log10 D min, max] of the training runs), each with its own slope (`ncpl.regressor.conformal`).
+    checkpoints (default: a temporary folder, removed when the fit ends), and the dtype of prediction. Fitted:
+    `networks_` (one a member), `serializer_`, `targets_` (the residual law and the target's unit), `field_scales_`,
+    `is_decoder_` and `hidden_` (of the backbone), `train_logs_` (each member's metrics per epoch, written and drawn
+    into the model directory by `save`), and the interval: it widens by `interval_margins_` + `interval_slopes_` x
+    distance nats at both ends, per source (POOLED for the rest), where the distances are the decades of log10 N and
+    of log10 D beyond `train_ranges_` (source -> [log10 N min, max, log10 D min, max] of the training runs), each
+    with its own slope (`ncpl.regressor.conformal`).
     `field_ranges_` (source -> field -> [min, max] of the numbers trained on): with `clamp_numbers`, a number beyond
     them is read at the edge (the residual extrapolates flat, as a tree's does; the law carries the trend).
     `divergence_`: the trees giving p_diverge (`ncpl.predictors.divergence`), None where the network's head does."""
@@ -101,14 +102,17 @@ class NCPL(Predictor):
         return self
 
     def _fit_seeded(self, runs: pd.DataFrame, val: pd.DataFrame | None, accelerator: Any) -> Any:
-        with torch.random.fork_rng():  # seeded from `seed`; the caller's random state is left as it was
-            torch.manual_seed(self.config.seed)
-            return self._fit(runs, val, accelerator)
-
-    def _fit(self, runs: pd.DataFrame, val: pd.DataFrame | None, accelerator: Any) -> Any:
-        """Trains and calibrates this model; returns the accelerator its networks were trained with."""
         import tempfile
+        from contextlib import nullcontext
 
+        # without a work_dir the checkpoints go to a temporary folder, removed when the fit ends
+        scratch = nullcontext(self.work_dir) if self.work_dir else tempfile.TemporaryDirectory(prefix="ncpl-train-")
+        with torch.random.fork_rng(), scratch as work_dir:  # seeded from `seed`; the caller's random state is kept
+            torch.manual_seed(self.config.seed)
+            return self._fit(runs, val, accelerator, Path(work_dir))
+
+    def _fit(self, runs: pd.DataFrame, val: pd.DataFrame | None, accelerator: Any, work_dir: Path) -> Any:
+        """Trains and calibrates this model; returns the accelerator its networks were trained with."""
         from ncpl.regressor.backbones import load_backbone
         from ncpl.regressor.encoders import field_scales
         from ncpl.splits import validation_split
@@ -157,7 +161,6 @@ class NCPL(Predictor):
         val = val.reset_index(drop=True)
         val_examples = [self._example(row) for row in val.to_dict("records")]
         val_loss = np.where(usable(val), pd.to_numeric(val["final_loss"], errors="coerce"), np.nan)
-        work_dir = self.work_dir or Path(tempfile.mkdtemp(prefix="ncpl-train-"))
         to_loss = lambda target: self.targets_.to_loss(val, target, val["data.tokens"].to_numpy(float))  # noqa: E731
         self.networks_, self.train_logs_, self._low_precision = [], [], {}
         for k in range(cfg.members):
@@ -182,7 +185,7 @@ class NCPL(Predictor):
             if trainer.whole_state is not None:  # sharded in place by fully_shard: keep a plain, whole copy
                 trained = self._network(backbone.model.config, trainer.whole_state)
             self.networks_.append(trained.eval())
-            self.train_logs_.append(trainer.log_path)
+            self.train_logs_.append(trainer.read_log())
         self.interval_margins_, self.interval_slopes_ = self._calibrate_interval(val[usable(val)])
         if cfg.calibrate_extrapolation and not self.interval_slopes_:
             self.interval_slopes_ = self._extrapolation_slopes(everything, work_dir, accelerator)
@@ -440,7 +443,7 @@ class NCPL(Predictor):
             return directory
         model_dir.write_networks(directory, self.networks_, self.serializer_.tokenizer)
         super().save(directory)
-        model_dir.draw_training_curves(directory, self.train_logs_)
+        model_dir.write_training_logs(directory, self.train_logs_)
         return directory
 
     @classmethod

@@ -349,6 +349,12 @@ class Trainer:
             with atomic_path(self.log_path) as tmp:
                 tmp.write_text("".join(line + "\n" for line in kept))
 
+    def read_log(self) -> list[dict[str, Any]]:
+        """The metrics of every epoch logged so far (none on the processes that do not log)."""
+        if not self.log_path.exists():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+
     def _log(self, metrics: dict[str, Any]) -> None:
         if self.config.log_with:
             self.accelerator.log(metrics)
