@@ -125,17 +125,14 @@ def _mean_lr_so_far(schedule_json: str, peak: float, steps: int) -> tuple[np.nda
     return lrs, np.cumsum(lrs) / np.arange(1, steps + 1)
 
 
-def path_fields(row: dict, fraction: float | None) -> list[tuple[str, float]]:
-    """Where a run's lr stands at `fraction` of its training (of ``data.tokens``; None: the end), as two numbers in
-    units of the peak lr: the lr at that step and the mean lr over the steps through it (the area the Multi-Power and
-    annealing laws read, per step). A constant schedule gives (1, ~1) past its warmup; a cosine to 0.1 x peak ends at
-    (0.1, ~0.55); Multi-Power's wsdcon_3, _9 and _18 end (at step 14144 of 16000) at (0.1, 0.53), (0.3, 0.62) and
-    (0.6, 0.75), which the schedule's name and scalars alone do not tell apart. Nothing where the schedule cannot be
-    rebuilt from the row (a family without its parameters, an absolute min lr without the peak, no step count): the
-    network then reads the family's name and scalars only."""
+def run_lrs(row: dict) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """A flat config row's lr at every step in units of its peak lr, the mean lr over the steps through each, both
+    through the longer of the run and its schedule's `total_steps`, and the run's length in steps (``data.tokens``
+    in steps). None where the schedule cannot be rebuilt from the row (a family without its parameters, an absolute
+    min lr without the peak, no step count)."""
     schedule = row_schedule(row)
     if schedule is None:
-        return []
+        return None
     row = present(row)  # a frame's row holds NaN for the fields of other sources
     try:
         peak = float(row.get("optimizer.lr", np.nan))
@@ -147,9 +144,23 @@ def path_fields(row: dict, fraction: float | None) -> list[tuple[str, float]]:
         run = run if np.isfinite(run) else float(schedule.total_steps or np.nan)  # the steps the fractions are of
         length = max(run, float(schedule.total_steps or 0))
         if not (np.isfinite(peak) and peak > 0 and np.isfinite(run) and 1 <= run and length <= MAX_STEPS):
-            return []
+            return None
         lrs, means = _mean_lr_so_far(schedule.model_dump_json(), peak, round(length))
     except (ConfigError, TypeError, ValueError):
+        return None
+    return lrs, means, run
+
+
+def path_fields(row: dict, fraction: float | None) -> list[tuple[str, float]]:
+    """Where a run's lr stands at `fraction` of its training (of ``data.tokens``; None: the end), as two numbers in
+    units of the peak lr: the lr at that step and the mean lr over the steps through it (the area the Multi-Power and
+    annealing laws read, per step). A constant schedule gives (1, ~1) past its warmup; a cosine to 0.1 x peak ends at
+    (0.1, ~0.55); Multi-Power's wsdcon_3, _9 and _18 end (at step 14144 of 16000) at (0.1, 0.53), (0.3, 0.62) and
+    (0.6, 0.75), which the schedule's name and scalars alone do not tell apart. Nothing where the schedule cannot be
+    rebuilt (`run_lrs`): the network then reads the family's name and scalars only."""
+    rebuilt = run_lrs(row)
+    if rebuilt is None:
         return []
+    lrs, means, run = rebuilt
     at = int(np.clip(round((1.0 if fraction is None else fraction) * run) - 1, 0, len(lrs) - 1))
     return list(zip(PATH_FIELDS, (float(lrs[at]), float(means[at]))))
