@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ncpl.cli import app
 from ncpl.errors import ConfigError
-from ncpl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScheduleCurve, fit_law
+from ncpl.laws.schedule import AnnealingLaw, CurveShape, MultiPowerLaw, ScheduleCurve, fit_law
 from ncpl.laws.schedule_io import read_schedule_curve
 from ncpl.schedules import config_lrs
 from ncpl.store import read_runs, to_records
@@ -150,3 +150,25 @@ def test_keep_alpha_fits_only_the_level(curves):
         MultiPowerLaw(keep_alpha=True)
     with pytest.raises(ConfigError, match="keep_alpha=True needs drop_from"):
         fit_law("multipower", prefix, keep_alpha=True)
+
+
+def test_curve_shape_carries_the_final_loss_back_along_unseen_schedules():
+    runs = read_runs("data/multipower.parquet")
+    fit_on = runs["run_id"].str.rsplit("/", n=1).str[-1].isin(["cosine_24000", "constant_24000", "wsdcon_9"])
+    shape = CurveShape().fit(runs[fit_on])
+    held = runs[~fit_on]
+    assert np.all(shape.offset(held, held["data.tokens"].to_numpy(float)) == 0)  # the final loss is the law's
+    misses, flat = [], []
+    for _, run in held.iterrows():
+        tokens, loss = np.asarray(run["curve_tokens"], float), np.asarray(run["curve_loss"], float)
+        before = np.flatnonzero(tokens < run["data.tokens"])[::8]
+        offset = shape.offset(pd.DataFrame([run] * len(before)), tokens[before])
+        misses.append(np.abs(offset - (loss[before] - run["final_loss"])).mean())
+        flat.append(np.abs(loss[before] - run["final_loss"]).mean())
+    # given the final loss, on the six schedules per size that the fit never saw (every 8th checkpoint)
+    assert np.mean(misses) < 0.015 and max(misses) < 0.03 and np.mean(misses) < 0.1 * np.mean(flat)
+    again = CurveShape.from_state(json.loads(json.dumps(shape.get_state())))
+    np.testing.assert_array_equal(
+        again.offset(held, held["data.tokens"] / 2), shape.offset(held, held["data.tokens"] / 2)
+    )
+    assert np.isnan(shape.offset(held.assign(source="steplaw"), held["data.tokens"] / 2)).all()  # no shape fitted
