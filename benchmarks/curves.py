@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,7 +36,10 @@ from schedule_laws import FIT  # noqa: E402
 
 from ncpl import predictors  # noqa: E402
 from ncpl.atomic import write_text  # noqa: E402
+from ncpl.columns import usable  # noqa: E402
 from ncpl.evaluate import evaluate  # noqa: E402
+from ncpl.laws.schedule import CurveShape  # noqa: E402
+from ncpl.predictors.hparam_law import residual_law  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
 from ncpl.regressor.train_config import TrainConfig  # noqa: E402
 from ncpl.report import write_report  # noqa: E402
@@ -69,6 +73,36 @@ def splits(shared: Path, stage: str = "test") -> tuple[pd.DataFrame, dict[str, p
     protocol["multipower"] = (multipower[fit], {name: multipower[unseen]})
     train = pd.concat([train for train, _ in protocol.values()], ignore_index=True)
     return train, {name: frame for _, tests in protocol.values() for name, frame in tests.items()}
+
+
+def shape_misses(train: pd.DataFrame, tests: dict[str, pd.DataFrame]) -> list[dict]:
+    """Per test set, how far a law's shape of each curve misses L(t) - L(T), the curve measured from its true final
+    loss: the hparam law read at the tokens seen (a curve point's law under `curve_law: tokens`) and the law's final
+    loss carried back by `CurveShape` (`curve_law: schedule`; the tokens' law where it has no shape for the run)."""
+    law, shape = residual_law("hparam-law").fit(train), CurveShape().fit(train)
+    rows = []
+    for name, frame in tests.items():
+        misses: dict[str, list[np.ndarray]] = {"tokens": [], "schedule": []}
+        for _, run in frame[usable(frame)].iterrows():
+            curve = run["curve_tokens"]
+            tokens = np.asarray(curve if isinstance(curve, (list, np.ndarray)) else [], float)
+            before = tokens < run["data.tokens"]
+            if not before.any():
+                continue
+            repeated = pd.DataFrame([run] * int(before.sum()))
+            drop = np.asarray(run["curve_loss"], float)[before] - run["final_loss"]
+            along = law.predict_at(repeated, tokens[before]) - law.predict_at(
+                repeated.head(1), np.array([run["data.tokens"]])
+            )
+            offset = shape.offset(repeated, tokens[before])
+            misses["tokens"].append(np.abs(along - drop))
+            misses["schedule"].append(np.abs(np.where(np.isfinite(offset), offset, along) - drop))
+        if misses["tokens"]:
+            rows.append(
+                {"test": name, "runs": len(misses["tokens"])}
+                | {key: float(np.concatenate(value).mean()) for key, value in misses.items()}
+            )
+    return rows
 
 
 def table(rows: list[dict]) -> str:
@@ -121,6 +155,7 @@ def main() -> None:
         ncpl.save(work / "model")
     minutes = (time.perf_counter() - start) / 60
     report = evaluate({"chinchilla": predictors.create("chinchilla").fit(train), "ncpl": ncpl}, tests)
+    shapes = shape_misses(train, tests)
     out = ROOT / "benchmarks" / "results"
     write_report(report, out / "curves" if args.stage == "test" else work / "report")
     config = args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
@@ -144,6 +179,9 @@ def main() -> None:
         + table(report["curves"])
         + "\nFinal loss from the config (MAE, nats, converged runs): "
         + "; ".join(f"{row['test']} {row['predictor']} {row['ok']['mae']:.4f}" for row in report["accuracy"])
+        + "\n\nThe law's shape of each curve given its true final loss (mean |error| of L(t) - L(T), nats; "
+        "`curve_law` tokens / schedule): "
+        + "; ".join(f"{row['test']} {row['tokens']:.4f} / {row['schedule']:.4f}" for row in shapes)
         + "\n"
     )
     name = "curves" if args.stage == "test" else f"curves-dev-{tag}"
@@ -154,6 +192,7 @@ def main() -> None:
             {
                 "curves": report["curves"],
                 "accuracy": report["accuracy"],
+                "curve_shape": shapes,
                 "meta": {
                     "date": datetime.date.today().isoformat(),
                     "machine": machine(),

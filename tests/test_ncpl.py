@@ -18,6 +18,7 @@ from ncpl.errors import ConfigError, ModelDirError
 from ncpl.predictors.hparam_law import LAW_FIELDS, residual_law
 from ncpl.regressor import conformal
 from ncpl.regressor.backbones import load_backbone
+from ncpl.regressor.dataset import Targets
 from ncpl.regressor.encoders import FourierEncoder, MLPEncoder
 from ncpl.regressor.predictor import NCPL
 from ncpl.regressor.serialize import NUM_TOKEN, Serializer, config_fields
@@ -592,3 +593,26 @@ def test_calibrating_model_trains_extrapolation_members_networks(monkeypatch, tm
     NCPL(config)._extrapolation_slopes(runs, tmp_path, None)
     assert [c.members for c in calibrators] == [extrapolation_members]
     assert calibrators[0].seed == config.seed and not calibrators[0].calibrate_extrapolation
+
+
+def test_curve_law_schedule_moves_the_curve_targets_only_and_is_saved(runs, tmp_path):
+    config = TrainConfig(**tiny_training(1), curve_law="schedule", calibrate_extrapolation=False)
+    model = NCPL(config).fit(runs)
+    shaped, plain = model.targets_, Targets(model.targets_.baseline, model.targets_.scale)
+    assert set(shaped.shape.params_) == {"gemstones"}  # the StepLaw runs have no curves
+    loss, tokens = runs["final_loss"].to_numpy(float), runs["data.tokens"].to_numpy(float)
+    np.testing.assert_array_equal(shaped.to_target(runs, loss, tokens), plain.to_target(runs, loss, tokens))
+    moved = shaped.to_target(runs, loss, tokens / 4) - plain.to_target(runs, loss, tokens / 4)
+    gems = (runs["source"] == "gemstones").to_numpy()
+    assert np.all(moved[~gems] == 0) and np.nanmax(np.abs(moved[gems])) > 0.1
+    model.save(tmp_path / "model")
+    loaded = predictors.load_predictor(tmp_path / "model")
+    fractions = np.array([0.25, 0.5, 1.0])
+    np.testing.assert_allclose(
+        loaded.predict_curve(runs[gems].head(4), fractions), model.predict_curve(runs[gems].head(4), fractions)
+    )
+    saved = json.loads((tmp_path / "model/predictor.json").read_text())  # as written before curve_law existed
+    del saved["state"]["curve_shape"], saved["state"]["train_config"]["curve_law"]
+    (tmp_path / "model/predictor.json").write_text(json.dumps(saved))
+    older = predictors.load_predictor(tmp_path / "model")
+    assert older.config.curve_law == "tokens" and older.targets_.shape is None

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ncpl.laws.schedule import CurveShape
 from ncpl.predictors import ANCHOR_POINTS, TokenLaw
 from ncpl.regressor.serialize import Encoded, Serializer
 
@@ -36,10 +37,14 @@ class Example:
 
 @dataclass
 class Targets:
-    """How losses become targets and back."""
+    """How losses become targets and back: the residual over `baseline`, in units of `scale`. Along a curve the law
+    is read at the tokens seen, or, with a `shape` (`ncpl.laws.schedule.CurveShape`), at the run's end and carried
+    back along the curve by the shape of its lr schedule (where the shape knows the run's source and schedule; the
+    final loss's target is the same either way)."""
 
     baseline: TokenLaw
     scale: float
+    shape: CurveShape | None = None
 
     def to_target(self, runs: pd.DataFrame, loss: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:
         return (loss - self._law(runs, n_tokens)) / self.scale
@@ -48,7 +53,13 @@ class Targets:
         return np.asarray(target) * self.scale + self._law(runs, n_tokens)
 
     def _law(self, runs: pd.DataFrame, n_tokens: np.ndarray) -> np.ndarray:
-        return self.baseline.predict_at(runs, np.asarray(n_tokens, float))
+        n_tokens = np.asarray(n_tokens, float)
+        along = self.baseline.predict_at(runs, n_tokens)
+        if self.shape is None:
+            return along
+        offset = self.shape.offset(runs, n_tokens)
+        at_end = self.baseline.predict_at(runs, runs["data.tokens"].to_numpy(float))
+        return np.where(np.isfinite(offset), at_end + np.nan_to_num(offset), along)
 
 
 def curve_indices(n_points: int, max_points: int) -> list[int]:

@@ -26,6 +26,7 @@ import torch
 
 from ncpl.columns import usable
 from ncpl.errors import ConfigError, NotFittedError
+from ncpl.laws.schedule import CurveShape
 from ncpl.predictors import Observed, Predictor
 from ncpl.predictors.divergence import DivergenceClassifier
 from ncpl.predictors.hparam_law import residual_law, with_law_fields
@@ -132,7 +133,8 @@ class NCPL(Predictor):
         # that blew up without diverging set the unit (Marin: 0.14 nats), the bulk's residuals all lie within a
         # tenth of it, and the Huber loss is quadratic for everything but those few.
         spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-        self.targets_ = Targets(baseline, spread or float(np.std(residual)) or 1.0)
+        shape = CurveShape().fit(everything) if cfg.curve_law == "schedule" else None
+        self.targets_ = Targets(baseline, spread or float(np.std(residual)) or 1.0, shape)
         runs, val = self._with_law_fields(runs), self._with_law_fields(val)
 
         backbone = load_backbone(cfg.backbone)
@@ -399,6 +401,7 @@ class NCPL(Predictor):
             "field_scales": self.field_scales_,
             "baseline": self.targets_.baseline.get_state(),
             "target_scale": self.targets_.scale,
+            "curve_shape": self.targets_.shape.get_state() if self.targets_.shape is not None else None,
             "interval_margins": self.interval_margins_,
             "interval_slopes": self.interval_slopes_,
             "train_ranges": self.train_ranges_,
@@ -410,21 +413,24 @@ class NCPL(Predictor):
     def set_state(self, state: dict[str, Any]) -> None:
         # a directory saved before `baseline` existed learned the residual over Chinchilla, one saved before
         # `fourier_min_period` existed has the Fourier encoder's first periods (0.25 decades), and one saved before
-        # `serialization` existed read the verbose text, one saved before `members` existed holds one network, and
-        # one saved before `divergence` existed gives the network's p_diverge
+        # `serialization` existed read the verbose text, one saved before `members` existed holds one network, one
+        # saved before `divergence` existed gives the network's p_diverge, and one saved before `curve_law` existed read
+        # the law at a curve point's tokens
         old = {
             "baseline": "chinchilla",
             "fourier_min_period": 0.25,
             "serialization": "verbose",
             "members": 1,
             "divergence": "network",
+            "curve_law": "tokens",
         }
         self.config = TrainConfig.model_validate({**old, **state["train_config"]})
         self.is_decoder_, self.hidden_ = state["is_decoder"], state["hidden_size"]
         self.field_scales_ = state["field_scales"]
         baseline = residual_law(self.config.baseline, self.config.baseline_fit_on)
         baseline.set_state(state["baseline"])
-        self.targets_ = Targets(baseline, state["target_scale"])
+        shape = CurveShape.from_state(state["curve_shape"]) if state.get("curve_shape") else None
+        self.targets_ = Targets(baseline, state["target_scale"], shape)
         # directories saved before per-source margins had one margin, and before that none
         self.interval_margins_ = state.get("interval_margins", {POOLED: state.get("interval_margin", 0.0)})
         self.interval_slopes_, self.train_ranges_ = (

@@ -57,6 +57,14 @@ class TrainConfig(BaseModel):
     # units of the peak; ncpl.schedules.path_fields): the shape of a schedule that its family's name and scalars do not
     # say (a multistep schedule's stages, an explicit lr array), and how far a decay has got at a curve point.
     schedule_path: bool = False
+    # The law a curve point's target is the residual over: `tokens`, the residual law read at the tokens seen (the
+    # final loss of a shorter run); `schedule`, the law's final loss carried back along the curve by a per-source shape
+    # of the lr schedule (ncpl.laws.schedule.CurveShape, fitted on the training curves), so that the network learns a
+    # level and the law the schedule's decay. The final loss's target is the same under both (and so is a model trained
+    # on runs without curves, StepLaw and Marin's). Curve dev splits, seeds 42 and 43 (configs/cpu-curves.yaml; README):
+    # mean curve MAE over the 11 dev rows 0.094 / 0.096 -> 0.087 / 0.081 from the config, 0.061 / 0.065 -> 0.045 / 0.024
+    # given a prefix.
+    curve_law: Literal["tokens", "schedule"] = "schedule"
     # Name the lr's placeholder by its optimizer (`lion lr`, not `lr`), so that its input embedding carries which
     # optimizer the lr is for (the backbone's per-token layers can then combine the two) and its range (clamp_numbers)
     # is that optimizer's. Dev splits, one network, seeds 42-44 (benchmarks/results/ncpl-cpu-dev-m1-lropt.md): better
