@@ -11,10 +11,11 @@
    (fit on two, MAE on the third), pooled over both sizes; the six test curves play no part.
 2. Prefix extrapolation: each curve's losses up to 10/20/40% of its last measured step, plus its whole
    lr schedule, fitted by each law (multipower, annealing, temporal, power; and the Multi-Power Law
-   keeping the loss-drop constants B, C, beta, gamma of a fit on whole curves of another model of the
-   source: for Multi-Power the other size's protocol fit, for (Mis)Fitting the longest curve of another
-   model of the two longest; Gemstones curves never decay the lr, so n/a; a second row keeps that
-   fit's alpha too, fitting L0 and A only); |error| at the last measured step (end) and the mean
+   keeping the loss-drop constants B, C, beta, gamma of a `CurveShape` through whole curves of other
+   models of the source, each anchored at its own end: for Multi-Power the other size's three protocol
+   fit curves, for (Mis)Fitting every curve of the two models with the longest curves (a curve of one of
+   them: the other's); Gemstones curves never decay the lr, so n/a; a second row keeps that shape's
+   alpha too, fitting L0 and A only); |error| at the last measured step (end) and the mean
    |error| after the prefix (later), for the dev curves (which choose between the two rows: the
    protocol's fit curves, the (Mis)Fitting donor models' curves) and the test curves apart. A curve enters a prefix when
    the prefix holds at least 8 points (the Multi-Power Law's 7 parameters + 1), so every law is
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import machine  # noqa: E402
 
 from ncpl.atomic import write_text  # noqa: E402
-from ncpl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScheduleCurve, fit_law  # noqa: E402
+from ncpl.laws.schedule import AnnealingLaw, CurveShape, MultiPowerLaw, ScheduleCurve, fit_law, shape_law  # noqa: E402
 from ncpl.plots import save_figure  # noqa: E402
 from ncpl.schedules import config_lrs, tokens_to_steps  # noqa: E402
 from ncpl.sources import import_runs  # noqa: E402
@@ -161,24 +162,47 @@ def model_of(curve: ScheduleCurve) -> str:
     return curve.name.split("/")[1]
 
 
-def drop_donors(sets: dict[str, list[ScheduleCurve]], protocol_laws: dict[str, MultiPowerLaw]):
-    """For each curve, a Multi-Power Law fitted on whole curves of another model of its source, whose loss-drop
-    constants the prefix fit keeps (None: the source has no lr decay to learn them from, Gemstones)."""
+def anchored(curve: ScheduleCurve) -> tuple[ScheduleCurve, int, float]:
+    """A whole curve as `CurveShape.fit_curves` takes it: the lr in units of its peak, the checkpoints before its
+    last, and the last one's step and loss."""
+    before = ScheduleCurve(curve.lrs / curve.lrs.max(), curve.steps[:-1], curve.loss[:-1], curve.name)
+    return before, int(curve.steps[-1]), float(curve.loss[-1])
+
+
+def shape_donor(curves: list[ScheduleCurve]) -> MultiPowerLaw:
+    """The loss-drop constants of a `CurveShape` through whole curves, each anchored at its own end, as a Multi-Power
+    Law that a prefix fit can keep them from (models of other sizes: their level and A differ, the shape is shared)."""
+    params, step_scale = CurveShape().fit_curves([anchored(c) for c in curves])
+    return shape_law(step_scale, params)
+
+
+def drop_donors(sets: dict[str, list[ScheduleCurve]]):
+    """For each curve, the shape whose loss-drop constants the prefix fit keeps, fitted on whole curves of other
+    models of its source: for Multi-Power the other size's three protocol fit curves; for (Mis)Fitting every curve
+    of the two models with the longest curves (for a curve of one of them, the other's); None for Gemstones, whose lr
+    never decays. Returns the donor of a curve, the two (Mis)Fitting donor models, and the donors' constants."""
     longest: dict[str, ScheduleCurve] = {}
     for curve in sets["misfitting"]:
         if curve.steps.size > longest.get(model_of(curve), curve).steps.size or model_of(curve) not in longest:
             longest[model_of(curve)] = curve
-    two = sorted(longest.values(), key=lambda c: -c.steps.size)[:2]
-    misfitting = {model_of(c): MultiPowerLaw().fit([c]) for c in two}
+    models = [model_of(c) for c in sorted(longest.values(), key=lambda c: -c.steps.size)[:2]]
+    curves_of = {model: [c for c in sets["misfitting"] if model_of(c) == model] for model in models}
+    misfitting = {model: shape_donor(curves_of[other]) for model, other in zip(models, models[::-1])}
+    misfitting["both"] = shape_donor(curves_of[models[0]] + curves_of[models[1]])
+    multipower = {
+        size: shape_donor([c for c in sets["multipower"] if model_of(c) == size and c.name.split("/")[-1] in FIT])
+        for size in ("25M", "100M")
+    }
 
     def donor(source: str, curve: ScheduleCurve) -> MultiPowerLaw | None:
         if source == "multipower":
-            return protocol_laws["100M" if model_of(curve) == "25M" else "25M"]
+            return multipower["100M" if model_of(curve) == "25M" else "25M"]
         if source == "misfitting":
-            return next(law for model, law in misfitting.items() if model != model_of(curve))
+            return misfitting.get(model_of(curve), misfitting["both"])
         return None
 
-    return donor, {model: law.params for model, law in misfitting.items()}
+    params = {f"misfitting {key}": law.params for key, law in misfitting.items()}
+    return donor, set(models), params | {f"multipower {size}": law.params for size, law in multipower.items()}
 
 
 def part(source: str, curve: ScheduleCurve, donor_models: set[str]) -> str:
@@ -394,8 +418,8 @@ def main() -> None:
     start = time.perf_counter()
     sets = load_sets(args.shared)
     protocol_rows, selection, laws = protocol(sets["multipower"], not args.skip_selection)
-    donor, donor_params = drop_donors(sets, laws)
-    rows = prefix_scores(sets, donor, set(donor_params))
+    donor, donor_models, donor_params = drop_donors(sets)
+    rows = prefix_scores(sets, donor, donor_models)
     summary = prefix_summary(rows)
     meta = {
         "date": datetime.date.today().isoformat(),
@@ -405,7 +429,7 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     plot_protocol(sets["multipower"], laws, args.out / "schedule_laws_protocol.png")
-    plot_prefix(sets, donor, set(donor_params), args.out / "schedule_laws_prefix.png")
+    plot_prefix(sets, donor, donor_models, args.out / "schedule_laws_prefix.png")
     body = markdown(meta, protocol_rows, selection, summary)
     write_text(args.out / "schedule_laws.md", body)
     write_text(
@@ -417,7 +441,7 @@ def main() -> None:
                 "selection": [
                     {"size": s, "prior": p, "towards": c, "held_out_mae": v} for (s, p, c), v in selection.items()
                 ],
-                "misfitting_drop_donors": donor_params,
+                "drop_donors": donor_params,
                 "prefix_summary": summary,
                 "prefix_curves": rows,
             },

@@ -379,27 +379,31 @@ class CurveShape:
             measured = [m for m in map(_measured_curve, group.to_dict("records")) if m is not None]
             if len(measured) < self.min_curves:
                 continue
-            law = _shape_law(float(max(end for _, end, _ in measured)))
-            # every curve's checkpoints and then its end, padded into one block (curves x points x bins)
-            block = _stacked([law._features(curve, np.r_[curve.steps, end]) for curve, end, _ in measured])
-            counts = np.array([curve.steps.size for curve, _, _ in measured])
-            measured_at = np.arange(block["s1"].shape[1])[None, :] < counts[:, None]
-            drops = np.zeros_like(block["s1"])
-            drops[measured_at] = np.concatenate([curve.loss - final for curve, _, final in measured])
-
-            def residuals(params: np.ndarray, law=law, block=block, counts=counts, at=measured_at, drops=drops):
-                g = law._value(block, np.r_[0.0, params])
-                miss = g - g[np.arange(len(counts)), counts][:, None] - drops
-                return np.r_[miss[at], self.prior * (params[4:6] - np.asarray(self.shape_prior))]
-
-            starts = [
-                np.array([np.log(a), alpha, np.log(b), np.log(c), *self.shape_prior])
-                for a, alpha, b, c in ((0.3, 0.3, 0.3, 3.0), (1.0, 0.6, 1.0, 30.0))
-            ]
-            fit = robust_fit(residuals, starts, MultiPowerLaw.lower[1:], MultiPowerLaw.upper[1:], f_scale=self.f_scale)
-            self.params_[str(source)] = fit.x.tolist()
-            self.step_scales_[str(source)] = law.step_scale
+            self.params_[str(source)], self.step_scales_[str(source)] = self.fit_curves(measured)
         return self
+
+    def fit_curves(self, measured: list[tuple[ScheduleCurve, int, float]]) -> tuple[list[float], float]:
+        """The constants and the step scale of one shape through curves (lr in units of their peak) each given with
+        the step and the loss it ended at."""
+        law = shape_law(float(max(end for _, end, _ in measured)))
+        # every curve's checkpoints and then its end, padded into one block (curves x points x bins)
+        block = _stacked([law._features(curve, np.r_[curve.steps, end]) for curve, end, _ in measured])
+        counts = np.array([curve.steps.size for curve, _, _ in measured])
+        measured_at = np.arange(block["s1"].shape[1])[None, :] < counts[:, None]
+        drops = np.zeros_like(block["s1"])
+        drops[measured_at] = np.concatenate([curve.loss - final for curve, _, final in measured])
+
+        def residuals(params: np.ndarray) -> np.ndarray:
+            g = law._value(block, np.r_[0.0, params])
+            miss = g - g[np.arange(len(counts)), counts][:, None] - drops
+            return np.r_[miss[measured_at], self.prior * (params[4:6] - np.asarray(self.shape_prior))]
+
+        starts = [
+            np.array([np.log(a), alpha, np.log(b), np.log(c), *self.shape_prior])
+            for a, alpha, b, c in ((0.3, 0.3, 0.3, 3.0), (1.0, 0.6, 1.0, 30.0))
+        ]
+        fit = robust_fit(residuals, starts, MultiPowerLaw.lower[1:], MultiPowerLaw.upper[1:], f_scale=self.f_scale)
+        return fit.x.tolist(), law.step_scale
 
     def offset(self, runs, n_tokens) -> np.ndarray:
         """g(t) - g(T) of each run at its `n_tokens` (NaN where the run has no shape)."""
@@ -411,7 +415,7 @@ class CurveShape:
             if rebuilt is None:
                 continue
             lrs, _, run = rebuilt
-            law = _shape_law(self.step_scales_[source], self.params_[source])
+            law = shape_law(self.step_scales_[source], self.params_[source])
             last = len(lrs) - 1
             end = int(np.clip(round(run), 1, last))
             step = int(np.clip(round(n_tokens[i] / float(row["data.tokens"]) * run), 1, end))
@@ -453,8 +457,9 @@ def _stacked(features: list[dict]) -> dict:
     return block
 
 
-def _shape_law(step_scale: float, params=None) -> MultiPowerLaw:
-    """A Multi-Power Law reading the lr in units of a run's peak and steps in units of `step_scale`, L0 = 0."""
+def shape_law(step_scale: float, params=None) -> MultiPowerLaw:
+    """A Multi-Power Law reading the lr in units of a run's peak and steps in units of `step_scale`, L0 = 0: a
+    `CurveShape`'s, or (`params` from its `fit_curves`) a donor of loss-drop constants for `MultiPowerLaw(drop_from=...)`."""
     law = MultiPowerLaw(max_bins=SHAPE_BINS)
     law.lr_scale, law.step_scale = 1.0, step_scale
     if params is not None:
