@@ -14,8 +14,8 @@ decades above the rest), dev-ID = a seeded 15% of the rest, fitted on what remai
 dev split holds its fit curves' one step schedule (wsdcon_9: 3e-4, then 9e-5 from step 8000; both
 sizes) out and trains on the other two, so a choice sees an unseen schedule without touching the six
 test schedules. The test stage writes benchmarks/results/curves.{md,json}, a plot of predicted and true
-curves per test set, and the table into README.md between the curves markers; the dev stage writes
-curves-dev-TAG.{md,json} only.
+curves per test set, and the table into README.md between the curves markers (with --seed, another seed
+of the same model: curves-TAG-seedN.{md,json} only); the dev stage writes curves-dev-TAG.{md,json} only.
 """
 
 from __future__ import annotations
@@ -157,7 +157,8 @@ def main() -> None:
     report = evaluate({"chinchilla": predictors.create("chinchilla").fit(train), "ncpl": ncpl}, tests)
     shapes = shape_misses(train, tests)
     out = ROOT / "benchmarks" / "results"
-    write_report(report, out / "curves" if args.stage == "test" else work / "report")
+    reported = args.stage == "test" and args.seed is None  # the config's seed: the README's table and plots
+    write_report(report, out / "curves" if reported else work / "report")
     config = args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
     command = (
         f"python benchmarks/curves.py --config {config}"
@@ -184,7 +185,7 @@ def main() -> None:
         + "; ".join(f"{row['test']} {row['tokens']:.4f} / {row['schedule']:.4f}" for row in shapes)
         + "\n"
     )
-    name = "curves" if args.stage == "test" else f"curves-dev-{tag}"
+    name = "curves" if reported else (f"curves-dev-{tag}" if args.stage == "dev" else f"curves-{tag}")
     write_text(out / f"{name}.md", body)
     write_text(
         out / f"{name}.json",
@@ -203,7 +204,7 @@ def main() -> None:
             indent=1,
         ),
     )
-    if args.stage == "test":
+    if reported:
         update_readme("curves", body)
     print(body)
 
