@@ -59,7 +59,7 @@ class Targets:
             return along
         offset = self.shape.offset(runs, n_tokens)
         at_end = self.baseline.predict_at(runs, runs["data.tokens"].to_numpy(float))
-        return np.where(np.isfinite(offset), at_end + np.nan_to_num(offset), along)
+        return np.where(np.isfinite(offset), at_end + offset, along)
 
 
 def curve_indices(n_points: int, max_points: int) -> list[int]:
