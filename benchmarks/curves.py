@@ -2,7 +2,7 @@
 the observed start of each curve (power law, temporal law), on real Gemstones, (Mis)Fitting and Multi-Power curves.
 
     python benchmarks/curves.py [--config configs/cpu-curves.yaml] [--shared ../shared/data] [--model DIR]
-                                [--stage dev|test] [--tag NAME] [--seed N]
+                                [--stage dev|test] [--tag NAME] [--seed N] [--keep-work]
 
 Test splits, per source: OOD = the larger shapes (Gemstones N > 4e8: 1024x28, 1280x15, 1792x7, 768x45;
 (Mis)Fitting N >= 2e8), ID = a seeded 15% of the rest; Multi-Power (two sizes, nine schedules
@@ -16,6 +16,8 @@ sizes) out and trains on the other two, so a choice sees an unseen schedule with
 test schedules. The test stage writes benchmarks/results/curves.{md,json}, a plot of predicted and true
 curves per test set, and the table into README.md between the curves markers (with --seed, another seed
 of the same model: curves-TAG-seedN.{md,json} only); the dev stage writes curves-dev-TAG.{md,json} only.
+The model and its report stay under --work/STAGE-TAG; its checkpoints (an interrupted training resumes from them)
+are removed at the end unless --keep-work.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -137,6 +140,7 @@ def main() -> None:
         "--tag", default=None, help="names the work folder (STAGE-TAG) and the dev results (default: the config's name)"
     )
     parser.add_argument("--seed", type=int, default=None, help="the NCPL seed (default: the config's)")
+    parser.add_argument("--keep-work", action="store_true", help="keep NCPL's checkpoints (WORK/STAGE-TAG/work)")
     args = parser.parse_args()
     if args.model and args.stage == "dev":
         raise SystemExit("--model: a given model may have trained on the dev test runs; train one with --stage dev")
@@ -206,6 +210,8 @@ def main() -> None:
     )
     if reported:
         update_readme("curves", body)
+    if not args.keep_work:
+        shutil.rmtree(work / "work", ignore_errors=True)
     print(body)
 
 

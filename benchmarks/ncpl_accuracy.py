@@ -2,7 +2,7 @@
 ../shared/data), tested on StepLaw and Marin under the development / test protocol.
 
     python benchmarks/ncpl_accuracy.py [--config configs/cpu.yaml] [--seeds 42,43,44,45,46] [--stages dev,test]
-        [--set KEY=VALUE ...] [--grid KEY=V1,V2 ...] [--all-sources] [--tag NAME] [--no-readme]
+        [--set KEY=VALUE ...] [--grid KEY=V1,V2 ...] [--all-sources] [--tag NAME] [--no-readme] [--keep-work]
 
 Protocol (splits in benchmarks/accuracy.py): the development splits (dev-ID; dev-OOD = the largest
 training size: StepLaw h1024, Marin's largest token counts) are where defaults are chosen; the test
@@ -16,7 +16,8 @@ their source's loss ceiling in the `all` metrics.
 Tables: the mean and the standard deviation over seeds of each metric; for each test set and source,
 NCPL's MAE minus the best baseline's (the lowest mean MAE there) with a paired bootstrap 95% interval,
 resampling test runs (each run's absolute error averaged over the seeds first). Each (stage, seed)
-report and NCPL model is kept under --work: an interrupted run resumes where it stopped.
+report and NCPL model is kept under --work: an interrupted run resumes where it stopped (NCPL's checkpoints
+are removed once its seed's report is written; --keep-work keeps them).
 Writes benchmarks/results/ncpl-<tag>.{md,json} and, unless --no-readme, the README's ncpl block.
 """
 
@@ -27,6 +28,7 @@ import datetime
 import json
 import os
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -105,8 +107,11 @@ def run_once(
     config: TrainConfig,
     work: Path,
     grid: dict[str, tuple[float, ...]] | None = None,
+    keep_work: bool = False,
 ) -> dict[str, Any]:
-    """Fit every predictor on `train` with this seed and evaluate it on `tests`; cached in work/STAGE-seedSEED."""
+    """Fit every predictor on `train` with this seed and evaluate it on `tests`; cached in work/STAGE-seedSEED.
+    NCPL's checkpoints (work/STAGE-seedSEED/work, about 1.4 GB) resume an interrupted training and are removed once
+    the report is written, unless `keep_work`."""
     here = work / f"{stage}-seed{seed}"
     cache = here / "report.json"
     if cache.exists():
@@ -149,6 +154,8 @@ def run_once(
     here.mkdir(parents=True, exist_ok=True)
     with atomic_path(cache) as tmp:
         tmp.write_text(json.dumps(report, allow_nan=True))
+    if not keep_work:
+        shutil.rmtree(here / "work", ignore_errors=True)
     print(f"{stage} seed {seed}: NCPL trained in {minutes:.1f} min on {len(train)} runs", flush=True)
     return report
 
@@ -303,6 +310,9 @@ def main() -> None:
     parser.add_argument("--tag", default=None, help="results name (default: the config's name)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     parser.add_argument(
+        "--keep-work", action="store_true", help="keep each seed's NCPL checkpoints (WORK/TAG/STAGE-seedSEED/work)"
+    )
+    parser.add_argument(
         "--no-readme", action="store_true", help="leave README.md as it is (ablations: results files only)"
     )
     args = parser.parse_args()
@@ -325,7 +335,11 @@ def main() -> None:
         train, tests = joint(protocol[stage])
         train = pd.concat([train, *others], ignore_index=True)
         for seed in seeds:
-            reports.append(run_once(stage, seed, train, tests, configs[seed], args.work / tag, tree_grid(args.grid)))
+            reports.append(
+                run_once(
+                    stage, seed, train, tests, configs[seed], args.work / tag, tree_grid(args.grid), args.keep_work
+                )
+            )
 
     tables = aggregate(reports)
     tables["interval"] = [row for row in tables["interval"] if row["predictor"] == "ncpl"]
