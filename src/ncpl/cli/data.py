@@ -16,7 +16,10 @@ data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Import
 @data_app.command("import")
 def data_import(
     source: Annotated[
-        str, typer.Argument(help="steplaw, steplaw-moe, marin, gadre, gadre-grid, gemstones, misfitting, epoch, table")
+        str,
+        typer.Argument(
+            help="steplaw, steplaw-moe, marin, gadre, gadre-grid, gemstones, misfitting, epoch, multipower, table"
+        ),
     ],
     paths: Annotated[list[Path], typer.Argument(help="raw files (or the Gadre models folder)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="runs Parquet file to write")],
