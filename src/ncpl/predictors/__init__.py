@@ -234,7 +234,7 @@ class Predictor(ABC):
         return type(self)._predict_curve is not Predictor._predict_curve
 
     def _predict_curve(self, configs: pd.DataFrame, fractions: np.ndarray) -> np.ndarray:
-        raise ConfigError(f"{self.name} does not predict loss curves; use chinchilla or ncpl")
+        raise ConfigError(f"{self.name} does not predict loss curves; use chinchilla, hparam-law or ncpl")
 
     @abstractmethod
     def get_state(self) -> dict[str, Any]:

@@ -5,8 +5,9 @@ the same runs first and learn what it misses: ``xgboost-residual`` the per-sourc
 best run of each (N, D) group, as NCPL does), ``xgboost-hparam-residual`` the law with the lr / batch bowl
 (`ncpl.predictors.hparam_law`). Diverged runs are left out of the fit.
 
-With `tune=True` the trees get the tuning NCPL gets: `fit` carves the same validation runs NCPL's
-`val_split` does (`ncpl.splits.validation_split`), boosts each setting of `grid` (`GRID`) on the rest with early
+With `tune=True` the trees get the tuning NCPL gets: `fit` carves validation runs the way NCPL's `val_split`
+does (`ncpl.splits.validation_split`; the same runs when given NCPL's `val_split`, `val_frac` and seed, as
+benchmarks/ncpl_accuracy.py does: the defaults differ, `largest` and seed 0 here), boosts each setting of `grid` (`GRID`) on the rest with early
 stopping on the validation runs' MAE, keeps the setting and number of rounds with the lowest one, and
 refits those on every run (the law, as in NCPL, is fitted on every run throughout). `params_` holds the
 booster settings fitted with, `tuning_` the grid's validation MAEs. With `law_fields=True` (hparam-residual only) the

@@ -2,8 +2,9 @@
 
 A run gives one final-loss example, and up to `max_curve_points` points of its loss curve, each
 asking for the loss at a fraction of training. The target is the residual of the loss over the
-per-source law (Chinchilla, or Chinchilla with the lr / batch bowl; fitted on the training runs) at
-the tokens seen so far, divided by the training residuals' robust spread (1.4826 x their median
+per-source law (Chinchilla, or Chinchilla with the lr / batch bowl; fitted on the training runs): for a
+curve point, the law's final loss carried back along the curve by the shape of the run's lr schedule
+(`Targets.shape`, `curve_law: schedule`) or the law read at the tokens seen so far, divided by the training residuals' robust spread (1.4826 x their median
 absolute deviation). A diverged run keeps its final-loss example for the divergence head, with no
 regression target.
 

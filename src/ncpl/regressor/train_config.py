@@ -91,7 +91,8 @@ class TrainConfig(BaseModel):
     clamp_numbers: bool = True
     # Under the `random` split no validation run lies beyond the training range, so the interval could not widen
     # there: a second network, trained without each source's largest size(s), calibrates how fast it must widen
-    # per decade beyond the range (NCPL._extrapolation_slopes). Doubles the training time.
+    # per decade beyond the range (NCPL._extrapolation_slopes). It adds `extrapolation_members` networks to the
+    # `members` trained (one to three by default: a third more time).
     calibrate_extrapolation: bool = True
     # How many nested steps calibrate that widening, a network each (step 2 also holds out the next largest size(s)):
     # a network's miss at a size it never saw is one draw per step. 2 was worse on the dev splits (README).
