@@ -343,11 +343,11 @@ class Trainer:
         if not (self.accelerator.is_main_process and self.log_path.exists()):
             return
         done = (progress["stage"], progress["epoch"] + 1)
-        lines = [line for line in self.log_path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if (json.loads(line)["stage"], json.loads(line)["epoch"]) <= done]
-        if len(kept) < len(lines):
+        log = self.read_log()
+        kept = [entry for entry in log if (entry["stage"], entry["epoch"]) <= done]
+        if len(kept) < len(log):
             with atomic_path(self.log_path) as tmp:
-                tmp.write_text("".join(line + "\n" for line in kept))
+                tmp.write_text("".join(json.dumps(entry) + "\n" for entry in kept))
 
     def read_log(self) -> list[dict[str, Any]]:
         """The metrics of every epoch logged so far (none on the processes that do not log)."""
