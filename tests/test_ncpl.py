@@ -489,6 +489,12 @@ def test_a_fit_without_work_dir_leaves_no_checkpoints_behind(runs, tmp_path, mon
     assert [(entry["stage"], entry["epoch"]) for entry in log] == [(1, 1), (1, 2)]
 
 
+def test_validation_runs_that_all_failed_are_refused_before_training(runs):
+    val = runs.head(3).assign(diverged=True)  # nothing left to choose a checkpoint by or calibrate on
+    with pytest.raises(ConfigError, match="val: none of the 3 validation runs converged; raise val_frac"):
+        NCPL(TrainConfig(**tiny_training(1))).fit(runs.iloc[3:], val=val)
+
+
 def test_largest_validation_split_widens_the_interval_beyond_the_training_sizes(shared, tmp_path):
     from ncpl.splits import validation_split
 

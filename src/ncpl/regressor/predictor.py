@@ -123,7 +123,11 @@ class NCPL(Predictor):
         if val is None:
             runs, val = validation_split(runs, cfg.val_split, cfg.val_frac, cfg.seed)
         if not usable(runs).any():
-            raise ConfigError("final_loss: no converged training runs")
+            raise ConfigError("final_loss: no converged training runs; give runs with a finite final_loss")
+        if not usable(val).any():  # they choose the checkpoint and calibrate the interval
+            raise ConfigError(
+                f"val: none of the {len(val)} validation runs converged; raise val_frac or give converged runs (--val)"
+            )
         baseline = residual_law(cfg.baseline, cfg.baseline_fit_on).fit(everything)
         self.divergence_ = DivergenceClassifier(seed=cfg.seed).fit(everything) if cfg.divergence == "trees" else None
         self.train_ranges_ = size_ranges(runs)
