@@ -55,7 +55,7 @@ def test_ranks_in_any_order_lose_no_rows(sweep, model_dir, tmp_path):
     """Rank 1 finishing before rank 0 starts: its parts survive, since the folder is cleared once, up front."""
     sweep.to_parquet(tmp_path / "sweep.parquet", index=False)
     model, output = predictors.load_predictor(model_dir), tmp_path / "out.parquet"
-    parts_folder(output, resume=False)
+    parts_folder(output, resume=False, sweep=tmp_path / "sweep.parquet", batch_size=50)
     for rank in (1, 0):
         parts = score_file(model, tmp_path / "sweep.parquet", output, batch_size=50, resume=True, rank=rank, world=2)
     assert merge_parts(parts, output) == len(sweep)
@@ -79,6 +79,8 @@ def test_killed_score_leaves_no_output_and_resumes_to_the_same_result(sweep, mod
     with pytest.raises(KeyboardInterrupt):
         score_file(model, tmp_path / "sweep.parquet", output, batch_size=50, on_chunk=killed_after_two_chunks)
     assert not output.exists() and len(list((tmp_path / "resumed.parquet.parts").glob("part-*.parquet"))) == 2
+    with pytest.raises(DataError, match="--resume: .* holds the parts of another job .*batch_size 50 -> 40"):
+        score_file(model, tmp_path / "sweep.parquet", output, batch_size=40, resume=True)  # parts of other rows
     merge_parts(score_file(model, tmp_path / "sweep.parquet", output, batch_size=50, resume=True), output)
     pd.testing.assert_frame_equal(pd.read_parquet(output), pd.read_parquet(straight))
 

@@ -3,12 +3,13 @@
 The input is streamed in chunks; each chunk is validated, predicted and written as its own part
 file (atomically) in ``OUT.parts/``; the parts are merged into OUT at the end, written to a
 temporary file and renamed. A killed job leaves only finished parts and no OUT: ``resume=True``
-skips the parts already written. Under ``accelerate launch`` process r of w scores the chunks
+skips the parts already written (of the same sweep file and batch size: anything else is refused). Under ``accelerate launch`` process r of w scores the chunks
 i = r (mod w) and the main process merges.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -173,7 +174,7 @@ def score_file(
     `on_chunk(rows)` is called after each chunk (progress).
     """
     path = Path(path)
-    parts = parts_folder(Path(output), resume)
+    parts = parts_folder(Path(output), resume, path, batch_size)
     for index, chunk in enumerate(read_chunks(path, batch_size)):
         part = parts / f"part-{index:06d}.parquet"
         if index % world != rank or part.exists():
@@ -189,12 +190,31 @@ def score_file(
     return parts
 
 
-def parts_folder(output: Path, resume: bool) -> Path:
-    """The folder of finished part files beside `output`, emptied unless resuming."""
+def parts_folder(output: Path, resume: bool, sweep: Path, batch_size: int) -> Path:
+    """The folder of finished part files beside `output`, emptied unless resuming. It names the job its parts are of
+    (`job.json`: the sweep file as it was, the batch size): a part is a chunk's index, so resuming with another sweep
+    or batch size would merge the wrong rows, and is refused."""
+    if not sweep.exists():
+        raise DataError(f"{sweep}: sweep file not found")
     parts = output.with_name(output.name + ".parts")
     if not resume and parts.exists():
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
+    stat = sweep.stat()
+    job = {"sweep": str(sweep.resolve()), "bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
+    job["batch_size"] = batch_size
+    manifest = parts / "job.json"
+    if not manifest.exists():
+        with atomic_path(manifest) as tmp:
+            tmp.write_text(json.dumps(job))
+    elif (before := json.loads(manifest.read_text())) != job:
+        changed = ", ".join(
+            f"{key} {before.get(key)!r} -> {value!r}" for key, value in job.items() if before.get(key) != value
+        )
+        raise DataError(
+            f"--resume: {parts} holds the parts of another job ({changed}); resume with the sweep file and "
+            "--batch-size it was started with, or score again without --resume"
+        )
     return parts
 
 

@@ -125,7 +125,7 @@ def score(
     model = set_inference_dtype(predictors.load_predictor(model_dir), dtype)
     total = sweep_rows(sweep)
     if state.is_main_process:  # one process clears an earlier run's parts before any scores
-        parts_folder(output, resume)
+        parts_folder(output, resume, sweep, batch_size)
     state.wait_for_everyone()
     with Progress(*columns, console=console, disable=not state.is_main_process) as progress:
         task = progress.add_task("score", total=total)
