@@ -17,7 +17,7 @@ from ncpl.regressor.network import NCPLNetwork
 from ncpl.regressor.serialize import Serializer
 from ncpl.regressor.sizing import layer_activation_bytes, size
 from ncpl.regressor.train_config import TrainConfig
-from ncpl.splits import split_runs
+from ncpl.splits import validation_split
 from ncpl.store import read_runs, write_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_counts_equal_the_instantiated_network_and_the_examples(runs):
     config = gpu_config(max_curve_points=5)
     sizing = size(config, runs, processes=8)
     backbone = load_backbone("tiny-qwen3")  # what NCPL.fit builds, with weights
-    serializer = Serializer(backbone.tokenizer, is_decoder=True)
+    serializer = Serializer.for_config(config, backbone.tokenizer, is_decoder=True)
     backbone.model.resize_token_embeddings(len(backbone.tokenizer), mean_resizing=False)
     network = NCPLNetwork(backbone.model, backbone.hidden_size, True, config.encoder, **config.encoder_options())
     assert sizing.params == sum(p.numel() for p in network.parameters()) == sizing.trainable_params  # stage 2: full
@@ -63,7 +63,7 @@ def test_counts_equal_the_instantiated_network_and_the_examples(runs):
         def to_target(self, frame, loss, tokens):
             return np.zeros(len(loss))
 
-    train = split_runs(runs, id_frac=config.val_frac, seed=config.seed).train  # what ncpl train trains on
+    train, _ = validation_split(runs, config.val_split, config.val_frac, config.seed)  # what ncpl train trains on
     examples = build_examples(train, serializer, Zero(), config.max_curve_points)
     assert sizing.examples == len(examples) > len(train)  # the curves add examples
     assert sizing.tokens == max(len(e.encoded.input_ids) for e in examples)
@@ -73,6 +73,15 @@ def test_counts_equal_the_instantiated_network_and_the_examples(runs):
     assert lora.trainable_params == sizing.encoder_params + sizing.head_params + sum(
         4 * (m.in_features + m.out_features) for m in linears
     )
+
+
+def test_counts_follow_the_serialization_and_the_prefix_examples(runs):
+    """The sizer builds the examples the model would: verbose text is longer, prefix training adds examples."""
+    compact = size(gpu_config(max_curve_points=5), runs, processes=1)
+    verbose = size(gpu_config(max_curve_points=5, serialization="verbose"), runs, processes=1)
+    prefixed = size(gpu_config(max_curve_points=5, prefix_points=4), runs, processes=1)
+    assert verbose.tokens > 2 * compact.tokens and verbose.examples == compact.examples
+    assert prefixed.examples > compact.examples  # a second copy of each curve target, given a prefix
 
 
 def test_memory_terms_shard_and_scale(runs):

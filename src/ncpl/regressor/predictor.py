@@ -143,7 +143,7 @@ class NCPL(Predictor):
 
         backbone = load_backbone(cfg.backbone)
         self.is_decoder_, self.hidden_ = backbone.is_decoder, backbone.hidden_size
-        self.serializer_ = self._serializer(backbone.tokenizer)
+        self.serializer_ = Serializer.for_config(cfg, backbone.tokenizer, self.is_decoder_)
         backbone.model.resize_token_embeddings(
             len(backbone.tokenizer), mean_resizing=False
         )  # the placeholder's embedding is never read
@@ -266,17 +266,6 @@ class NCPL(Predictor):
         if self.config.clamp_numbers and str(row["source"]) in self.field_ranges_:
             clamp(encoded, self.field_ranges_[str(row["source"])])
         return Example(encoded, math.nan, fraction is None, False)
-
-    def _serializer(self, tokenizer: Any) -> Serializer:
-        cfg = self.config
-        return Serializer(
-            tokenizer,
-            numbers_as_text=cfg.numbers_as_text,
-            is_decoder=self.is_decoder_,
-            serialization=cfg.serialization,
-            schedule_path=cfg.schedule_path,
-            lr_by_optimizer=cfg.lr_by_optimizer,
-        )
 
     def _collator(self) -> Collator:
         return Collator(self.serializer_, self.field_scales_)
@@ -461,7 +450,7 @@ class NCPL(Predictor):
         model = cls()
         model.set_state(state)
         tokenizer, backbone_config, weights = model_dir.read_backbone(Path(directory), model.config.members)
-        model.serializer_ = model._serializer(tokenizer)
+        model.serializer_ = Serializer.for_config(model.config, tokenizer, model.is_decoder_)
         model.networks_ = [model._network(backbone_config, model_dir.read_weights(path)) for path in weights]
         return model
 

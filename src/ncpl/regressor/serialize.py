@@ -39,12 +39,16 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ncpl.errors import ConfigError
 from ncpl.flat import is_missing
 from ncpl.schedules import path_fields
+
+if TYPE_CHECKING:
+    from ncpl.regressor.train_config import TrainConfig
 
 NUM_TOKEN = "<|num|>"
 SERIALIZATIONS = ("compact", "verbose")
@@ -185,9 +189,9 @@ class Serializer:
         lr_by_optimizer: bool = False,
     ):
         if serialization not in SERIALIZATIONS:
-            raise ValueError(f"serialization: {serialization!r} is not one of {', '.join(SERIALIZATIONS)}")
+            raise ConfigError(f"serialization: {serialization!r} is not one of {', '.join(SERIALIZATIONS)}")
         if numbers_as_text and serialization == "compact":
-            raise ValueError(
+            raise ConfigError(
                 "numbers_as_text: needs serialization 'verbose' (compact writes no field names, so a "
                 "number written as text would not say which field it is)"
             )
@@ -202,6 +206,18 @@ class Serializer:
         self.num_id = tokenizer.convert_tokens_to_ids(NUM_TOKEN)
         self._text_cache: dict[str, list[int]] = {}
         self._layouts: dict[tuple, Encoded] = {}
+
+    @classmethod
+    def for_config(cls, config: TrainConfig, tokenizer: Any, is_decoder: bool) -> Serializer:
+        """The serializer a network trained under `config` reads its configs with."""
+        return cls(
+            tokenizer,
+            numbers_as_text=config.numbers_as_text,
+            is_decoder=is_decoder,
+            serialization=config.serialization,
+            schedule_path=config.schedule_path,
+            lr_by_optimizer=config.lr_by_optimizer,
+        )
 
     def _ids(self, text: str) -> list[int]:
         ids = self._text_cache.get(text)

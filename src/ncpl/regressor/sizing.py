@@ -173,13 +173,14 @@ def size(
     from transformers import AutoModel
 
     from ncpl.regressor.backbones import _is_decoder
+    from ncpl.regressor.dataset import build_examples
     from ncpl.regressor.encoders import ENCODERS
     from ncpl.regressor.network import OUTPUTS
     from ncpl.regressor.serialize import Serializer
-    from ncpl.splits import split_runs
+    from ncpl.splits import validation_split
 
     backbone_cfg, tokenizer = backbone_config(config.backbone)
-    serializer = Serializer(tokenizer, numbers_as_text=config.numbers_as_text, is_decoder=_is_decoder(backbone_cfg))
+    serializer = Serializer.for_config(config, tokenizer, _is_decoder(backbone_cfg))
     with torch.device("meta"):  # shapes only: nothing is allocated, nothing read
         model = AutoModel.from_config(backbone_cfg)
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # as NCPL.fit does
@@ -202,8 +203,17 @@ def size(
     else:
         trainable = extra
     if val is None:
-        runs = split_runs(runs, id_frac=config.val_frac, seed=config.seed).train
-    examples, lengths = _examples(runs, serializer, config.max_curve_points)
+        runs, _ = validation_split(runs, config.val_split, config.val_frac, config.seed)
+    examples = build_examples(  # as NCPL.fit builds them; only their token counts are read
+        runs,
+        serializer,
+        _NoTargets(),
+        config.max_curve_points,
+        config.prefix_points,
+        np.random.default_rng(config.seed),
+        config.prefix_target,
+    )
+    lengths = np.array([len(example.encoded.input_ids) for example in examples])
     compute_bytes = 4 if config.mixed_precision == "no" else 2
     qk_norm = any(name.endswith("q_norm") for name, _ in model.named_modules())
     h = backbone_cfg.hidden_size
@@ -222,27 +232,17 @@ def size(
         compute_bytes=compute_bytes,
         batch_size=config.batch_size,
         tokens=int(lengths.max()),
-        mean_tokens=float(np.average(lengths, weights=examples)),
-        examples=int(examples.sum()),
+        mean_tokens=float(lengths.mean()),
+        examples=len(examples),
         activation_bytes_per_token=float(per_token),
     )
 
 
-def _examples(runs: pd.DataFrame, serializer, max_curve_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per run: how many examples it gives (as ncpl.regressor.dataset.build_examples) and the tokens of the longest."""
-    from ncpl.regressor.dataset import curve_indices
+class _NoTargets:
+    """Targets of zero: sizing counts examples and tokens, which do not depend on them (and needs no fitted law)."""
 
-    counts, lengths = [], []
-    for row in runs.to_dict("records"):
-        curve = row.get("curve_tokens")
-        has_curve = isinstance(curve, (list, np.ndarray)) and len(curve) and not row.get("diverged")
-        points = len(curve_indices(len(curve), max_curve_points)) if has_curve and max_curve_points else 0
-        length = len(serializer.encode(row).input_ids)
-        if points:
-            length = max(length, len(serializer.encode(row, 0.5).input_ids))
-        counts.append(1 + points)
-        lengths.append(length)
-    return np.array(counts), np.array(lengths)
+    def to_target(self, runs: pd.DataFrame, loss: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:
+        return np.zeros(len(loss))
 
 
 def accelerate_processes(path: str | Path) -> tuple[int, bool]:
