@@ -1,13 +1,14 @@
 """Scoring throughput of NCPL per backbone and inference dtype, what reduced precision does to the predictions, and
 the training time per epoch of the CPU default with each serialization.
 
-    python benchmarks/throughput.py [--backbones all-minilm-l6-v2,smollm2-135m] [--dtypes fp32,int8,bf16] [--n 600]
+    python benchmarks/throughput.py [--backbones all-minilm-l6-v2,smollm2-135m] [--dtypes fp32,int8,bf16] [--n 600] [--members 1,3]
                                     [--model runs/bench/cpu-compact/model] [--train-fraction 0.1] [--skip scoring,...]
 
 - scoring: each (backbone, dtype) runs in its own process (a clean peak RSS). configs/s of `predict` on a sweep of
-  real StepLaw + Marin configs with an untrained model (a zero-epoch schedule: throughput does not depend on the
-  weights); tokens per config as serialized, and as run through the backbone (padding in, a decoder's shared prefix
-  once a batch); achieved GFLOP/s = 2 x the backbone's non-embedding parameters x tokens run / s; a matmul's GFLOP/s
+  real StepLaw + Marin configs with an untrained model of the CPU default's members (a zero-epoch schedule:
+  throughput does not depend on the weights; every member runs every config); tokens per config as serialized, and
+  as run through a member's backbone (padding in, a decoder's shared prefix once a batch); achieved GFLOP/s = 2 x the
+  backbone's non-embedding parameters x tokens run by all members / s; a matmul's GFLOP/s
   in the same dtype, measured in the same process just before (int8: a dynamically quantized Linear); their ratio.
   bf16 is measured only where the CPU has bf16 units (elsewhere torch emulates it: not a setting anyone should run).
 - precision (--model, a model trained on StepLaw + Marin, e.g. by benchmarks/ncpl_accuracy.py): MAE of each dtype's
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import resource
@@ -83,8 +85,9 @@ def sweep_runs(shared: Path) -> pd.DataFrame:
     )
 
 
-def score_one(backbone: str, dtype: str, n: int, shared: Path) -> dict:
-    """One (backbone, dtype) row of the scoring table; runs in a process of its own."""
+def score_one(backbone: str, dtype: str, n: int, shared: Path, members: int | None = None) -> dict:
+    """One (backbone, dtype) row of the scoring table; runs in a process of its own. `members`: the networks the
+    model averages (default: the CPU default's)."""
     runs = sweep_runs(shared)
     sweep = runs.sample(n, replace=len(runs) < n, random_state=0).reset_index(drop=True)
     config = TrainConfig.model_validate(
@@ -92,6 +95,7 @@ def score_one(backbone: str, dtype: str, n: int, shared: Path) -> dict:
             **TrainConfig.from_yaml(CPU_DEFAULT).model_dump(),
             "backbone": backbone,
             "eval_batch_size": 256,
+            **({"members": members} if members else {}),
             "stage1": {"epochs": 0, "lr": 1e-3},
             "stage2": {"epochs": 0, "lr": 1e-5},
         }
@@ -99,7 +103,9 @@ def score_one(backbone: str, dtype: str, n: int, shared: Path) -> dict:
     model = NCPL(config, inference_dtype=dtype).fit(runs)
     tokens_run = []
     hook = lambda module, args, kwargs: tokens_run.append(kwargs["inputs_embeds"].shape[:2].numel())  # noqa: E731
-    model._inference_networks()[0].backbone.register_forward_pre_hook(hook, with_kwargs=True)  # int8 / bf16: a copy
+    for network in model._inference_networks():  # int8 / bf16: copies
+        network.backbone.register_forward_pre_hook(hook, with_kwargs=True)
+    members = len(model.networks_)
     model.predict(sweep.head(64))  # warm-up (and the reduced-precision copy made)
     peak_matmul = matmul_gflops(dtype)
     tokens_run.clear()
@@ -114,7 +120,8 @@ def score_one(backbone: str, dtype: str, n: int, shared: Path) -> dict:
         "dtype": dtype,
         "configs_per_s": round(n / seconds, 1),
         "tokens_per_config": round(float(tokens), 1),
-        "tokens_run_per_config": round(sum(tokens_run) / n, 1),
+        "members": members,
+        "tokens_run_per_config": round(sum(tokens_run) / n / members, 1),
         "gflops": round(achieved, 1),
         "matmul_gflops": round(peak_matmul, 1),
         "roofline_frac": round(achieved / peak_matmul, 2),
@@ -215,11 +222,15 @@ def main() -> None:
     parser.add_argument("--train-fraction", type=float, default=0.1, help="share of the training runs timed per epoch")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: scoring, precision, training")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # backbone:dtype, in a child process
+    parser.add_argument(
+        "--members", default=None, help="networks per model, comma-separated (default: the CPU default's), e.g. 1,3"
+    )
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # backbone:dtype:members, in a child process
     args = parser.parse_args()
     if args.one:
-        backbone, dtype = args.one.split(":")
-        print("RESULT " + json.dumps(score_one(backbone, dtype, args.n, args.shared)), flush=True)
+        backbone, dtype, members = args.one.split(":")
+        row = score_one(backbone, dtype, args.n, args.shared, int(members) or None)
+        print("RESULT " + json.dumps(row), flush=True)
         return
     skip = set(filter(None, args.skip.split(",")))
     features = cpu_features()
@@ -231,25 +242,26 @@ def main() -> None:
     results = {}
     if "scoring" not in skip:
         rows = []
-        for backbone in args.backbones.split(","):
-            for dtype in dtypes:
-                command = [
-                    sys.executable,
-                    __file__,
-                    "--one",
-                    f"{backbone}:{dtype}",
-                    "--n",
-                    str(args.n),
-                    "--shared",
-                    str(args.shared),
-                ]
-                before = load_average()
-                done = subprocess.run(command, capture_output=True, text=True, check=False)
-                lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-                if done.returncode or not lines:
-                    raise SystemExit(f"{backbone} {dtype} failed:\n{done.stderr[-3000:]}")
-                rows.append({**json.loads(lines[-1][7:]), "load_avg": f"{before} / {load_average()}"})
-                print(rows[-1], flush=True)
+        for backbone, dtype, members in itertools.product(
+            args.backbones.split(","), dtypes, (args.members or "0").split(",")
+        ):
+            command = [
+                sys.executable,
+                __file__,
+                "--one",
+                f"{backbone}:{dtype}:{members}",
+                "--n",
+                str(args.n),
+                "--shared",
+                str(args.shared),
+            ]
+            before = load_average()
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if done.returncode or not lines:
+                raise SystemExit(f"{backbone} {dtype} failed:\n{done.stderr[-3000:]}")
+            rows.append({**json.loads(lines[-1][7:]), "load_avg": f"{before} / {load_average()}"})
+            print(rows[-1], flush=True)
         results["scoring"] = rows
         sections.append(
             f"Scoring {args.n} StepLaw + Marin configs (`predict`, batch 256, compact serialization; load "
