@@ -73,6 +73,15 @@ def test_bad_schedule_curves_are_named(tmp_path):
     path.write_text("step,lr,loss\n0,0.0,\n2,1e-3,3.0\n")
     with pytest.raises(ConfigError, match="column 'step': 2 at row 2"):
         read_schedule_curve(path)
+    path.write_text("step,lr,loss\n0,0.0,\n1,1e-3,3.2x\n")  # a typo is not an unmeasured step
+    with pytest.raises(ConfigError, match="column 'loss': '3.2x' at row 2 is not a number; give a number or leave"):
+        read_schedule_curve(path)
+    path.write_text("step,lr,loss\n")
+    with pytest.raises(ConfigError, match="gap.csv: no rows; give a CSV with columns step, lr"):
+        read_schedule_curve(path)
+    path.write_bytes(b"step,lr,loss\n0,\xff\xfe,\n")
+    with pytest.raises(ConfigError, match="gap.csv: cannot read as CSV"):
+        read_schedule_curve(path)
     with pytest.raises(ConfigError, match="has 4 parameters"):
         AnnealingLaw().fit([ScheduleCurve([0.0, 1.0, 1.0], [1, 2], [3.0, 2.9])])
 

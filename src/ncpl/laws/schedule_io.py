@@ -11,37 +11,57 @@ from ncpl.errors import ConfigError
 from ncpl.laws.schedule import ScheduleCurve
 
 
-def read_schedule_curve(path: str | Path) -> ScheduleCurve:
-    """A CSV with columns step, lr (every step to the horizon) and loss (empty where not measured)."""
+def read_columns(path: str | Path, names: tuple[str, ...], every_row: tuple[str, ...], expected: str) -> dict:
+    """The named columns of a CSV (or JSONL) curve file as float arrays, NaN where a cell is empty. A missing or
+    unreadable file, a missing column, or a cell that is not a number (in `every_row`, an empty cell too) is refused
+    naming the file, the column and the row; `expected` says what the file should hold."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: curve file not found; give a CSV with columns step, lr, loss")
-    frame = pd.read_csv(path)
-    for name in ("step", "lr", "loss"):
+        raise ConfigError(f"{path}: curve file not found; give {expected}")
+    json_lines = path.suffix in (".jsonl", ".json")
+    try:
+        frame = pd.read_json(path, lines=True) if json_lines else pd.read_csv(path)
+    except ValueError as error:  # pandas' parser and empty-file errors, a bad encoding
+        raise ConfigError(
+            f"{path}: cannot read as {'JSONL' if json_lines else 'CSV'} ({error}); give {expected}"
+        ) from None
+    if frame.empty:
+        raise ConfigError(f"{path}: no rows; give {expected}")
+    columns = {}
+    for name in names:
         if name not in frame.columns:
             raise ConfigError(
-                f"{path}: column {name!r} is missing (found {list(map(str, frame.columns))}); a schedule "
-                "curve needs step, lr (every step) and loss (empty where not measured)"
+                f"{path}: column {name!r} is missing (found {list(map(str, frame.columns))}); give {expected}"
             )
-    values = {name: pd.to_numeric(frame[name], errors="coerce") for name in ("step", "lr", "loss")}
-    for name in ("step", "lr"):
-        if values[name].isna().any():
-            row = int(np.flatnonzero(values[name].isna())[0])
+        values = pd.to_numeric(frame[name], errors="coerce")
+        bad = values.isna() & (frame[name].notna() | (name in every_row))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            fix = f"every row needs a {name}" if name in every_row else "give a number or leave the cell empty"
             raise ConfigError(
-                f"{path}: column {name!r}: {str(frame[name].iloc[row])!r} at row {row + 1} is not a "
-                f"number; every row needs a {name}"
+                f"{path}: column {name!r}: {str(frame[name].iloc[row])!r} at row {row + 1} is not a number; {fix}"
             )
-    steps = values["step"].to_numpy(float)
+        columns[name] = values.to_numpy(float)
+    return columns
+
+
+def read_schedule_curve(path: str | Path) -> ScheduleCurve:
+    """A CSV with columns step, lr (every step to the horizon) and loss (empty where not measured)."""
+    values = read_columns(
+        path,
+        ("step", "lr", "loss"),
+        ("step", "lr"),
+        "a CSV with columns step, lr (every step) and loss (empty where not measured)",
+    )
+    steps = values["step"]
     if steps[0] != 0 or np.any(np.diff(steps) != 1):
         row = 0 if steps[0] != 0 else int(np.flatnonzero(np.diff(steps) != 1)[0]) + 1
         raise ConfigError(
             f"{path}: column 'step': {steps[row]:g} at row {row + 1}; give one row per step from 0 to "
             "the horizon (the lr of every step), loss empty where not measured"
         )
-    measured = values["loss"].notna().to_numpy()
-    return ScheduleCurve(
-        values["lr"].to_numpy(float), steps[measured], values["loss"].to_numpy(float)[measured], name=str(path)
-    )
+    measured = np.isfinite(values["loss"])
+    return ScheduleCurve(values["lr"], steps[measured], values["loss"][measured], name=str(path))
 
 
 def plot_schedule_forecast(

@@ -32,11 +32,11 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy.optimize import nnls
 
 from ncpl.errors import ConfigError
 from ncpl.laws.fitting import robust_fit
+from ncpl.laws.schedule_io import read_columns
 
 NOISE = 0.01  # nats: residuals beyond this weigh linearly (soft L1), so one noisy checkpoint cannot steer a fit
 STARTS = 3  # best grid points refined
@@ -69,30 +69,8 @@ def check_curve(tokens, loss, min_points: int) -> tuple[np.ndarray, np.ndarray]:
 
 def read_curve(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Columns `tokens` and `loss` of a CSV or JSONL file."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: curve file not found; give a CSV or JSONL file with columns tokens and loss")
-    try:
-        frame = pd.read_json(path, lines=True) if path.suffix in (".jsonl", ".json") else pd.read_csv(path)
-    except ValueError as error:
-        raise ConfigError(
-            f"{path}: cannot read as {'JSONL' if path.suffix.startswith('.json') else 'CSV'} ({error})"
-        ) from None
-    columns = {}
-    for name in ("tokens", "loss"):
-        if name not in frame.columns:
-            raise ConfigError(
-                f"{path}: column {name!r} is missing (found {list(map(str, frame.columns))}); the curve "
-                "needs columns tokens and loss"
-            )
-        values = pd.to_numeric(frame[name], errors="coerce")
-        if values.isna().any():
-            row = int(np.flatnonzero(values.isna())[0])
-            raise ConfigError(
-                f"{path}: column {name!r}: {str(frame[name].iloc[row])!r} at row {row + 1} is not a number; "
-                "drop or fill that row"
-            )
-        columns[name] = values.to_numpy(float)
+    names = ("tokens", "loss")
+    columns = read_columns(path, names, names, "a CSV or JSONL file with columns tokens and loss")
     try:
         return check_curve(columns["tokens"], columns["loss"], min_points=1)
     except ConfigError as error:
