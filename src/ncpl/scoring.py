@@ -3,7 +3,7 @@
 The input is streamed in chunks; each chunk is validated, predicted and written as its own part
 file (atomically) in ``OUT.parts/``; the parts are merged into OUT at the end, written to a
 temporary file and renamed. A killed job leaves only finished parts and no OUT: ``resume=True``
-skips the parts already written (of the same sweep file and batch size: anything else is refused). Under ``accelerate launch`` process r of w scores the chunks
+skips the parts already written (of the same sweep file and batch size: another is refused). Under ``accelerate launch`` process r of w scores the chunks
 i = r (mod w) and the main process merges.
 """
 
@@ -192,17 +192,16 @@ def score_file(
 
 def parts_folder(output: Path, resume: bool, sweep: Path, batch_size: int) -> Path:
     """The folder of finished part files beside `output`, emptied unless resuming. It names the job its parts are of
-    (`job.json`: the sweep file as it was, the batch size): a part is a chunk's index, so resuming with another sweep
-    or batch size would merge the wrong rows, and is refused."""
+    (`job.json`: the sweep file and the batch size): a part is a chunk's index, so resuming with another sweep file or
+    batch size would merge the wrong rows, and is refused. The file itself may change (a bad row fixed in place, then
+    --resume: the chunks before it are kept)."""
     if not sweep.exists():
         raise DataError(f"{sweep}: sweep file not found")
     parts = output.with_name(output.name + ".parts")
     if not resume and parts.exists():
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
-    stat = sweep.stat()
-    job = {"sweep": str(sweep.resolve()), "bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
-    job["batch_size"] = batch_size
+    job = {"sweep": str(sweep.resolve()), "batch_size": batch_size}
     manifest = parts / "job.json"
     if not manifest.exists():
         with atomic_path(manifest) as tmp:
