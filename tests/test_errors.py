@@ -5,10 +5,13 @@ Unit tests: no ../shared/data; the configs are small made-up rows written here, 
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from ncpl import predictors
 from ncpl.errors import ConfigError, DataError, ModelDirError, NcplError, NotFittedError
+from ncpl.predictors.chinchilla import ChinchillaLaw
 from ncpl.predictors.hparam_law import residual_law
 
 CANDIDATE = {"source": "made-up", "model": {"n_params": 1e8}, "data": {"tokens": 2e9}}  # a made-up config, not a run
@@ -46,3 +49,15 @@ def test_loading_a_missing_or_foreign_model_directory_is_a_model_dir_error(tmp_p
     (tmp_path / predictors.META_FILE).write_text('{"predictor": "gpt-oracle", "state": {}}')
     with pytest.raises(ModelDirError, match="unknown predictor 'gpt-oracle'"):
         predictors.load_predictor(tmp_path)
+
+
+def test_configs_to_predict_must_give_source_n_and_d():
+    model = predictors.create("chinchilla")
+    model.laws_ = {"made-up": ChinchillaLaw(E=1.7, A=400.0, alpha=0.34, B=410.0, beta=0.28)}  # made up, not fitted
+    frame = pd.DataFrame([{"source": "made-up", "model.n_params": 1e8, "data.tokens": 2e9}])
+    assert np.isfinite(model.predict(frame)).all()
+    with pytest.raises(ConfigError, match="configs: no column 'source'; a config row needs source, model.n_params"):
+        model.predict(frame.drop(columns="source"))
+    nan_tokens = pd.concat([frame, frame.assign(**{"data.tokens": float("nan")})], ignore_index=True)
+    with pytest.raises(ConfigError, match="data.tokens: got nan in row 1; every config needs a positive number"):
+        model.predict_details(nan_tokens)  # a law of NaN tokens predicts NaN, silently

@@ -32,6 +32,7 @@ from ncpl.schema import RunConfig, RunRecord, config_to_flat
 from ncpl.validation import validate
 
 META_FILE = "predictor.json"
+NEEDED_COLUMNS = ("source", "model.n_params", "data.tokens")
 # The layout of predictor.json; bump it when a saved key is added or changes meaning. Directories written before it
 # existed carry none and read as 0 (same layout as 1). A newer directory loads with a warning, without the keys this
 # version does not know (as peft loads a config saved by a newer peft).
@@ -91,6 +92,28 @@ def as_frame(configs: Configs) -> pd.DataFrame:
             item = validate(RunConfig, item)
         rows.append(item.to_flat() if isinstance(item, RunRecord) else config_to_flat(item))
     return pd.DataFrame(rows)
+
+
+def _checked(frame: pd.DataFrame) -> pd.DataFrame:
+    """Configs to predict must give each row's source, N and D: every predictor's law reads them, and without them
+    it would predict NaN or fail on a missing key."""
+    missing = [column for column in NEEDED_COLUMNS if column not in frame.columns]
+    if missing:
+        raise ConfigError(
+            f"configs: no column {', '.join(map(repr, missing))}; a config row needs {', '.join(NEEDED_COLUMNS)} "
+            "(the flat columns ncpl.store.read_runs gives), or pass RunConfig objects"
+        )
+    for column in NEEDED_COLUMNS:
+        values = frame[column]
+        if column != "source":
+            values = pd.to_numeric(values, errors="coerce").where(lambda v: v > 0)
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna())[0])
+            raise ConfigError(
+                f"{column}: got {frame[column].iloc[row]} in row {row}; every config needs "
+                + ("its source" if column == "source" else "a positive number")
+            )
+    return frame
 
 
 def _records_coverage(fit):
@@ -159,13 +182,13 @@ class Predictor(ABC):
     def predict(self, configs: Configs) -> np.ndarray:
         """Final loss of each config."""
         self._check_fitted()
-        return self._predict(as_frame(configs))
+        return self._predict(_checked(as_frame(configs)))
 
     def predict_details(self, configs: Configs) -> pd.DataFrame:
         """``pred_loss``, and where the predictor has them ``pred_loss_lo`` / ``pred_loss_hi`` (10-90%) and ``p_diverge``;
         then `outside_of_training` 's columns."""
         self._check_fitted()
-        frame = as_frame(configs)
+        frame = _checked(as_frame(configs))
         details = self._predict_details(frame)
         return pd.concat([details, self.outside_of_training(frame).set_axis(details.index)], axis=1)
 
@@ -191,7 +214,7 @@ class Predictor(ABC):
         `reads_prefix` (NCPL trained with `prefix_points`) conditions on them; any other shifts its curve by its mean
         miss on the last `ANCHOR_POINTS` of them."""
         self._check_fitted()
-        frame, fractions = as_frame(configs), np.asarray(fractions, float)
+        frame, fractions = _checked(as_frame(configs)), np.asarray(fractions, float)
         observed = check_observed(observed, len(frame))
         if observed is not None and self.reads_prefix:
             curve = self._predict_curve_seen(frame, fractions, observed)
