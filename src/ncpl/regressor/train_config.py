@@ -111,7 +111,7 @@ class TrainConfig(BaseModel):
     # Hand the network what the hparam law says of each config besides its loss: its lr and batch over the optimum the
     # law puts at its source, N and D (`ncpl.predictors.hparam_law.LAW_FIELDS`), as two more numbers. Not the default:
     # on the dev splits (one network, seeds 42-44) NCPL lost in distribution and on Marin dev-OOD, tied StepLaw
-    # dev-OOD, while the trees given the same fields gained (README, benchmarks/results/ncpl-cpu-dev-m1-law.md).
+    # dev-OOD, while the trees given the same fields gained (benchmarks/EXPERIMENTS.md; results/ncpl-cpu-dev-m1-law).
     law_fields: bool = False
     huber_delta: float = Field(1.0, gt=0)
     # the divergence head's BCE against the residual's Huber + pinball (configs/cpu.yaml says how 1 was chosen over 0.2)
