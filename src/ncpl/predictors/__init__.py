@@ -36,7 +36,9 @@ NEEDED_COLUMNS = ("source", "model.n_params", "data.tokens")
 # The layout of predictor.json; bump it when a saved key is added or changes meaning. Directories written before it
 # existed carry none and read as 0 (same layout as 1). A newer directory loads with a warning, without the keys this
 # version does not know (as peft loads a config saved by a newer peft).
-FORMAT_VERSION = 3  # 2: xgboost saves its settings beside the fitted booster settings; 3: the divergence trees
+# 2: xgboost saves its settings beside the fitted booster settings; 3: the divergence trees; 4: NCPL's curve shape
+# (`curve_shape`, `curve_law`; a directory of 3 reads as curve_law tokens)
+FORMAT_VERSION = 4
 REGISTRY = {  # name -> "module:Class"
     "chinchilla": "ncpl.predictors.chinchilla:Chinchilla",
     "xgboost": "ncpl.predictors.trees:XGBoost",
