@@ -108,7 +108,7 @@ def load_sets(shared: Path) -> dict[str, list[ScheduleCurve]]:
 
 def published_law(size: str) -> MultiPowerLaw:
     law = MultiPowerLaw()
-    law.lr_scale, law.step_scale = 3e-4, 1.0
+    law.lr_scale_, law.step_scale_ = 3e-4, 1.0
     l0, a, alpha, b, c, beta, gamma = PUBLISHED[size]
     law.params_ = np.array(
         [l0, np.log(a * 3e-4**-alpha), alpha, np.log(b * 3e-4), np.log(c * 3e-4 ** (1 - gamma)), beta, gamma]

@@ -32,7 +32,7 @@ def curves():
 
 def published_law(max_bins):
     law = MultiPowerLaw(max_bins=max_bins)
-    law.lr_scale, law.step_scale = 3e-4, 1.0  # the repository's units: raw lr, steps
+    law.lr_scale_, law.step_scale_ = 3e-4, 1.0  # the repository's units: raw lr, steps
     l0, a, alpha, b, c, beta, gamma = PUBLISHED_25M
     law.params_ = np.array(
         [l0, np.log(a * 3e-4**-alpha), alpha, np.log(b * 3e-4), np.log(c * 3e-4 ** (1 - gamma)), beta, gamma]
@@ -138,7 +138,7 @@ def test_drop_constants_carry_over_to_a_prefix_fit(curves):
         [ScheduleCurve(target.lrs, target.steps[seen], target.loss[seen], target.name)]
     )
     assert law.params_[3] == donor.params_[3] and law.params_[5:].tolist() == donor.params_[5:].tolist()
-    assert law.params_[4] == pytest.approx(donor.params_[4] + np.log(law.step_scale / donor.step_scale))
+    assert law.params_[4] == pytest.approx(donor.params_[4] + np.log(law.step_scale_ / donor.step_scale_))
     error = law.predict(target, target.steps[~seen]) - target.loss[~seen]
     assert abs(error[-1]) < 0.02 and np.abs(error).mean() < 0.02, (error[-1], np.abs(error).mean())
 

@@ -95,8 +95,8 @@ class ScheduleLaw:
     upper: tuple[float, ...] = ()
 
     def __init__(self) -> None:
-        self.lr_scale = 1.0
-        self.step_scale = 1.0
+        self.lr_scale_ = 1.0
+        self.step_scale_ = 1.0
         self.params_ = np.zeros(len(self.param_names))
 
     def _features(self, curve: ScheduleCurve, steps: np.ndarray) -> dict:
@@ -120,8 +120,8 @@ class ScheduleLaw:
                 f"loss: {points} measured points; the {self.name} law has {len(self.param_names)} "
                 "parameters and needs more measured losses"
             )
-        self.lr_scale = max(float(c.lrs.max()) for c in curves)
-        self.step_scale = float(max(c.steps[-1] for c in curves))
+        self.lr_scale_ = max(float(c.lrs.max()) for c in curves)
+        self.step_scale_ = float(max(c.steps[-1] for c in curves))
         features = [self._features(c, c.steps) for c in curves]
         loss = np.concatenate([c.loss for c in curves])
         log_loss = np.log(loss)
@@ -168,15 +168,15 @@ class ScheduleLaw:
     @property
     def params(self) -> dict[str, float]:
         return {
-            "lr_scale": self.lr_scale,
-            "step_scale": self.step_scale,
+            "lr_scale": self.lr_scale_,
+            "step_scale": self.step_scale_,
             **dict(zip(self.param_names, map(float, self.params_))),
         }
 
     def _area(self, curve: ScheduleCurve) -> tuple[np.ndarray, np.ndarray]:
         """The lr in units of the peak, and its running sum S1 (steps in units of the longest horizon)."""
-        u = curve.lrs / self.lr_scale
-        return u, np.cumsum(u) / self.step_scale
+        u = curve.lrs / self.lr_scale_
+        return u, np.cumsum(u) / self.step_scale_
 
 
 def _power_starts(columns, loss: np.ndarray, alphas=np.linspace(0.05, 1.5, 30)) -> tuple[float, np.ndarray]:
@@ -245,7 +245,7 @@ class MultiPowerLaw(ScheduleLaw):
         if self.drop_from is None:
             return {}
         source = self.drop_from.params_
-        rescale = np.log(self.step_scale / self.drop_from.step_scale)  # C multiplies a sum over steps
+        rescale = np.log(self.step_scale_ / self.drop_from.step_scale_)  # C multiplies a sum over steps
         held = {3: source[3], 4: source[4] + rescale, 5: source[5], 6: source[6]}
         if self.keep_alpha:
             # A multiplies S1^-alpha with S1 in units of the longest horizon: the same curve in other units
@@ -305,7 +305,7 @@ class AnnealingLaw(ScheduleLaw):
         change = np.r_[0.0, u[:-1] - u[1:]]  # eta_{i-1} - eta_i
         change[: int(np.argmax(u)) + 1] = 0.0  # the warmup, up to the first step at the peak
         momentum = lfilter([1.0], [1.0, -self.decay], change)
-        annealed = np.cumsum(momentum) / self.step_scale
+        annealed = np.cumsum(momentum) / self.step_scale_
         return {"s1": area[steps], "s2": annealed[steps]}
 
     def _value(self, f, p):
@@ -403,7 +403,7 @@ class CurveShape:
             for a, alpha, b, c in ((0.3, 0.3, 0.3, 3.0), (1.0, 0.6, 1.0, 30.0))
         ]
         fit = robust_fit(residuals, starts, MultiPowerLaw.lower[1:], MultiPowerLaw.upper[1:], f_scale=self.f_scale)
-        return fit.x.tolist(), law.step_scale
+        return fit.x.tolist(), law.step_scale_
 
     def offset(self, runs, n_tokens) -> np.ndarray:
         """g(t) - g(T) of each run at its `n_tokens` (NaN where the run has no shape)."""
@@ -461,7 +461,7 @@ def shape_law(step_scale: float, params=None) -> MultiPowerLaw:
     """A Multi-Power Law reading the lr in units of a run's peak and steps in units of `step_scale`, L0 = 0: a
     `CurveShape`'s, or (`params` from its `fit_curves`) a donor of loss-drop constants for `MultiPowerLaw(drop_from=...)`."""
     law = MultiPowerLaw(max_bins=SHAPE_BINS)
-    law.lr_scale, law.step_scale = 1.0, step_scale
+    law.lr_scale_, law.step_scale_ = 1.0, step_scale
     if params is not None:
         law.params_ = np.r_[0.0, params]
     return law

@@ -89,9 +89,9 @@ class CurveLaw:
     upper: tuple[float, ...] = ()
 
     def __init__(self) -> None:
-        self.t_ref = 1.0
-        self.theta = np.zeros(len(self.theta_names))
-        self.coef = np.zeros(len(self.coef_names))
+        self.t_ref_ = 1.0
+        self.theta_ = np.zeros(len(self.theta_names))
+        self.coef_ = np.zeros(len(self.coef_names))
 
     @property
     def min_points(self) -> int:
@@ -106,8 +106,8 @@ class CurveLaw:
 
     def fit(self, tokens, loss) -> CurveLaw:
         t, y = check_curve(tokens, loss, self.min_points)
-        self.t_ref = float(t[-1])
-        x = t / self.t_ref
+        self.t_ref_ = float(t[-1])
+        x = t / self.t_ref_
         scored = []
         for theta in itertools.product(*self.grid):
             columns, offset = self.terms(x, np.array(theta))
@@ -125,17 +125,17 @@ class CurveLaw:
             loss="soft_l1",
             f_scale=NOISE,
         )
-        self.theta, self.coef = best.x[:k], best.x[k:]
+        self.theta_, self.coef_ = best.x[:k], best.x[k:]
         return self
 
     def predict(self, tokens) -> np.ndarray:
-        return self._value(np.asarray(tokens, float) / self.t_ref, self.theta, self.coef)
+        return self._value(np.asarray(tokens, float) / self.t_ref_, self.theta_, self.coef_)
 
     @property
     def params(self) -> dict[str, float]:
         return {
-            "t_ref": self.t_ref,
-            **dict(zip(self.theta_names + self.coef_names, map(float, [*self.theta, *self.coef]))),
+            "t_ref": self.t_ref_,
+            **dict(zip(self.theta_names + self.coef_names, map(float, [*self.theta_, *self.coef_]))),
         }
 
 
