@@ -42,7 +42,7 @@ def gaps_to_best(runs: pd.DataFrame) -> np.ndarray:
     return gaps
 
 
-def gap_ceilings(runs: pd.DataFrame, sigmas: float = SIGMAS) -> dict[str, float]:
+def gap_ceilings(runs: pd.DataFrame) -> dict[str, float]:
     """Per source, the gap (nats) above which a converged run counts as unstable; inf without enough gaps."""
     gaps, sources = gaps_to_best(runs), runs["source"].astype(str).to_numpy()
     out = {}
@@ -54,23 +54,23 @@ def gap_ceilings(runs: pd.DataFrame, sigmas: float = SIGMAS) -> dict[str, float]
         log_gap = np.log10(positive)
         median = float(np.median(log_gap))
         spread = 1.4826 * float(np.median(np.abs(log_gap - median)))
-        out[source] = float(10 ** (median + sigmas * spread))
+        out[source] = float(10 ** (median + SIGMAS * spread))
     return out
 
 
-def unstable(runs: pd.DataFrame, sigmas: float = SIGMAS) -> pd.Series:
+def unstable(runs: pd.DataFrame) -> pd.Series:
     """True for the converged runs whose gap to their group's best exceeds their source's ceiling."""
-    ceilings = gap_ceilings(runs, sigmas)
+    ceilings = gap_ceilings(runs)
     ceiling = runs["source"].astype(str).map(ceilings).to_numpy(float)
     with np.errstate(invalid="ignore"):
         flagged = gaps_to_best(runs) > ceiling
     return pd.Series(flagged, index=runs.index)
 
 
-def mark_unstable(runs: pd.DataFrame, sigmas: float = SIGMAS) -> pd.DataFrame:
+def mark_unstable(runs: pd.DataFrame) -> pd.DataFrame:
     """A copy with an `unstable` column and `diverged` set on those runs too. Apply it to a whole source's
     table before splitting: the group's best is then the best of all its runs, not of a split's share."""
-    flagged = unstable(runs, sigmas)
+    flagged = unstable(runs)
     out = runs.copy()
     out["unstable"] = flagged.to_numpy() | (out["unstable"].fillna(False).astype(bool) if "unstable" in out else False)
     out["diverged"] = out["diverged"].fillna(False).astype(bool) | out["unstable"]

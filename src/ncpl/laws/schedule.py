@@ -179,10 +179,13 @@ class ScheduleLaw:
         return u, np.cumsum(u) / self.step_scale_
 
 
-def _power_starts(columns, loss: np.ndarray, alphas=np.linspace(0.05, 1.5, 30)) -> tuple[float, np.ndarray]:
+START_ALPHAS = np.linspace(0.05, 1.5, 30)
+
+
+def _power_starts(columns, loss: np.ndarray) -> tuple[float, np.ndarray]:
     """Best alpha and nonnegative coefficients of loss ~ columns(alpha) on a grid (the linear part exactly)."""
     best = None
-    for alpha in alphas:
+    for alpha in START_ALPHAS:
         matrix = columns(alpha)
         coef, norm = nnls(matrix, loss)
         if best is None or norm < best[0]:
