@@ -36,6 +36,7 @@ from ncpl.atomic import write_text  # noqa: E402
 from ncpl.columns import best_runs, compute, effective_params, tokens  # noqa: E402
 from ncpl.evaluate import regret  # noqa: E402
 from ncpl.laws import cpt, steplaw  # noqa: E402
+from ncpl.report import markdown_table  # noqa: E402
 
 VARIANTS = {"C only": False, "C and N": True}
 SENSITIVITY = "C and N, train+ID"  # the same law through the best of all small-shape runs: how much the grid's argmin noise moves it
@@ -112,12 +113,7 @@ def continuation_rows(runs: pd.DataFrame, laws: cpt.CPTLaws) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    columns = list(rows[0])
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
-    return "\n".join(
-        ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        + ["| " + " | ".join(fmt(row[c]) for c in columns) + " |" for row in rows]
-    )
+    return markdown_table(rows, fmt=lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ncpl.atomic import write_text
+from ncpl.report import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_PREFIXES = ("model.", "data.", "optimizer.", "schedule.", "batch.")
@@ -185,15 +186,12 @@ def main() -> None:
         output.unlink()
         write_text(results_path, json.dumps(results, indent=1))
     header = ["rows", "seconds", "configs_per_s", "peak_rss_mb", "sweep_mb", "batch_size", "date"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += [
-        "| " + " | ".join(str(r[k]) for k in header) + " |" for r in sorted(results.values(), key=lambda r: r["rows"])
-    ]
+    rows = markdown_table(sorted(results.values(), key=lambda r: r["rows"]), header)
     machines = sorted({r["machine"] for r in results.values()})
     body = (
         f"`ncpl score` with NCPL on the tiny-decoder backbone, one torch thread, measured on {'; '.join(machines)} "
         f"by `python benchmarks/score_memory.py`. Peak RSS is the scoring process's own maximum resident set; "
-        f"the sweep is one real Marin config with lr and batch varied.\n\n" + "\n".join(lines) + "\n"
+        f"the sweep is one real Marin config with lr and batch varied.\n\n" + rows + "\n"
     )
     write_text(ROOT / "benchmarks" / "results" / "score_memory.md", body)
     print(body)

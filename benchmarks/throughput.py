@@ -49,6 +49,7 @@ from ncpl.columns import usable  # noqa: E402
 from ncpl.regressor.precision import cpu_features  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
 from ncpl.regressor.train_config import TrainConfig  # noqa: E402
+from ncpl.report import markdown_table  # noqa: E402
 from ncpl.splits import split_runs  # noqa: E402
 
 CPU_DEFAULT = ROOT / "configs" / "cpu.yaml"
@@ -201,14 +202,6 @@ def epoch_seconds(serialization: str, mixed_precision: str, fraction: float, sha
     }
 
 
-def table(rows: list[dict], columns: list[str] | None = None) -> str:
-    columns = columns or list(rows[0])
-    return "\n".join(
-        ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        + ["| " + " | ".join(str(row[k]) for k in columns) + " |" for row in rows]
-    )
-
-
 def load_average() -> str:
     return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -265,7 +258,7 @@ def main() -> None:
         results["scoring"] = rows
         sections.append(
             f"Scoring {args.n} StepLaw + Marin configs (`predict`, batch 256, compact serialization; load "
-            f"average 1/5/15 min before / after each row):\n\n{table(rows)}"
+            f"average 1/5/15 min before / after each row):\n\n{markdown_table(rows)}"
         )
     if args.model and "precision" not in skip:
         rows = precision_shift(args.model, args.dtypes.split(","), args.shared)
@@ -273,7 +266,7 @@ def main() -> None:
         sections.append(
             f"Predicted final loss of {args.model} per inference dtype (bf16 in software where the CPU has "
             f"no bf16 units: the numbers, not the speed); `auto` may pick a dtype only if its |MAE shift| "
-            f"stays under {MAX_SHIFT} on the validation runs:\n\n{table(rows)}"
+            f"stays under {MAX_SHIFT} on the validation runs:\n\n{markdown_table(rows)}"
         )
     if "training" not in skip:
         before = load_average()
@@ -290,7 +283,7 @@ def main() -> None:
         sections.append(
             f"Training configs/cpu.yaml (`mixed_precision`: `no` = fp32, `bf16` = autocast): seconds per epoch, timed on one epoch of each stage over "
             f"{args.train_fraction:.0%} of the training runs and divided by it (load average {before} / "
-            f"{load_average()}):\n\n{table(rows)}"
+            f"{load_average()}):\n\n{markdown_table(rows)}"
         )
     body = "\n\n".join(sections) + "\n"
     kind = "amx" if features.amx else "avx512_bf16" if features.avx512_bf16 else features.capability.lower()

@@ -51,11 +51,18 @@ def _cell(row: dict[str, Any], key: str) -> str:
 
 def _table(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[str]:
     """A markdown table of report rows, a column per key."""
-    return [
-        "| " + " | ".join(HEADERS.get(key, key.rpartition(".")[2]) for key in keys) + " |",
-        "|" + "---|" * len(keys),
-        *("| " + " | ".join(_cell(row, key) for key in keys) + " |" for row in rows),
-    ]
+    header = [HEADERS.get(key, key.rpartition(".")[2]) for key in keys]
+    return _lines(header, [[_cell(row, key) for key in keys] for row in rows])
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None, fmt: Any = str) -> str:
+    """A markdown table of flat rows, a column per key (default: the first row's), each cell `fmt(value)`."""
+    columns = columns or list(rows[0])
+    return "\n".join(_lines(columns, [[fmt(row[column]) for column in columns] for row in rows]))
+
+
+def _lines(header: list[str], cells: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in cells)]
 
 
 def markdown(report: dict[str, Any]) -> str:
