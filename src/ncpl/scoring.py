@@ -3,7 +3,8 @@
 The input is streamed in chunks; each chunk is validated, predicted and written as its own part
 file (atomically) in ``OUT.parts/``; the parts are merged into OUT at the end, written to a
 temporary file and renamed. A killed job leaves only finished parts and no OUT: ``resume=True``
-skips the parts already written (of the same sweep file and batch size: another is refused). Under ``accelerate launch`` process r of w scores the chunks
+skips the parts already written (of the same sweep file and batch size: another is refused). Under
+``accelerate launch`` process r of w scores the chunks
 i = r (mod w) and the main process merges.
 """
 
