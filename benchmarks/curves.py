@@ -43,6 +43,7 @@ from ncpl.columns import usable  # noqa: E402
 from ncpl.evaluate import evaluate  # noqa: E402
 from ncpl.laws.schedule import CurveShape  # noqa: E402
 from ncpl.predictors.hparam_law import residual_law  # noqa: E402
+from ncpl.regressor.dataset import Targets  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
 from ncpl.regressor.train_config import TrainConfig  # noqa: E402
 from ncpl.report import write_report  # noqa: E402
@@ -82,7 +83,8 @@ def shape_misses(train: pd.DataFrame, tests: dict[str, pd.DataFrame]) -> list[di
     """Per test set, how far a law's shape of each curve misses L(t) - L(T), the curve measured from its true final
     loss: the hparam law read at the tokens seen (a curve point's law under `curve_law: tokens`) and the law's final
     loss carried back by `CurveShape` (`curve_law: schedule`; the tokens' law where it has no shape for the run)."""
-    law, shape = residual_law("hparam-law").fit(train), CurveShape().fit(train)
+    law = residual_law("hparam-law").fit(train)
+    laws = {"tokens": Targets(law, 1.0), "schedule": Targets(law, 1.0, CurveShape().fit(train))}  # as NCPL's targets
     rows = []
     for name, frame in tests.items():
         misses: dict[str, list[np.ndarray]] = {"tokens": [], "schedule": []}
@@ -93,13 +95,11 @@ def shape_misses(train: pd.DataFrame, tests: dict[str, pd.DataFrame]) -> list[di
             if not before.any():
                 continue
             repeated = pd.DataFrame([run] * int(before.sum()))
-            drop = np.asarray(run["curve_loss"], float)[before] - run["final_loss"]
-            along = law.predict_at(repeated, tokens[before]) - law.predict_at(
-                repeated.head(1), np.array([run["data.tokens"]])
-            )
-            offset = shape.offset(repeated, tokens[before])
-            misses["tokens"].append(np.abs(along - drop))
-            misses["schedule"].append(np.abs(np.where(np.isfinite(offset), offset, along) - drop))
+            loss = np.asarray(run["curve_loss"], float)[before]
+            for key, targets in laws.items():  # the residual's change from the end is the shape's miss
+                along = targets.to_target(repeated, loss, tokens[before])
+                end = targets.to_target(repeated.head(1), np.array([run["final_loss"]]), np.array([run["data.tokens"]]))
+                misses[key].append(np.abs(along - end))
         if misses["tokens"]:
             rows.append(
                 {"test": name, "runs": len(misses["tokens"])}
