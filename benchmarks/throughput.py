@@ -10,7 +10,8 @@ the training time per epoch of the CPU default with each serialization.
   as run through a member's backbone (padding in, a decoder's shared prefix once a batch); achieved GFLOP/s = 2 x the
   backbone's non-embedding parameters x tokens run by all members / s; a matmul's GFLOP/s
   in the same dtype, measured in the same process just before (int8: a dynamically quantized Linear); their ratio.
-  bf16 is measured only where the CPU has bf16 units (elsewhere torch emulates it: not a setting anyone should run).
+  bf16 is measured only where the CPU has bf16 units (elsewhere torch emulates it: not a setting anyone should run);
+  the header says which dtype `auto` runs on this machine (`ncpl.regressor.precision.bf16_pays`).
 - precision (--model, a model trained on StepLaw + Marin, e.g. by benchmarks/ncpl_accuracy.py): MAE of each dtype's
   predicted final loss against fp32's, on the validation runs carved from the test protocol's training runs (which
   decide) and, reported only, on its ID / OOD test splits (benchmarks/accuracy.py).
@@ -46,7 +47,7 @@ from accuracy import ROOT, benchmarks, load, machine  # noqa: E402
 from ncpl import predictors  # noqa: E402
 from ncpl.atomic import write_text  # noqa: E402
 from ncpl.columns import usable  # noqa: E402
-from ncpl.regressor.precision import cpu_features  # noqa: E402
+from ncpl.regressor.precision import bf16_matmul_speedup, cpu_features, resolve  # noqa: E402
 from ncpl.regressor.predictor import NCPL  # noqa: E402
 from ncpl.regressor.train_config import TrainConfig  # noqa: E402
 from ncpl.report import markdown_table  # noqa: E402
@@ -228,9 +229,10 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     features = cpu_features()
     dtypes = [d for d in args.dtypes.split(",") if d != "bf16" or features.bf16_units]
+    speedup = f"bf16 matmul {bf16_matmul_speedup():.2f}x fp32, " if features.bf16_units else ""
     sections = [
-        f"Measured {datetime.date.today()} on {machine()} ({features.flags()}) by "
-        f"`python benchmarks/throughput.py {' '.join(sys.argv[1:])}`."
+        f"Measured {datetime.date.today()} on {machine()} ({features.flags()}; {speedup}`auto` runs "
+        f"{resolve('auto')}) by `python benchmarks/throughput.py {' '.join(sys.argv[1:])}`."
     ]
     results = {}
     if "scoring" not in skip:

@@ -7,8 +7,10 @@ import torch
 
 from ncpl.errors import ConfigError
 from ncpl.regressor.precision import (
+    BF16_MIN_SPEEDUP,
     CPUFeatures,
     _cpuinfo_flags,
+    bf16_matmul_speedup,
     cpu_features,
     for_inference,
     resolve,
@@ -21,6 +23,7 @@ from ncpl.store import to_frame
 
 AVX2 = CPUFeatures("AVX2", avx512_bf16=False, amx=False, vnni=False)
 SAPPHIRE_RAPIDS = CPUFeatures("AVX512", avx512_bf16=True, amx=True, vnni=True)
+XEON_BF16_WITHOUT_AMX = CPUFeatures("AVX512", avx512_bf16=True, amx=False, vnni=True)
 
 
 def test_cpu_features_agree_with_proc_cpuinfo():
@@ -31,9 +34,14 @@ def test_cpu_features_agree_with_proc_cpuinfo():
     assert AVX2.flags() == "AVX2, no avx512_bf16, no amx, no vnni"
 
 
-def test_auto_picks_bf16_only_where_the_cpu_has_bf16_units():
+def test_auto_picks_bf16_only_where_the_cpu_has_bf16_units_that_beat_fp32():
     assert resolve("auto", "cpu", AVX2) == "fp32"
-    assert resolve("auto", "cpu", SAPPHIRE_RAPIDS) == "bf16"
+    assert resolve("auto", "cpu", AVX2, bf16_speedup=4.0) == "fp32"  # emulated bf16 is never picked
+    assert resolve("auto", "cpu", SAPPHIRE_RAPIDS, bf16_speedup=4.3) == "bf16"
+    assert resolve("auto", "cpu", XEON_BF16_WITHOUT_AMX, bf16_speedup=0.5) == "fp32"  # the units, but slower
+    measured = bf16_matmul_speedup()
+    assert measured > 0 and bf16_matmul_speedup() is measured  # measured once a process
+    assert resolve("auto", "cpu") == ("bf16" if cpu_features().bf16_units and measured >= BF16_MIN_SPEEDUP else "fp32")
     assert resolve("int8", "cpu", AVX2) == "int8" and resolve("bf16", "cpu", AVX2) == "bf16"  # on request
     assert resolve("int8", "cuda", SAPPHIRE_RAPIDS) == "fp32"  # a GPU runs the network as loaded
     with pytest.raises(ValueError, match="inference_dtype: 'fp8'"):
@@ -50,7 +58,7 @@ def model(shared):
     config = TrainConfig(
         backbone="tiny-encoder", members=1, stage1={"epochs": 0, "lr": 1e-3}, stage2={"epochs": 0, "lr": 1e-3}
     )
-    model = NCPL(config, inference_dtype="fp32").fit(runs)  # fp32 is the reference: `auto` is bf16 on a bf16 CPU
+    model = NCPL(config, inference_dtype="fp32").fit(runs)  # fp32 is the reference: `auto` may be bf16
     torch.nn.init.normal_(model.networks_[0].head.weight, std=0.5, generator=torch.Generator().manual_seed(0))
     return model, runs
 

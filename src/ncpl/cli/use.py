@@ -103,7 +103,7 @@ def score(
         str,
         typer.Option(
             "--dtype",
-            help="NCPL's CPU precision: auto (bf16 where the CPU has bf16 units, else fp32), fp32, bf16 or int8",
+            help="NCPL's CPU precision: auto (bf16 where the CPU has bf16 units and they beat fp32, else fp32), fp32, bf16 or int8",
         ),
     ] = "auto",
 ) -> None:

@@ -2,7 +2,11 @@
 
 - ``bf16``: the backbone's weights in bfloat16, for CPUs with bf16 units (AVX512_BF16 or AMX, as torch
   reports them). Without them torch emulates bf16 in software, many times slower than fp32 (measured
-  on an AVX2-only EPYC: benchmarks/results/throughput.md), so ``auto`` picks it only where the units are.
+  on an AVX2-only EPYC: benchmarks/results/throughput.md). Having the units is not enough either: on a Xeon
+  with AVX512_BF16 and no AMX, torch 2.13 multiplies bf16 matrices at half its fp32 rate (155 against 303
+  GFLOP/s; MiniLM scored 222 configs/s in bf16 against 344 in fp32), where AMX runs them 4x faster. So ``auto``
+  picks bf16 only where the units are AND a bf16 matmul measured in this process beats fp32 by
+  `BF16_MIN_SPEEDUP`.
 - ``int8``: dynamic quantization of the backbone's Linear layers (torch.ao: int8 weights, activations
   quantized per batch), the option for AVX2-only CPUs. Off by default: it moved the MAE by more than the 0.0005
   nats allowed (MiniLM: 0.0007 on StepLaw ID; SmolLM2: 0.0026 on its validation runs, where it scores 1.4x faster
@@ -15,6 +19,8 @@ Only the CPU is touched: on a GPU (or under accelerate) the network runs as load
 from __future__ import annotations
 
 import copy
+import functools
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +29,9 @@ import torch
 from torch import nn
 
 DTYPES = ("auto", "fp32", "bf16", "int8")
+# A margin, so that `auto` does not flip between runs where the two rates are close: AMX measured 4.3x, a Xeon with
+# AVX512_BF16 alone 0.5x (benchmarks/results/throughput.md).
+BF16_MIN_SPEEDUP = 1.25
 
 
 @dataclass(frozen=True)
@@ -66,14 +75,48 @@ def _cpuinfo_flags() -> set[str]:
     return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.partition(":")[2].split()}
 
 
-def resolve(dtype: str, device: torch.device | str = "cpu", features: CPUFeatures | None = None) -> str:
-    """The dtype a network on `device` runs in: ``auto`` becomes ``bf16`` on a CPU with bf16 units, else ``fp32``."""
+@functools.cache
+def bf16_matmul_speedup(size: int = 512, repeats: int = 8) -> float:
+    """How many times faster than fp32 this process multiplies size x size matrices in bf16 (best of `repeats`
+    each; about 0.1 s once a process)."""
+
+    def best_seconds(dtype: torch.dtype) -> float:
+        generator = torch.Generator().manual_seed(0)
+        a, b = (torch.randn(size, size, generator=generator).to(dtype) for _ in range(2))
+        a @ b  # warm-up: the first product pays for kernel selection
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best_seconds(torch.float32) / best_seconds(torch.bfloat16)
+
+
+def bf16_pays(features: CPUFeatures | None = None, speedup: float | None = None) -> bool:
+    """Whether this CPU runs bf16 faster than fp32: it has bf16 units and a bf16 matmul beats fp32's by
+    `BF16_MIN_SPEEDUP` (measured here unless `speedup` is given; never measured without the units, where torch
+    emulates bf16)."""
+    if not (features or cpu_features()).bf16_units:
+        return False
+    return (bf16_matmul_speedup() if speedup is None else speedup) >= BF16_MIN_SPEEDUP
+
+
+def resolve(
+    dtype: str,
+    device: torch.device | str = "cpu",
+    features: CPUFeatures | None = None,
+    bf16_speedup: float | None = None,
+) -> str:
+    """The dtype a network on `device` runs in: ``auto`` becomes ``bf16`` where it pays (`bf16_pays`), else
+    ``fp32``."""
     if dtype not in DTYPES:
         raise ValueError(f"inference_dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     if torch.device(device).type != "cpu":
         return "fp32"  # GPUs run the network as loaded (configs/gpu.yaml trains it in bf16 already)
     if dtype == "auto":
-        return "bf16" if (features or cpu_features()).bf16_units else "fp32"
+        return "bf16" if bf16_pays(features, bf16_speedup) else "fp32"
     return dtype
 
 

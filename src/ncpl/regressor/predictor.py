@@ -85,7 +85,8 @@ class NCPL(Predictor):
         self.work_dir = Path(work_dir) if work_dir else None
         if inference_dtype not in DTYPES:
             raise ConfigError(f"inference_dtype: {inference_dtype!r} is not one of {', '.join(DTYPES)}")
-        # prediction only (ncpl.regressor.precision): auto = bf16 on a CPU with bf16 units, else fp32; int8 on request
+        # prediction only (ncpl.regressor.precision): auto = bf16 where the CPU runs it faster than fp32, else fp32;
+        # int8 on request
         self.inference_dtype = inference_dtype
         self._low_precision: dict[str, list[torch.nn.Module]] = {}  # the networks' reduced-precision copies, per dtype
 

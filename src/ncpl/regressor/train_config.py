@@ -122,7 +122,7 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = Field(1.0, gt=0)
-    # auto: bf16 autocast where the hardware has bf16 units (a GPU that supports it, a CPU with AVX512_BF16 or AMX)
+    # auto: bf16 autocast where the hardware runs it fast (a GPU that supports it, a CPU where `precision.bf16_pays`)
     mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
     log_with: list[str] = Field(default_factory=list, description="accelerate trackers, e.g. [tensorboard]")
     # 12 + 6 epochs, chosen on the dev splits over 6 + 3 (seeds 42-44, benchmarks/results/ncpl-cpu-dev-epochs2x.md):

@@ -30,7 +30,7 @@ from ncpl.errors import ConfigError
 from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example
 from ncpl.regressor.heartbeat import Heartbeat
 from ncpl.regressor.network import NCPLNetwork, loss_terms
-from ncpl.regressor.precision import cpu_features
+from ncpl.regressor.precision import bf16_pays
 from ncpl.regressor.train_config import StageConfig, TrainConfig
 
 
@@ -52,7 +52,7 @@ def _mixed_precision(setting: str) -> str:
         return setting
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    return "bf16" if cpu_features().bf16_units else "no"
+    return "bf16" if bf16_pays() else "no"
 
 
 # settings of the model around its networks, not of a network's training: a checkpoint resumes whatever they are (a
