@@ -15,8 +15,9 @@ the training time per epoch of the CPU default with each serialization.
 - precision (--model, a model trained on StepLaw + Marin, e.g. by benchmarks/ncpl_accuracy.py): MAE of each dtype's
   predicted final loss against fp32's, on the validation runs carved from the test protocol's training runs (which
   decide) and, reported only, on its ID / OOD test splits (benchmarks/accuracy.py).
-- training: seconds per epoch of configs/cpu.yaml with each serialization, timed on one epoch of each stage over a
-  seeded fraction of the StepLaw + Marin training runs and divided by that fraction (validation on 16 runs).
+- training: seconds per epoch of one network of configs/cpu.yaml with each serialization, timed on one epoch of each
+  stage over a seeded fraction of the StepLaw + Marin training runs and divided by that fraction (validation on 16
+  runs); the default trains its `members` and a calibrating network, each an epoch of this cost.
 
 Each run writes benchmarks/results/throughput/<date>T<time>-<CPU kind>.md / .json, with only the parts it ran.
 benchmarks/results/throughput.md and README.md's throughput block are the curated summary per machine kind, kept by
@@ -171,7 +172,8 @@ def precision_shift(model_dir: Path, dtypes: list[str], shared: Path) -> list[di
 
 
 def epoch_seconds(serialization: str, mixed_precision: str, fraction: float, shared: Path) -> dict:
-    """Seconds per epoch of each stage of configs/cpu.yaml, from one epoch on `fraction` of the training runs."""
+    """Seconds per epoch of each stage of one network of configs/cpu.yaml, from one epoch on `fraction` of the
+    training runs (the default trains `members` networks and a calibrating one, each alike)."""
     splits = benchmarks(shared)
     train = pd.concat([splits["steplaw"][0], splits["marin"][0]], ignore_index=True)
     subset = train.sample(frac=fraction, random_state=0)
@@ -182,6 +184,8 @@ def epoch_seconds(serialization: str, mixed_precision: str, fraction: float, sha
             **config.model_dump(),
             "serialization": serialization,
             "mixed_precision": mixed_precision,
+            "members": 1,
+            "calibrate_extrapolation": False,
             "stage1": {**config.stage1.model_dump(), "epochs": 1},
             "stage2": {**config.stage2.model_dump(), "epochs": 1},
         }
