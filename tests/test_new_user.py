@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ncpl import predictors
 from ncpl.cli import app
+from ncpl.regressor.precision import resolve
 from ncpl.store import read_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,6 +294,8 @@ def test_readme_quickstart_runs_on_the_examples_before_the_benchmarks(tiny_ncpl,
     ):
         code, out = invoke(*args)
         assert code == 0 and "error" not in out, (args[0], out)
+        if args[0] == "score":
+            assert f"scoring in {resolve('auto')}" in out  # the dtype `auto` chose on this CPU
 
 
 # --- 6. the small things --------------------------------------------------------------------------

@@ -115,14 +115,15 @@ def score(
     from ncpl import predictors
     from ncpl.flat import CONFIG_PREFIXES
     from ncpl.predictors.coverage import OUTSIDE
-    from ncpl.regressor.precision import DTYPES, set_inference_dtype
+    from ncpl.regressor.precision import DTYPES, resolve, set_inference_dtype
     from ncpl.scoring import merge_parts, parts_folder, process_state, score_file, sweep_rows
 
     if dtype not in DTYPES:
         fail(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     state = process_state()
-    columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     model = set_inference_dtype(predictors.load_predictor(model_dir), dtype)
+    label = f"scoring in {resolve(dtype, state.device)}" if hasattr(model, "inference_dtype") else "scoring"
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     total = sweep_rows(sweep)
     if state.is_main_process:  # one process clears an earlier run's parts before any scores
         parts_folder(output, resume, sweep, batch_size)
