@@ -5,8 +5,8 @@ the training time per epoch of the CPU default with each serialization.
                                     [--model runs/bench/cpu-compact/model] [--train-fraction 0.1] [--skip scoring,...]
 
 - scoring: each (backbone, dtype) runs in its own process (a clean peak RSS). configs/s of `predict` on a sweep of
-  real StepLaw + Marin configs with an untrained model of the CPU default's members (a zero-epoch schedule:
-  throughput does not depend on the weights; every member runs every config); tokens per config as serialized, and
+  real StepLaw + Marin configs with an untrained model of the CPU default's members and eval batch (a zero-epoch
+  schedule: throughput does not depend on the weights; every member runs every config); tokens per config as serialized, and
   as run through a member's backbone (padding in, a decoder's shared prefix once a batch); achieved GFLOP/s = 2 x the
   backbone's non-embedding parameters x tokens run by all members / s; a matmul's GFLOP/s
   in the same dtype, measured in the same process just before (int8: a dynamically quantized Linear); their ratio.
@@ -97,7 +97,6 @@ def score_one(backbone: str, dtype: str, n: int, shared: Path, members: int | No
         {
             **TrainConfig.from_yaml(CPU_DEFAULT).model_dump(),
             "backbone": backbone,
-            "eval_batch_size": 256,
             **({"members": members} if members else {}),
             "stage1": {"epochs": 0, "lr": 1e-3},
             "stage2": {"epochs": 0, "lr": 1e-5},
@@ -122,6 +121,7 @@ def score_one(backbone: str, dtype: str, n: int, shared: Path, members: int | No
         "backbone": backbone,
         "dtype": dtype,
         "configs_per_s": round(n / seconds, 1),
+        "batch": model.config.eval_batch_size,
         "tokens_per_config": round(float(tokens), 1),
         "members": members,
         "tokens_run_per_config": round(sum(tokens_run) / n / members, 1),
@@ -263,7 +263,7 @@ def main() -> None:
             print(rows[-1], flush=True)
         results["scoring"] = rows
         sections.append(
-            f"Scoring {args.n} StepLaw + Marin configs (`predict`, batch 256, compact serialization; load "
+            f"Scoring {args.n} StepLaw + Marin configs (`predict` at configs/cpu.yaml's batch, compact serialization; load "
             f"average 1/5/15 min before / after each row):\n\n{markdown_table(rows)}"
         )
     if args.model and "precision" not in skip:
