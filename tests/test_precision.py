@@ -84,3 +84,15 @@ def test_reduced_precision_predicts_close_to_fp32_and_leaves_the_model_alone(mod
     if dtype == "bf16":
         assert next(low_network.backbone.parameters()).dtype == torch.bfloat16
         assert low_network.head.weight.dtype == torch.float32
+
+
+def test_auto_mixed_precision_is_refused_where_launched_cpu_processes_could_disagree(monkeypatch):
+    from ncpl.regressor.trainer import _mixed_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="mixed_precision: auto .* set mixed_precision to bf16 or no"):
+        _mixed_precision("auto")
+    assert _mixed_precision("no") == "no" and _mixed_precision("bf16") == "bf16"  # explicit settings are kept
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert _mixed_precision("auto") == ("bf16" if resolve("auto") == "bf16" else "no")  # one process: measured

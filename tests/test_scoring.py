@@ -118,9 +118,26 @@ def test_predict_command_and_python_api(sweep, model_dir, tmp_path):
     assert result.exit_code == 2 and "data" in result.output and "required" in result.output
 
 
-def test_two_processes_score_like_one(sweep, model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def ncpl_dir(sweep, tmp_path_factory):
+    """An untrained tiny NCPL: its `auto` dtype is settled once for every rank."""
+    from ncpl.regressor.predictor import NCPL
+    from ncpl.regressor.train_config import TrainConfig
+
+    directory = tmp_path_factory.mktemp("ncpl")
+    config = TrainConfig(
+        backbone="tiny-encoder", members=1, stage1={"epochs": 0, "lr": 1e-3}, stage2={"epochs": 0, "lr": 1e-3}
+    )
+    NCPL(config).fit(sweep[~sweep["diverged"]]).save(directory)
+    return directory
+
+
+@pytest.mark.parametrize("kind", ["xgboost-residual", "ncpl"])
+def test_two_processes_score_like_one(sweep, model_dir, ncpl_dir, kind, tmp_path):
     """Under accelerate launch the ranks score alternate chunks; the merged file is the single-process one."""
     from processes import launch_two_cpu_processes
+
+    model_dir = ncpl_dir if kind == "ncpl" else model_dir
 
     sweep.to_parquet(tmp_path / "sweep.parquet", index=False)
     args = [

@@ -13,7 +13,7 @@
   than fp32; benchmarks/results/throughput.md).
 - ``fp32``: the network as trained.
 
-Only the CPU is touched: on a GPU (or under accelerate) the network runs as loaded, whatever is asked.
+Only a network on the CPU is touched: one on a GPU runs as loaded, whatever is asked.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 DTYPES = ("auto", "fp32", "bf16", "int8")
-# A margin, so that `auto` does not flip between runs where the two rates are close: AMX measured 4.3x, a Xeon with
-# AVX512_BF16 alone 0.5x (benchmarks/results/throughput.md).
+# A margin, so that `auto` does not flip between runs where the two rates are close: AMX ran a 1024^3 bf16 matmul 4.3x
+# faster than fp32 (benchmarks/throughput.py), a Xeon with AVX512_BF16 alone 0.52-0.61x in this probe.
 BF16_MIN_SPEEDUP = 1.25
 
 
@@ -75,10 +75,14 @@ def _cpuinfo_flags() -> set[str]:
     return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.partition(":")[2].split()}
 
 
+PROBE_SIZE, PROBE_REPEATS = 512, 8
+
+
 @functools.cache
-def bf16_matmul_speedup(size: int = 512, repeats: int = 8) -> float:
-    """How many times faster than fp32 this process multiplies size x size matrices in bf16 (best of `repeats`
+def bf16_matmul_speedup() -> float:
+    """How many times faster than fp32 this process multiplies PROBE_SIZE^2 matrices in bf16 (best of PROBE_REPEATS
     each; measured once a process, 0.05 s on a Xeon without AMX)."""
+    size, repeats = PROBE_SIZE, PROBE_REPEATS
 
     def best_seconds(dtype: torch.dtype) -> float:
         generator = torch.Generator().manual_seed(0)

@@ -301,10 +301,13 @@ class NCPL(Predictor):
                 out[k, rows] = network(**{key: batch[key].to(device) for key in MODEL_INPUTS}).float().cpu().numpy()
         return out
 
+    def resolved_dtype(self) -> str:
+        """The dtype the networks run in: `inference_dtype` resolved for the device they are on."""
+        return resolve(self.inference_dtype, next(self.networks_[0].parameters()).device)
+
     def _inference_networks(self) -> list[torch.nn.Module]:
-        """The members in `inference_dtype` (resolved for the device they are on); reduced-precision copies are made
-        once and kept."""
-        dtype = resolve(self.inference_dtype, next(self.networks_[0].parameters()).device)
+        """The members in `resolved_dtype()`; reduced-precision copies are made once and kept."""
+        dtype = self.resolved_dtype()
         if dtype == "fp32":
             return self.networks_
         if dtype not in self._low_precision:

@@ -52,6 +52,11 @@ def _mixed_precision(setting: str) -> str:
         return setting
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            "mixed_precision: auto decides on a CPU by timing a bf16 matmul in each process, and launched processes "
+            "could decide differently; set mixed_precision to bf16 or no"
+        )
     return "bf16" if bf16_pays() else "no"
 
 
