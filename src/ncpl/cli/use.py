@@ -115,17 +115,15 @@ def score(
     from ncpl import predictors
     from ncpl.flat import CONFIG_PREFIXES
     from ncpl.predictors.coverage import OUTSIDE
-    from ncpl.regressor.precision import DTYPES, set_inference_dtype
+    from ncpl.regressor.precision import DTYPES, resolved_dtype, set_inference_dtype
     from ncpl.scoring import merge_parts, parts_folder, process_state, score_file, sweep_rows
 
     if dtype not in DTYPES:
         fail(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     state = process_state()
     model = set_inference_dtype(predictors.load_predictor(model_dir), dtype)
-    label = "scoring"
-    networks = [m for m in [model, *getattr(model, "members", [])] if hasattr(m, "resolved_dtype")]
-    if networks:
-        chosen = networks[0].resolved_dtype()
+    label, chosen = "scoring", resolved_dtype(model)
+    if chosen:
         if state.num_processes > 1:  # `auto` times a matmul in each process: every rank scores in the main one's choice
             from accelerate.utils import broadcast_object_list
 

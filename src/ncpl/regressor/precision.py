@@ -124,12 +124,22 @@ def resolve(
     return dtype
 
 
+def _with_dtype(model: object) -> list:
+    """The predictors of a loaded model that have an `inference_dtype` (NCPL): itself, or an ensemble's members."""
+    return [predictor for predictor in [model, *getattr(model, "members", [])] if hasattr(predictor, "inference_dtype")]
+
+
 def set_inference_dtype(model: object, dtype: str) -> object:
     """Set `inference_dtype` on a loaded predictor and on every member of an ensemble that has one (NCPL)."""
-    for predictor in [model, *getattr(model, "members", [])]:
-        if hasattr(predictor, "inference_dtype"):
-            predictor.inference_dtype = dtype
+    for predictor in _with_dtype(model):
+        predictor.inference_dtype = dtype
     return model
+
+
+def resolved_dtype(model: object) -> str | None:
+    """The dtype a loaded model's networks run in (`NCPL.resolved_dtype`); None for a model without networks."""
+    networks = _with_dtype(model)
+    return networks[0].resolved_dtype() if networks else None
 
 
 def for_inference(network: nn.Module, dtype: str) -> nn.Module:
