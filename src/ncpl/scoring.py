@@ -24,6 +24,7 @@ import yaml
 from ncpl.atomic import atomic_path
 from ncpl.errors import ConfigError, DataError, NcplError
 from ncpl.flat import CONFIG_PREFIXES, RECORD_COLUMNS
+from ncpl.launch import require_joined
 from ncpl.predictors import Predictor
 from ncpl.schema import RunConfig, config_from_flat, config_to_flat, known_fields
 from ncpl.store import unreadable_parquet
@@ -146,13 +147,7 @@ def process_state():
     from accelerate import PartialState
 
     state = PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"))
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != state.num_processes:
-        raise ConfigError(
-            f"launched {launched} processes (WORLD_SIZE) but accelerate joined {state.num_processes}: "
-            "each would score the whole sweep. On CPUs launch with "
-            "`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N`"
-        )
+    require_joined(state.num_processes, "each would score the whole sweep")
     return state
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 
 from ncpl.atomic import atomic_path
 from ncpl.errors import ConfigError
+from ncpl.launch import launched_processes, require_joined
 from ncpl.regressor.dataset import MODEL_INPUTS, Collator, Example
 from ncpl.regressor.heartbeat import Heartbeat
 from ncpl.regressor.network import NCPLNetwork, loss_terms
@@ -52,7 +52,7 @@ def _mixed_precision(setting: str) -> str:
         return setting
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_processes() > 1:
         raise ConfigError(
             "mixed_precision: auto decides on a CPU by timing a bf16 matmul in each process, and launched processes "
             "could decide differently; set mixed_precision to bf16 or no"
@@ -91,15 +91,8 @@ class Trainer:
             # processes would run the schedule (counted in optimizer steps) N times too fast
             step_scheduler_with_optimizer=False,
         )
-        launched = int(os.environ.get("WORLD_SIZE", "1"))
-        if launched != self.accelerator.num_processes:
-            # accelerate 1.15 joins processes only on GPU-like devices unless told ACCELERATE_USE_CPU (and sets up
-            # FSDP only on GPUs): launched on CPUs by torchrun, each process would train alone on all the data
-            raise ConfigError(
-                f"launched {launched} processes (WORLD_SIZE) but accelerate joined {self.accelerator.num_processes} "
-                f"({self.accelerator.distributed_type}): each would train alone. On CPUs accelerate runs no FSDP: "
-                "launch DDP over gloo with `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N`"
-            )
+        # accelerate 1.15 joins CPU processes only when told ACCELERATE_USE_CPU, and sets up FSDP only on GPUs
+        require_joined(self.accelerator.num_processes, "each would train alone on all the data")
         self.progress_path = self.work_dir / "checkpoint" / "progress.json"
         self.best_path = self.work_dir / "checkpoint" / "best.safetensors"
         self.log_path = self.work_dir / "train_log.jsonl"
