@@ -11,6 +11,9 @@ import pytest
 
 from ncpl import predictors
 from ncpl.errors import ConfigError, DataError, ModelDirError, NcplError, NotFittedError
+from ncpl.launch import require_joined
+from ncpl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScheduleCurve, ScheduleLaw
+from ncpl.laws.temporal import PowerLaw, TemporalLaw
 from ncpl.predictors.chinchilla import ChinchillaLaw
 from ncpl.predictors.hparam_law import residual_law
 
@@ -32,6 +35,25 @@ def test_every_registered_predictor_refuses_to_predict_unfitted(name):
     for call in (lambda: model.predict([CANDIDATE]), lambda: model.predict_details([CANDIDATE])):
         with pytest.raises(NotFittedError, match="not fitted"):
             call()
+
+
+@pytest.mark.parametrize("law", [MultiPowerLaw(), AnnealingLaw(), TemporalLaw(), PowerLaw()], ids=lambda law: law.name)
+def test_every_curve_law_refuses_to_predict_unfitted(law):
+    """Before: an unfitted law predicted from placeholder parameters (zeros) as if fitted."""
+    curve = ScheduleCurve(np.full(100, 3e-4), np.array([10, 50]), np.array([4.0, 3.5]), "made-up")  # not a run
+    with pytest.raises(NotFittedError, match=f"this {law.name} law is not fitted"):
+        law.predict(curve) if isinstance(law, ScheduleLaw) else law.predict([1e9, 2e9])
+
+
+def test_a_launch_accelerate_did_not_join_is_refused_with_the_fix(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"launched 2 processes \(WORLD_SIZE\) but accelerate joined 1: each would"):
+        require_joined(1, "each would score the whole sweep")
+    with pytest.raises(ConfigError, match="ACCELERATE_USE_CPU=true accelerate launch --multi_gpu"):
+        require_joined(1, "each would score the whole sweep")
+    require_joined(2, "each would score the whole sweep")  # joined: nothing to refuse
+    monkeypatch.delenv("WORLD_SIZE")
+    require_joined(1, "each would score the whole sweep")  # not launched: one process
 
 
 def test_residual_law_refuses_an_unknown_name():

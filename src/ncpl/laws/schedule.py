@@ -33,7 +33,7 @@ import numpy as np
 from scipy.optimize import nnls
 from scipy.signal import lfilter
 
-from ncpl.errors import ConfigError
+from ncpl.errors import ConfigError, NotFittedError
 from ncpl.laws.fitting import robust_fit
 from ncpl.schedules import run_lrs
 
@@ -94,11 +94,6 @@ class ScheduleLaw:
     lower: tuple[float, ...] = ()
     upper: tuple[float, ...] = ()
 
-    def __init__(self) -> None:
-        self.lr_scale_ = 1.0
-        self.step_scale_ = 1.0
-        self.params_ = np.zeros(len(self.param_names))
-
     def _features(self, curve: ScheduleCurve, steps: np.ndarray) -> dict:
         raise NotImplementedError
 
@@ -154,6 +149,8 @@ class ScheduleLaw:
 
     def predict(self, curve: ScheduleCurve, steps=None) -> np.ndarray:
         """The loss at `steps` (default: every step from 1 to the curve's horizon)."""
+        if not hasattr(self, "params_"):
+            raise NotFittedError(f"this {self.name} law is not fitted: call fit() with measured curves first")
         steps = np.arange(1, len(curve.lrs)) if steps is None else np.asarray(steps, int)
         # in chunks: the Multi-Power sum keeps every lr change between two asked-for steps apart, so one dense
         # grid of steps at once would hold a steps x changes matrix
@@ -228,7 +225,6 @@ class MultiPowerLaw(ScheduleLaw):
         drop_from: MultiPowerLaw | None = None,
         keep_alpha: bool = False,
     ) -> None:
-        super().__init__()
         if keep_alpha and drop_from is None:
             raise ConfigError(
                 "keep_alpha=True needs drop_from=<a fitted MultiPowerLaw>, whose alpha it keeps; pass one or drop keep_alpha"
@@ -300,7 +296,6 @@ class AnnealingLaw(ScheduleLaw):
     upper = (np.inf, 12.0, 3.0, 12.0)
 
     def __init__(self, decay: float = 0.999) -> None:
-        super().__init__()
         self.decay = decay
 
     def _features(self, curve, steps):

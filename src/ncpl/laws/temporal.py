@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
-from ncpl.errors import ConfigError
+from ncpl.errors import ConfigError, NotFittedError
 from ncpl.laws.fitting import robust_fit
 from ncpl.laws.schedule_io import read_columns
 
@@ -88,11 +88,6 @@ class CurveLaw:
     lower: tuple[float, ...] = ()
     upper: tuple[float, ...] = ()
 
-    def __init__(self) -> None:
-        self.t_ref_ = 1.0
-        self.theta_ = np.zeros(len(self.theta_names))
-        self.coef_ = np.zeros(len(self.coef_names))
-
     @property
     def min_points(self) -> int:
         return len(self.theta_names) + len(self.coef_names) + 1
@@ -129,6 +124,8 @@ class CurveLaw:
         return self
 
     def predict(self, tokens) -> np.ndarray:
+        if not hasattr(self, "coef_"):
+            raise NotFittedError(f"this {self.name} law is not fitted: call fit() with a measured curve first")
         return self._value(np.asarray(tokens, float) / self.t_ref_, self.theta_, self.coef_)
 
     @property
@@ -168,7 +165,6 @@ class TemporalLaw(CurveLaw):
     lower, upper = (-7.0, 0.0, 0.01), (3.0, 4.0, 1.5)
 
     def __init__(self, seq_len: int = 2048, context_free_loss: float = 8.0) -> None:
-        super().__init__()
         self.seq_len, self.context_free_loss = seq_len, context_free_loss
 
     def terms(self, x, theta):
