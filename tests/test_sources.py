@@ -120,11 +120,18 @@ def test_misfitting_curves(shared):
     path = shared / "misfitting/scaling_results.csv"
     result = import_runs("misfitting", [path])
     raw = pd.read_csv(path)
-    assert result.rows_kept == len(raw) == 4652
-    assert len(result.records) == raw.groupby(["model", "total_steps", "peak_lr", "sweep"]).ngroups == 235
+    assert raw.groupby(["model", "total_steps", "peak_lr", "sweep"]).ngroups == 235  # keys; 258 runs in them
+    assert len(result.records) == 234 and result.rows_read == len(raw) == 4652
+    assert result.skipped == {"a copy: every loss is another run's checkpoint, to the last bit": 42}  # 24 runs
     for record in result.records:
         assert record.curve.tokens[-1] >= 0.99 * record.config.data.tokens  # each curve reaches the end of its run
         assert record.final_loss == record.curve.loss[-1]
+    # one key, three runs in the file, two of them copies of the third's last two checkpoints: before, one curve
+    # spliced from all four (5.93 at 128 steps overwritten by a copy's 4.34, the end a copy's 4.296)
+    key = "misfitting/misfitting_17m/steps750/lr0.004/2024_11_10-23_08_29_sweep_test"
+    (run,) = [r for r in result.records if r.run_id.startswith(key)]
+    assert run.run_id == key + "/run3" and len(run.curve.loss) == 6
+    assert run.curve.loss[0] == pytest.approx(5.9315, abs=1e-4) and run.final_loss == pytest.approx(4.1639, abs=1e-4)
 
 
 def test_epoch(shared):

@@ -1,7 +1,10 @@
 """(Mis)Fitting open_lm runs (`scaling_results.csv`): C4 eval-loss checkpoints grouped into curves.
 
-One curve is one (model, total_steps, peak_lr, sweep): ``train_tokens`` in this file is the tokens
-seen at the checkpoint (it equals ``D``), not the run's budget, so it cannot key a run. Shapes come
+One curve is one run of a (model, total_steps, peak_lr, sweep): ``train_tokens`` in this file is the tokens
+seen at the checkpoint (it equals ``D``), not the run's budget, so it cannot key a run; and a key can hold several
+runs one after the other in the file (reruns, or the same budget checkpointed 2 or 6 times), so a run ends where
+``current_steps`` stops growing. Such runs get ``/run1``, ``/run2``, ... in their id, in file order; a run all of
+whose losses are other runs' checkpoints is a copy and skipped (counted). Shapes come
 from `model_configs/<model>.json` beside the file; batches are 512 sequences of 2048 tokens.
 The schedule is not in the file: cosine over ``total_steps`` after 50 warmup steps, to 0.1 x the peak
 lr, as the repository's sweep sets it (hadasah/scaling_laws @ 1f3708c, open_lm/constants/slurm_constants.py:
@@ -15,11 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ncpl.errors import DataError
 from ncpl.schema import RunRecord
-from ncpl.sources import Row, column
+from ncpl.sources import Row, Skip, column
 from ncpl.sources._curves import curve_points
 from ncpl.sources.gadre_grid import swiglu_hidden
 from ncpl.validation import validate
@@ -33,7 +37,7 @@ def load_shapes(path: Path) -> dict[str, dict[str, Any]]:
     return {file.stem: json.loads(file.read_text()) for file in sorted((path.parent / "model_configs").glob("*.json"))}
 
 
-def record(group: pd.DataFrame, shapes: dict[str, dict[str, Any]]) -> RunRecord:
+def record(group: pd.DataFrame, shapes: dict[str, dict[str, Any]], number: int | None = None) -> RunRecord:
     rows = group.to_dict("records")
     first = rows[0]
     model = str(column(first, "model"))
@@ -68,7 +72,9 @@ def record(group: pd.DataFrame, shapes: dict[str, dict[str, Any]]) -> RunRecord:
         },
         "batch": {"sequences": SEQUENCES, "tokens": SEQUENCES * SEQ_LEN},
     }
-    run_id = f"misfitting/{model}/steps{total_steps}/lr{first['peak_lr']:g}/{first['sweep']}"
+    run_id = f"misfitting/{model}/steps{total_steps}/lr{first['peak_lr']:g}/{first['sweep']}" + (
+        f"/run{number}" if number else ""
+    )
     return validate(
         RunRecord,
         {
@@ -84,11 +90,27 @@ def record(group: pd.DataFrame, shapes: dict[str, dict[str, Any]]) -> RunRecord:
 
 def rows(path: Path) -> Iterator[Row]:
     frame = pd.read_csv(path)
-    missing = [key for key in RUN_KEY + ["D", "loss"] if key not in frame.columns]
+    missing = [key for key in RUN_KEY + ["D", "loss", "current_steps"] if key not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing columns {missing}")
     shapes = load_shapes(path)
     frame["_line"] = frame.index + 2
+    runs = []  # (key, number within the key or None, the run's rows)
     for key, group in frame.groupby(RUN_KEY, sort=False):
-        where = f"{path}:{group['_line'].min()}-{group['_line'].max()} (run {'/'.join(map(str, key))})"
-        yield Row(where, len(group), lambda group=group: record(group, shapes))
+        steps = group["current_steps"].to_numpy()
+        run = np.r_[0, np.cumsum(steps[1:] <= steps[:-1])]  # a new run where the steps stop growing
+        runs += [(key, number + 1 if run[-1] else None, part) for number, part in group.groupby(run, sort=False)]
+    owners: dict[float, set[int]] = {}  # loss -> the runs that measured it
+    for i, (_, _, part) in enumerate(runs):
+        for loss in part["loss"]:
+            owners.setdefault(loss, set()).add(i)
+    for i, (key, number, part) in enumerate(runs):
+        where = f"{path}:{part['_line'].min()}-{part['_line'].max()} (run {'/'.join(map(str, key))})"
+        # every loss another run's checkpoint to the last bit: a copy whose labels, even its lr, cannot be trusted
+        # (24 runs of misfitting_17m's 2024_11_10 sweep; steps200/lr0.004 repeats steps200/lr0.002's losses, say)
+        copy = all(owners[loss] - {i} for loss in part["loss"])
+        yield Row(where, len(part), _copy if copy else lambda part=part, number=number: record(part, shapes, number))
+
+
+def _copy() -> RunRecord:
+    raise Skip("a copy: every loss is another run's checkpoint, to the last bit")
