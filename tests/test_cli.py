@@ -70,6 +70,9 @@ def test_errors_are_reported_not_raised(tmp_path):
     assert code == 2 and "file not found" in out
     code, out = invoke("fit", "chinchilla", "--train", tmp_path / "missing.parquet", "-o", tmp_path / "law")
     assert code == 2 and "not found" in out
+    (tmp_path / "ood.txt").write_text("multipower/25M/typo\n")
+    code, out = invoke("data", "split", "data/multipower.parquet", "--ood-runs", tmp_path / "ood.txt", "-o", tmp_path)
+    assert code == 2 and "--ood-runs: 1 ids match no run (multipower/25M/typo)" in out, out
 
 
 def test_eval_command(shared, tmp_path):

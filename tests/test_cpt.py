@@ -90,3 +90,20 @@ def test_cli(csv, tmp_path):
     assert floor.exit_code == 2 and "--loss" in floor.output and f"E = {out['laws']['loss']['E']:.4f}" in floor.output
     missing = runner.invoke(app, args)
     assert missing.exit_code == 2 and "--laws" in missing.output
+
+
+def test_cli_names_a_laws_csv_it_cannot_parse(tmp_path):
+    (tmp_path / "dense.csv").write_text("h,lr,bs\n960,3e-4,736\n1,2,3,4,5\n")
+    args = [
+        "cpt",
+        "--loss",
+        "2.45",
+        "--params",
+        "430M",
+        "--planned-tokens",
+        "20B",
+        "--laws",
+        str(tmp_path / "dense.csv"),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and f"--laws: {tmp_path / 'dense.csv'}: cannot parse the file" in result.output

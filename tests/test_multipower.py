@@ -39,3 +39,11 @@ def test_unknown_schedule_file_is_named(tmp_path):
     pd.DataFrame({"step": [1, 2], "lr": [1e-4, 1e-4], "loss": [4.0, 3.9]}).to_csv(folder / "sqrt_100.csv", index=False)
     with pytest.raises(ImportFailed, match="sqrt_100.csv: file name 'sqrt_100'"):
         import_runs("multipower", [folder])
+
+
+def test_a_blank_lr_is_named(tmp_path):
+    folder = tmp_path / "csv_25"
+    folder.mkdir()
+    (folder / "constant_24000.csv").write_text("step,lr,loss\n2160,0.0003,4.11\n2288,,4.03\n")
+    with pytest.raises(ImportFailed, match="constant_24000.csv: lr: nan at line 3"):
+        import_runs("multipower", [folder])

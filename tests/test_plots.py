@@ -10,11 +10,20 @@ from typer.testing import CliRunner
 
 from ncpl import predictors
 from ncpl.cli import app
+from ncpl.errors import ConfigError
 from ncpl.plots import training_curves
 from ncpl.schema import RunRecord, save
 from ncpl.sources import import_runs
 from ncpl.store import to_frame, write_runs
-from ncpl.tuning import Dimension, landscape, runs_at, score_suggestions, transfer_suggestion, tune
+from ncpl.tuning import (
+    Dimension,
+    landscape,
+    runs_at,
+    score_suggestions,
+    transfer_suggestion,
+    tune,
+    tune_with_suggestions,
+)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +145,11 @@ def test_tune_command_plots_and_scores_the_transfer(steplaw, tmp_path):
     assert result.exit_code == 2 and "--transfer-from: model.d_model missing" in result.output
     result = CliRunner().invoke(app, [*args, "--runs", str(directory / "runs.parquet")])
     assert result.exit_code == 2 and "--plot" in result.output
+
+
+def test_a_plot_suffix_matplotlib_cannot_write_is_refused_before_the_search(tmp_path):
+    with pytest.raises(ConfigError, match="plot: .*land.xyz: cannot write a figure as 'xyz'"):
+        tune_with_suggestions(None, None, [], plot=tmp_path / "land.xyz")  # refused before the model is used
 
 
 def test_training_curves_from_a_log(tmp_path):

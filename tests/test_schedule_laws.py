@@ -84,6 +84,8 @@ def test_bad_schedule_curves_are_named(tmp_path):
         read_schedule_curve(path)
     with pytest.raises(ConfigError, match="has 4 parameters"):
         AnnealingLaw().fit([ScheduleCurve([0.0, 1.0, 1.0], [1, 2], [3.0, 2.9])])
+    with pytest.raises(ConfigError, match="a loss at step 0; .* leave the loss of step 0, the initialisation, empty"):
+        ScheduleCurve([0.0, 1.0, 1.0], [0, 2], [3.0, 2.9])
 
 
 def write_curve(path, curve, horizon, measured_until):
@@ -127,6 +129,8 @@ def test_cli_schedule_errors(curves, tmp_path):
     assert code == 2 and "--law: got 'cubic'" in out
     code, out = invoke("extrapolate", target, "--fit-on", tmp_path / "none.csv")
     assert code == 2 and "none.csv: curve file not found" in out
+    code, out = invoke("extrapolate", target, "--plot", tmp_path / "f.xyz")
+    assert code == 2 and "--plot:" in out and "cannot write a figure as 'xyz'" in out and ".png" in out, out
 
 
 def test_drop_constants_carry_over_to_a_prefix_fit(curves):

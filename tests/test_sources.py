@@ -181,6 +181,21 @@ def test_a_file_the_importer_cannot_read_is_a_data_error_naming_it(tmp_path):
         assert str(tmp_path / name) in str(raised.value) or name.startswith("marin")
 
 
+def test_a_file_that_cannot_be_parsed_is_an_import_error_naming_it(tmp_path):
+    """Small files written here: a CSV row with more fields than the header, an empty CSV, truncated JSON."""
+    (tmp_path / "dense.csv").write_text("h,lr,bs\n960,3e-4,736\n1,2,3,4,5\n")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "grid.json").write_text('{"a": 1,\n')
+    for source, name, message in (
+        ("steplaw", "dense.csv", "Expected 3 fields in line 3, saw 5"),
+        ("epoch", "empty.csv", "No columns to parse"),
+        ("gadre-grid", "grid.json", "Expecting property name"),
+    ):
+        with pytest.raises(ImportFailed, match=message) as raised:
+            import_runs(source, [tmp_path / name])
+        assert str(raised.value).startswith(f"{tmp_path / name}: cannot parse the file")
+
+
 def test_table_round_trip_through_csv(shared, tmp_path):
     from ncpl.store import to_frame
 

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ncpl.errors import ConfigError
 from ncpl.sources import import_runs
 from ncpl.splits import split_runs
 from ncpl.store import read_runs, to_records, write_runs
@@ -49,6 +50,14 @@ def test_splits_disjoint_deterministic_and_per_source(shared, marin):
     assert set(other.id["run_id"]) != ids[1]
     explicit = split_runs(frame, id_frac=0.0, ood_runs=[frame["run_id"][0]], id_runs=[frame["run_id"][1]])
     assert list(explicit.ood["run_id"]) == [frame["run_id"][0]] and list(explicit.id["run_id"]) == [frame["run_id"][1]]
+
+
+def test_ids_that_match_no_run_are_refused():
+    frame = pd.DataFrame({"run_id": ["a/1", "a/2", "a/3"], "source": "a"})
+    with pytest.raises(ConfigError, match=r"ood_runs: 7 ids match no run \(b/0, b/1, b/2, b/3, b/4, \.\.\.\)"):
+        split_runs(frame, ood_runs=["a/1", *(f"b/{i}" for i in range(7))])
+    with pytest.raises(ConfigError, match=r"id_runs: 1 ids match no run \(a/9\).*run_id"):
+        split_runs(frame, id_runs=["a/9"])
 
 
 def test_validation_split_largest_takes_each_sources_largest_size(shared):

@@ -83,3 +83,12 @@ def test_cli_bad_input(tmp_path):
     assert code == 2 and "missing.csv" in out and "not found" in out
     code, out = invoke("extrapolate", holes, "--until", "1e10", "--law", "cubic")
     assert code == 2 and "--law" in out
+
+
+def test_cli_missing_curve_files_are_named(tmp_path):
+    code, out = invoke("extrapolate", tmp_path / "missing.csv")
+    assert code == 2 and f"curve: {tmp_path / 'missing.csv'}: curve file not found" in out, out
+    prefix = tmp_path / "prefix.csv"
+    prefix.write_text("tokens,loss\n1e9,4\n2e9,3.9\n")
+    code, out = invoke("extrapolate", prefix, "--fit-on", tmp_path / "other.csv")
+    assert code == 2 and f"--fit-on: {tmp_path / 'other.csv'}: curve file not found" in out, out

@@ -52,6 +52,16 @@ def test_identity_and_limits():
         TransferConfig(**{**BASE, "alpha": 0.2})
 
 
+def test_targets_must_be_positive(tmp_path):
+    for target in ({"width": -3}, {"width": 0}, {"batch": -1}, {"tokens": float("nan")}):
+        (name,) = target
+        with pytest.raises(ConfigError, match=f"^{name}: got"):
+            transfer(TransferConfig(**BASE), **target)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    result = CliRunner().invoke(app, ["transfer", str(tmp_path / "base.yaml"), "--width", "0"])
+    assert result.exit_code == 2 and "--width: got 0.0, expected a number > 0" in result.output
+
+
 def test_transfer_command(tmp_path):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
     result = CliRunner().invoke(app, ["transfer", str(tmp_path / "base.yaml"), "--width", "512", "--json"])

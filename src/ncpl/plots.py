@@ -12,14 +12,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ncpl.atomic import atomic_path
 from ncpl.columns import usable
+from ncpl.errors import ConfigError
 
 MARKERS = ("*", "D", "^", "s", "P")
+
+
+def figure_format(path: str | Path) -> str:
+    """The format a figure is written to `path` in: its suffix, PNG without one. A suffix matplotlib cannot write is
+    refused naming `plot`; a command checks its plot path with it before the work that draws the figure."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in formats:
+        raise ConfigError(f"plot: {path}: cannot write a figure as {fmt!r}; end the path in .{', .'.join(formats)}")
+    return fmt
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
@@ -27,7 +39,7 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     path = Path(path)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=dpi, format=figure_format(path))
     return path
 
 

@@ -46,6 +46,13 @@ def split_runs(
         raise DataError(
             f"run_id: duplicated ids, e.g. {frame['run_id'][frame['run_id'].duplicated()].iloc[:3].tolist()}"
         )
+    for name, ids in (("ood_runs", ood_runs), ("id_runs", id_runs)):
+        unknown = sorted(set(ids or ()) - set(frame["run_id"]))
+        if unknown:
+            raise ConfigError(
+                f"{name}: {len(unknown)} ids match no run ({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}); "
+                "give ids from the runs' run_id column (list them with pandas.read_parquet(FILE)['run_id'])"
+            )
     ood = pd.Series(False, index=frame.index)
     if ood_min_params is not None:
         ood |= frame["model.n_params"] >= ood_min_params

@@ -348,6 +348,10 @@ def tune_with_suggestions(
     of the predicted loss over lr x batch through the best pick, `runs` of that slice drawn on it."""
     if runs is not None and plot is None:
         raise ConfigError("runs: only drawn on the landscape plot; give plot too")
+    if plot is not None:
+        from ncpl.plots import figure_format, loss_landscape
+
+        figure_format(plot)  # before the search, not after it
     fixed = {ALIASES.get(f, f) for f in fix}
     unknown = fixed - set(ALIASES.values())
     if unknown:
@@ -368,8 +372,6 @@ def tune_with_suggestions(
         pd.DataFrame([{**config_to_flat(base), **best.iloc[0].to_dict()}]),
     )
     if plot is not None:
-        from ncpl.plots import loss_landscape
-
         lr_axis, batch_axis, loss, at = landscape(model, base, space, best.iloc[0], flops=flops)
         result.slice_at, result.drawn = at, runs_at(runs, at) if runs is not None else None
         on_slice = {**suggestions, "StepLaw law": steplaw_suggestion(at)}  # scored on the plotted slice, as the map is

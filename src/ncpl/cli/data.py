@@ -114,7 +114,7 @@ def data_split(
 
     runs = read_runs(*paths)
     ids = ood_runs.read_text().split() if ood_runs else None
-    with as_flags(id_frac="--id-frac", id_runs="--ood-runs"):
+    with as_flags(id_frac="--id-frac", ood_runs="--ood-runs"):
         split = split_runs(
             runs, id_frac=id_frac, seed=seed, ood_min_params=ood_min_params, ood_min_flops=ood_min_flops, ood_runs=ids
         )

@@ -36,7 +36,8 @@ def transfer(
     from ncpl.laws.transfer import TransferConfig
     from ncpl.laws.transfer import transfer as transfer_to
 
-    result = transfer_to(TransferConfig.from_yaml(base), width=width, depth=depth, batch=batch, tokens=tokens)
+    with as_flags(width="--width", depth="--depth", batch="--batch", tokens="--tokens"):
+        result = transfer_to(TransferConfig.from_yaml(base), width=width, depth=depth, batch=batch, tokens=tokens)
     if as_json:
         print(json.dumps(result))
         return
@@ -113,10 +114,14 @@ def cpt(
 
 
 def _has_lr_column(path: Path) -> bool:
-    """A schedule curve (columns step, lr, loss) rather than a tokens/loss prefix."""
-    if not path.exists() or path.suffix != ".csv":
+    """A schedule curve (columns step, lr, loss) rather than a tokens/loss prefix; a CSV pandas cannot read (an
+    empty file) is neither, and reading it as a prefix says why."""
+    if path.suffix != ".csv":
         return False
-    return "lr" in pd.read_csv(path, nrows=0).columns
+    try:
+        return "lr" in pd.read_csv(path, nrows=0).columns
+    except ValueError:
+        return False
 
 
 def extrapolate(
@@ -165,7 +170,14 @@ def extrapolate(
     ] = None,
 ) -> None:
     """Predict the rest of a loss curve: under its lr schedule (step, lr, loss), or from a tokens/loss prefix."""
-    with as_flags(name="--law", fit_on="--fit-on", until="--until"):
+    from ncpl.plots import figure_format
+
+    for name, path in [("curve", curve), *(("--fit-on", path) for path in fit_on or [])]:
+        if not path.is_file():
+            raise ConfigError(f"{name}: {path}: curve file not found; give the path of an existing CSV (or JSONL) file")
+    with as_flags(name="--law", fit_on="--fit-on", until="--until", plot="--plot"):
+        if plot:
+            figure_format(plot)
         if _has_lr_column(curve):
             _extrapolate_schedule(curve, fit_on or [], until, as_json, plot, law or "multipower")
         else:

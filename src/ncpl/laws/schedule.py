@@ -69,7 +69,12 @@ class ScheduleCurve:
             if not np.all(np.mod(self.steps, 1) == 0):
                 raise ConfigError(f"{self.name}: step: {self.steps[np.mod(self.steps, 1) != 0][0]} is not a whole step")
             self.steps = self.steps.astype(int)
-            if self.steps[0] < 1 or self.steps[-1] >= len(self.lrs):
+            if self.steps[0] < 1:
+                raise ConfigError(
+                    f"{self.name}: step: a loss at step {self.steps[0]}; the laws model the loss from step 1 (after "
+                    "the first update) on: leave the loss of step 0, the initialisation, empty"
+                )
+            if self.steps[-1] >= len(self.lrs):
                 raise ConfigError(
                     f"{self.name}: step: measured steps run {self.steps[0]} .. {self.steps[-1]}, the lr "
                     f"is known for steps 0 .. {len(self.lrs) - 1}; give the lr of every step through "

@@ -89,12 +89,11 @@ def transfer(
     tokens: float | None = None,
 ) -> dict:
     """The target's hyperparameters (same layout as the base) and its step count."""
-    target = {
-        "width": width or base.width,
-        "depth": depth or base.depth,
-        "batch": batch or base.batch,
-        "tokens": tokens or base.tokens,
-    }
+    given = {"width": width, "depth": depth, "batch": batch, "tokens": tokens}
+    target = {name: getattr(base, name) if value is None else value for name, value in given.items()}
+    for name, value in target.items():
+        if not 0 < value < math.inf:
+            raise ConfigError(f"{name}: got {value}, expected a number > 0; omit it to keep the base's")
     rules = multipliers(
         target["width"] / base.width,
         target["depth"] / base.depth,

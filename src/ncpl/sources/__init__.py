@@ -80,7 +80,7 @@ def import_runs(source: str, paths: list[str | Path], skip_bad: bool = False) ->
     for path in map(Path, paths):
         if not path.exists():
             raise ImportFailed(f"{path}: file not found (source {source!r})")
-        for row in reader(path):
+        for row in _parsed(reader, path, source):
             result.rows_read += row.n_raw
             try:
                 record = row.build()
@@ -98,6 +98,19 @@ def import_runs(source: str, paths: list[str | Path], skip_bad: bool = False) ->
     if duplicates:
         raise ImportFailed(f"{source}: run_id not unique, e.g. {duplicates[:3]}")
     return result
+
+
+def _parsed(reader: Callable[[Path], Iterator[Row]], path: Path, source: str) -> Iterator[Row]:
+    """The rows `reader` yields from `path`; a file it cannot parse (pandas' parser and empty-file errors, invalid
+    JSON, a bad encoding) stops the import naming the file. Errors of a row's `build` are not seen here."""
+    try:
+        yield from reader(path)
+    except DataError:  # the reader's own: it names the file
+        raise
+    except ValueError as error:
+        raise ImportFailed(
+            f"{path}: cannot parse the file ({str(error).strip()}); give a complete, well-formed {source!r} file"
+        ) from None
 
 
 def _first_line(error: Exception) -> str:

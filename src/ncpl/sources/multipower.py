@@ -74,7 +74,11 @@ def record(path: Path) -> RunRecord:
     schedule = {"warmup_steps": WARMUP, **schedule_of(path.stem)}
     steps = frame["step"].to_numpy(int)
     lrs = lr_at_steps(ScheduleSpec(**schedule), PEAK_LR, max(schedule["total_steps"], int(steps.max()) + 1))
-    worst = float(np.max(np.abs(lrs[steps] - frame["lr"].to_numpy(float))))
+    file_lrs = frame["lr"].to_numpy(float)
+    bad = np.flatnonzero(~np.isfinite(file_lrs))
+    if bad.size:
+        raise DataError(f"lr: {file_lrs[bad[0]]} at line {bad[0] + 2}; every line needs the schedule's lr at its step")
+    worst = float(np.max(np.abs(lrs[steps] - file_lrs)))
     if worst > 1e-9:
         raise DataError(f"lr: the file's lr differs from the rebuilt {path.stem} schedule by {worst:.3g}")
     label = f"{size.group(1)}M"
