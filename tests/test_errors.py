@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from ncpl import predictors
+from ncpl.atomic import atomic_path
 from ncpl.errors import ConfigError, DataError, ModelDirError, NcplError, NotFittedError
 from ncpl.launch import require_joined
 from ncpl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScheduleCurve, ScheduleLaw
@@ -83,3 +84,12 @@ def test_configs_to_predict_must_give_source_n_and_d():
     nan_tokens = pd.concat([frame, frame.assign(**{"data.tokens": float("nan")})], ignore_index=True)
     with pytest.raises(ConfigError, match="data.tokens: got nan in row 1; every config needs a positive number"):
         model.predict_details(nan_tokens)  # a law of NaN tokens predicts NaN, silently
+
+
+def test_a_failed_atomic_write_leaves_no_temporary_file(tmp_path):
+    """Before: the temporary file of a write that raised stayed beside the target."""
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_path(tmp_path / "out.parquet") as tmp:
+            tmp.write_text("half a file")
+            raise RuntimeError("disk full")
+    assert list(tmp_path.iterdir()) == []

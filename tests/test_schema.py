@@ -104,3 +104,22 @@ def test_load_reports_file_problems(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         schema.read_config(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize(
+    "section, field",
+    [
+        ("optimizer", "lr"),
+        ("optimizer", "eps"),
+        ("optimizer", "weight_decay"),
+        ("optimizer", "grad_clip"),
+        ("schedule", "warmup_steps"),
+        ("schedule", "min_lr"),
+        ("schedule", "cooldown_steps"),
+    ],
+)
+@pytest.mark.parametrize("text", ["inf", "Infinity", "1e400"])
+def test_a_number_written_as_text_must_be_finite_once_parsed(section, field, text):
+    """Before: YAML's `lr: inf` (or `1e400`) is a string, which pydantic parsed into an infinite lr after the check."""
+    with pytest.raises(ConfigError, match=rf"{section}\.{field}: got '{text}': .*finite"):
+        validate(RunConfig, config(**{f"{section}__{field}": text}))

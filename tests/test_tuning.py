@@ -15,8 +15,12 @@ from ncpl.tuning import Dimension, parse_dimension, tune
 
 
 @pytest.fixture(scope="module")
-def fitted(shared):
-    runs = to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
+def runs(shared):
+    return to_frame(import_runs("steplaw", [shared / "steplaw/dense_lr_bs_loss.csv"]).records)
+
+
+@pytest.fixture(scope="module")
+def fitted(runs):
     model = predictors.create("xgboost-residual", n_estimators=80).fit(runs[~runs["diverged"]])
     base = RunRecord.from_flat(runs.iloc[0].to_dict()).config
     return model, base
@@ -58,6 +62,13 @@ def test_bad_spaces_are_named(fitted):
     assert parse_dimension("optimizer.name", {"choices": ["adamw", "lion"]}).choices == ["adamw", "lion"]
 
 
+def test_a_cap_on_p_diverge_needs_a_model_that_gives_p_diverge(fitted, runs):
+    """Before: Chinchilla gives no p_diverge, and the cap was dropped without a word."""
+    law = predictors.create("chinchilla").fit(runs[~runs["diverged"]])
+    with pytest.raises(ConfigError, match="max_p_diverge 0.1: chinchilla gives no p_diverge"):
+        tune(law, fitted[1], SPACE, n=16, max_p_diverge=0.1)
+
+
 def test_tune_command(fitted, tmp_path):
     model, base = fitted
     model.save(tmp_path / "model")
@@ -74,3 +85,6 @@ def test_tune_command(fitted, tmp_path):
     assert "top 3" in result.output and "StepLaw law" in result.output
     result = tune_command({"tokens": {"low": 1e9, "high": 1e10}})
     assert result.exit_code == 2 and "data.tokens" in result.output
+    for budget in ("0", "-1"):  # before: `data.tokens: got 0.0 in row 0`, a field the user never gave
+        result = tune_command(space, "--flops", budget, "--n", "16")
+        assert result.exit_code == 2 and f"--flops: got {float(budget)}; a compute budget" in result.output

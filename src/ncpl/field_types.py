@@ -29,12 +29,6 @@ def parse_quantity(value: Any) -> Any:
     return value
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"expected a finite number, got {value}")
-    return value
-
-
 def _no_bool(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got the boolean {value}")
@@ -49,12 +43,11 @@ def check_scalar(field: str, value: Any) -> None:
         raise ValueError(f"{field} must be a finite number, got {value}")
 
 
-Count = Annotated[
-    float, Field(gt=0), BeforeValidator(_finite), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)
-]
-Positive = Annotated[float, Field(gt=0), BeforeValidator(_finite), BeforeValidator(_no_bool)]
-NonNegative = Annotated[float, Field(ge=0), BeforeValidator(_finite), BeforeValidator(_no_bool)]
+# allow_inf_nan=False checks the parsed number: a string `inf` or `1e400` is infinite only once parsed
+Count = Annotated[float, Field(gt=0, allow_inf_nan=False), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False), BeforeValidator(_no_bool)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False), BeforeValidator(_no_bool)]
 PositiveInt = Annotated[int, Field(gt=0), BeforeValidator(parse_quantity), BeforeValidator(_no_bool)]
-Beta = Annotated[float, Field(ge=0, lt=1), BeforeValidator(_finite), BeforeValidator(_no_bool)]
-Ratio = Annotated[float, Field(ge=0, le=1), BeforeValidator(_finite), BeforeValidator(_no_bool)]
+Beta = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False), BeforeValidator(_no_bool)]
+Ratio = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False), BeforeValidator(_no_bool)]
 Scalar = str | int | float | bool | None

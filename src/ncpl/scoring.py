@@ -3,18 +3,21 @@
 The input is streamed in chunks; each chunk is validated, predicted and written as its own part
 file (atomically) in ``OUT.parts/``; the parts are merged into OUT at the end, written to a
 temporary file and renamed. A killed job leaves only finished parts and no OUT: ``resume=True``
-skips the parts already written (of the same sweep file and batch size: another is refused). Under
+skips the parts already written (of the same sweep file, batch size and model: another is refused). Under
 ``accelerate launch`` process r of w scores the chunks
 i = r (mod w) and the main process merges.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -23,9 +26,9 @@ import yaml
 
 from ncpl.atomic import atomic_path
 from ncpl.errors import ConfigError, DataError, NcplError
-from ncpl.flat import CONFIG_PREFIXES, RECORD_COLUMNS
+from ncpl.flat import CONFIG_PREFIXES, RECORD_COLUMNS, SCHEDULE_LR
 from ncpl.launch import require_joined
-from ncpl.predictors import Predictor
+from ncpl.predictors import META_FILE, Predictor
 from ncpl.schema import RunConfig, config_from_flat, config_to_flat, known_fields
 from ncpl.store import unreadable_parquet
 from ncpl.validation import did_you_mean, validate
@@ -34,7 +37,12 @@ FORMATS = (".parquet", ".csv", ".jsonl", ".yaml", ".yml")
 
 
 def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
-    """Frames of at most `batch_size` rows, their index the row number in the file (from 0; `where` names it)."""
+    """Frames of at most `batch_size` rows, their index the row number in the file (from 0; `where` names it).
+
+    Cells are not re-typed where the file says what they are: a CSV's columns other than config fields and a run's
+    record (ids, notes) are read as text (`007` stays `007`), its schedule_lr as a JSON list; a JSONL file's values
+    keep their JSON types.
+    """
     if not path.exists():
         raise DataError(f"{path}: sweep file not found")
     suffix = path.suffix.lower()
@@ -51,9 +59,19 @@ def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
                 for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size)
             )
         elif suffix == ".csv":
-            chunks = pd.read_csv(path, chunksize=batch_size)
+            header = pd.read_csv(path, nrows=0).columns
+            chunks = pd.read_csv(
+                path,
+                chunksize=batch_size,
+                dtype={
+                    c: str
+                    for c in header
+                    if not c.startswith(CONFIG_PREFIXES) and c not in (SCHEDULE_LR, *RECORD_COLUMNS)
+                },
+                converters={SCHEDULE_LR: lambda cell: json.loads(cell) if cell.strip() else None},
+            )
         else:
-            chunks = pd.read_json(path, lines=True, chunksize=batch_size)
+            chunks = pd.read_json(path, lines=True, chunksize=batch_size, dtype=False)
         chunks = iter(chunks)
         while True:
             try:
@@ -68,9 +86,11 @@ def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
     except Exception as error:  # pyarrow, pandas and the json / csv parsers raise many types
         if suffix == ".parquet":
             raise unreadable_parquet(path, error) from None
+        place, reason = where(path, start), f"{type(error).__name__}: {error}"
+        if suffix == ".jsonl":  # pandas parses a chunk's lines together: name the first bad one
+            place, reason = next(_json_errors(path, start), (place, reason))
         raise DataError(
-            f"{where(path, start)}: cannot read the sweep from here on as {suffix[1:].upper()} "
-            f"({type(error).__name__}: {error}); fix or re-export the file"
+            f"{place}: cannot read the sweep from here on as {suffix[1:].upper()} ({reason}); fix or re-export the file"
         ) from None
 
 
@@ -101,12 +121,41 @@ def _yaml_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
 
 def where(path: Path, row: int) -> str:
     """The place of row `row` (0-based) of a sweep, numbered as `ncpl data import` numbers rows: `FILE:LINE`, 1-based,
-    where a CSV's line 1 is its header (a Parquet file's rows are numbered from 1 as if it were JSONL), and
-    `FILE: config K` (1-based) for the list of a YAML file."""
+    where a CSV's line 1 is its header and blank lines count (a Parquet file's rows are numbered from 1 as if it were
+    JSONL), and `FILE: config K` (1-based) for the list of a YAML file."""
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         return f"{path}: config {row + 1}"
-    return f"{path}:{row + (2 if suffix == '.csv' else 1)}"
+    if suffix == ".parquet":
+        return f"{path}:{row + 1}"
+    last = 1 if suffix == ".csv" else 0
+    for number, (line, _) in enumerate(_data_lines(path)):
+        if number == row:
+            return f"{path}:{line}"
+        last = line
+    return f"{path}:{last + 1}"  # past the last row: the line after it
+
+
+def _data_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of the rows of a CSV or JSONL file, one a line (a line break in a quoted CSV cell is not
+    followed): the lines after a CSV's header that are not blank, as pandas skips blank lines."""
+    with path.open(errors="replace") as file:
+        lines = ((number, text) for number, text in enumerate(file, start=1) if text.strip())
+        if path.suffix.lower() == ".csv":
+            next(lines, None)
+        yield from lines
+
+
+def _json_errors(path: Path, start: int) -> Iterator[tuple[str, str]]:
+    """(place, reason) of each line of a JSONL file from row `start` on that is not a JSON object."""
+    for line, text in itertools.islice(_data_lines(path), start, None):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            yield f"{path}:{line}", f"not valid JSON: {error.msg} at column {error.colno}"
+            continue
+        if not isinstance(value, dict):
+            yield f"{path}:{line}", f"expected a JSON object per line, got {text.strip()[:40]!r}"
 
 
 def check_columns(columns: list[str], path: Path) -> None:
@@ -127,7 +176,7 @@ def check_rows(chunk: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Every row must be a valid config; the error names the row (`where`) and the field. Returns the flat configs
     as validated: counts with units (130M, 2.6B) as numbers, optimizer names normalised."""
     check_columns(list(chunk.columns), path)
-    columns = [c for c in chunk.columns if c == "source" or c.startswith(CONFIG_PREFIXES)]
+    columns = [c for c in chunk.columns if c in ("source", SCHEDULE_LR) or c.startswith(CONFIG_PREFIXES)]
     flat = []
     for number, row in zip(chunk.index, chunk[columns].to_dict("records")):
         try:
@@ -161,16 +210,18 @@ def score_file(
     rank: int = 0,
     world: int = 1,
     on_chunk=None,
+    model_id: dict[str, Any] | None = None,
 ) -> Path:
     """Score `path` into the part files of `output` (merge them with `merge_parts`); returns their folder.
 
     Rank `rank` of `world` processes takes every world-th chunk. Without `resume` the finished parts of
     an earlier run are cleared first; with several processes, clear once with `parts_folder` before any
     of them starts and pass resume=True, or a late rank would delete the parts of an early one.
-    `on_chunk(rows)` is called after each chunk (progress).
+    `on_chunk(rows)` is called after each chunk (progress). `model_id` (`model_identity`) names the model in the
+    job, so that a resume with another model is refused.
     """
     path = Path(path)
-    parts = parts_folder(Path(output), resume, path, batch_size)
+    parts = parts_folder(Path(output), resume, path, batch_size, model_id)
     for index, chunk in enumerate(read_chunks(path, batch_size)):
         part = parts / f"part-{index:06d}.parquet"
         if index % world != rank or part.exists():
@@ -178,6 +229,12 @@ def score_file(
                 on_chunk(len(chunk))
             continue
         details = model.predict_details(check_rows(chunk, path)).set_index(chunk.index)
+        added = [column for column in details.columns if column in chunk.columns]
+        if added:
+            raise DataError(
+                f"{path}: has the columns {', '.join(added)} that scoring adds (a scored file?); drop them, or score "
+                "the original sweep"
+            )
         scored = pd.concat([chunk, details], axis=1)
         with atomic_path(part) as tmp:
             scored.to_parquet(tmp, index=False)
@@ -186,18 +243,32 @@ def score_file(
     return parts
 
 
-def parts_folder(output: Path, resume: bool, sweep: Path, batch_size: int) -> Path:
+def model_identity(directory: str | Path, dtype: str | None) -> dict[str, Any]:
+    """What identifies the model a job scores with: its directory, a hash of its saved state (every predictor.json in
+    it: an ensemble's members' too; NCPL's holds what its fit calibrated on its networks) and the dtype its networks
+    run in (None for a model without networks)."""
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    for meta in sorted(directory.rglob(META_FILE)):
+        digest.update(f"{meta.relative_to(directory)}\n".encode() + meta.read_bytes())
+    return {"model": str(directory.resolve()), "model_sha256": digest.hexdigest()[:16], "dtype": dtype}
+
+
+def parts_folder(
+    output: Path, resume: bool, sweep: Path, batch_size: int, model_id: dict[str, Any] | None = None
+) -> Path:
     """The folder of finished part files beside `output`, emptied unless resuming. It names the job its parts are of
-    (`job.json`: the sweep file and the batch size): a part is a chunk's index, so resuming with another sweep file or
-    batch size would merge the wrong rows, and is refused. The file itself may change (a bad row fixed in place, then
-    --resume: the chunks before it are kept)."""
+    (`job.json`: the sweep file, the batch size and `model_id`): a part is a chunk's index, so resuming with another
+    sweep file or batch size would merge the wrong rows, and with another model or dtype two models' predictions;
+    either is refused. The file itself may change (a bad row fixed in place, then --resume: the chunks before it are
+    kept)."""
     if not sweep.exists():
         raise DataError(f"{sweep}: sweep file not found")
     parts = output.with_name(output.name + ".parts")
     if not resume and parts.exists():
         shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
-    job = {"sweep": str(sweep.resolve()), "batch_size": batch_size}
+    job = {"sweep": str(sweep.resolve()), "batch_size": batch_size, **(model_id or {})}
     manifest = parts / "job.json"
     if not manifest.exists():
         with atomic_path(manifest) as tmp:
@@ -207,24 +278,46 @@ def parts_folder(output: Path, resume: bool, sweep: Path, batch_size: int) -> Pa
             f"{key} {before.get(key)!r} -> {value!r}" for key, value in job.items() if before.get(key) != value
         )
         raise DataError(
-            f"--resume: {parts} holds the parts of another job ({changed}); resume with the sweep file and "
-            "--batch-size it was started with, or score again without --resume"
+            f"--resume: {parts} holds the parts of another job ({changed}); resume with the sweep file, --batch-size, "
+            "model directory and --dtype it was started with, or score again without --resume"
         )
     return parts
 
 
 def merge_parts(parts: Path, output: Path) -> int:
-    """Concatenate the part files into `output` atomically, streaming one part at a time; returns the row count."""
+    """Concatenate the part files into `output` atomically, streaming one part at a time; returns the row count.
+
+    Each part holds its chunk's columns as read: a column of one type in one chunk and another in the next (empty,
+    then text; numbers, then `1M`) is written as text, a column a chunk lacks (a JSONL key) is null there."""
     files = sorted(parts.glob("part-*.parquet"))
     if not files:
         raise DataError(f"{parts}: nothing was scored (empty sweep?)")
-    schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+    schema = _merged_schema([pq.read_schema(f) for f in files])
     rows = 0
     with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for file in files:
             table = pq.read_table(file)
-            table = table.cast(schema) if table.schema != schema else table
-            writer.write_table(table)
+            columns = [
+                table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+                for f in schema
+            ]
+            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
             rows += table.num_rows
     shutil.rmtree(parts)
     return rows
+
+
+def _merged_schema(schemas: list[pa.Schema]) -> pa.Schema:
+    """The columns of every part in order of appearance, each of the type its parts' types promote to, else text."""
+    types: dict[str, list[pa.DataType]] = {}
+    for schema in schemas:
+        for field in schema:
+            types.setdefault(field.name, []).append(field.type)
+    fields = []
+    for name, kinds in types.items():
+        try:
+            one = pa.unify_schemas([pa.schema([(name, kind)]) for kind in kinds], promote_options="permissive")
+            fields.append(one.field(0))
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # no type holds both (a float and a string)
+            fields.append(pa.field(name, pa.large_string()))
+    return pa.schema(fields, metadata=schemas[0].metadata)

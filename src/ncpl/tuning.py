@@ -138,6 +138,8 @@ def tune(
 ) -> pd.DataFrame:
     """The `top` candidates by predicted loss, with the searched fields and the predictions."""
     fields = [d.field for d in space]
+    if flops is not None and not (np.isfinite(flops) and flops > 0):
+        raise ConfigError(f"flops: got {flops}; a compute budget C = 6ND is a positive number of FLOPs, e.g. 1e21")
     if flops is None and {SIZE, TOKENS} & set(fields):
         raise ConfigError(
             f"space: {sorted({SIZE, TOKENS} & set(fields))} are fixed by the constraint; "
@@ -173,7 +175,12 @@ def tune(
             candidates[field] = column
         candidates = _derive(candidates, base_row, flops)
         scored = pd.concat([candidates, model.predict_details(candidates)], axis=1)
-        if max_p_diverge is not None and "p_diverge" in scored:
+        if max_p_diverge is not None:
+            if "p_diverge" not in scored:
+                raise ConfigError(
+                    f"max_p_diverge {max_p_diverge}: {model.name} gives no p_diverge, so it cannot drop candidates "
+                    "likely to diverge; leave it out, or tune with a model that gives one (the xgboost predictors, ncpl)"
+                )
             scored = scored[scored["p_diverge"] <= max_p_diverge]
         pool = pd.concat([pool, scored], ignore_index=True).sort_values("pred_loss", kind="stable").head(max(top, 64))
         if pool.empty:

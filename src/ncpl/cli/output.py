@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ncpl.errors import NcplError
@@ -18,12 +19,12 @@ console = Console(width=None if sys.stdout.isatty() else 200)  # no wrapping in 
 
 
 def fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(message)}")  # a message is text: `sweep[old].csv` is a file name
     raise typer.Exit(2)
 
 
 def warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 @contextmanager

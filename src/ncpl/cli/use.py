@@ -67,6 +67,11 @@ def predict(
             )
     losses = model.predict_curve(frame, fractions, seen)[0] if curve else None
     result = {k: (float(v) if np.isfinite(v) else None) for k, v in details.iloc[0].items()}
+    if seen is not None and result["pred_loss"] is not None:  # given the observed curve, the final loss is its end
+        shift = float(losses[-1]) - result["pred_loss"]  # the interval moves with it
+        for key in ("pred_loss", "pred_loss_lo", "pred_loss_hi"):
+            if result.get(key) is not None:
+                result[key] += shift
     if curve:
         result["curve"] = {
             "fraction": fractions.tolist(),
@@ -116,7 +121,7 @@ def score(
     from ncpl.flat import CONFIG_PREFIXES
     from ncpl.predictors.coverage import OUTSIDE
     from ncpl.regressor.precision import DTYPES, resolved_dtype, set_inference_dtype
-    from ncpl.scoring import merge_parts, parts_folder, process_state, score_file, sweep_rows
+    from ncpl.scoring import merge_parts, model_identity, parts_folder, process_state, score_file, sweep_rows
 
     if dtype not in DTYPES:
         fail(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
@@ -131,8 +136,9 @@ def score(
         model, label = set_inference_dtype(model, chosen), f"scoring in {chosen}"
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     total = sweep_rows(sweep)
+    model_id = model_identity(model_dir, chosen)
     if state.is_main_process:  # one process clears an earlier run's parts before any scores
-        parts_folder(output, resume, sweep, batch_size)
+        parts_folder(output, resume, sweep, batch_size, model_id)
     state.wait_for_everyone()
     with Progress(*columns, console=console, disable=not state.is_main_process) as progress:
         task = progress.add_task("score", total=total)
@@ -145,6 +151,7 @@ def score(
             rank=state.process_index,
             world=state.num_processes,
             on_chunk=lambda n: progress.advance(task, n),
+            model_id=model_id,
         )
     state.wait_for_everyone()
     if state.is_main_process:
@@ -222,7 +229,9 @@ def tune(
         raise ConfigError("--runs: only drawn on the landscape plot; add --plot OUT.png")
     model = predictors.load_predictor(model_dir)
     base_config = schema.read_config(base)
-    with as_flags(fix="--fix", max_p_diverge="--max-p-diverge", tuned="--transfer-from", target="--base"):
+    with as_flags(
+        fix="--fix", flops="--flops", max_p_diverge="--max-p-diverge", tuned="--transfer-from", target="--base"
+    ):
         result = tune_with_suggestions(
             model,
             base_config,
