@@ -129,6 +129,9 @@ def test_an_error_is_printed_as_text_not_markup(tmp_path):
     pd.DataFrame([{**ROW, "optimizer.name": "[/adamw]"}]).to_csv(tmp_path / "sweep.csv", index=False)
     result = score(model, tmp_path / "sweep.csv", tmp_path / "out.parquet")
     assert result.exit_code == 2 and "unknown optimizer '[/adamw]'" in result.output
+    pd.DataFrame([ROW]).to_csv(tmp_path / "sweep.csv", index=False)
+    result = score(model, tmp_path / "sweep.csv", tmp_path / "out[new].parquet")  # and what it says when it works
+    assert result.exit_code == 0 and "out[new].parquet" in result.output.replace("\n", ""), result.output
 
 
 def test_scoring_a_scored_file_is_refused_naming_the_columns(tmp_path):

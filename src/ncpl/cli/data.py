@@ -8,7 +8,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from ncpl.cli.output import as_flags, console, fail, print_rows
+from ncpl.cli.output import as_flags, console, fail, print_rows, say
 
 data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Import, inspect and split real run logs.")
 
@@ -39,7 +39,7 @@ def data_import(
         fail(f"{result.summary()}: no records to write")
     write_runs(result.records, output)
     console.print(result.summary())
-    console.print(f"wrote {len(result.records)} runs to {output}")
+    say(f"wrote {len(result.records)} runs to {output}")
 
 
 def _range(values: pd.Series, fmt: str = ".3g") -> str:
@@ -121,4 +121,4 @@ def data_split(
     for name, frame in split.items():
         write_runs(frame, output / f"{name}.parquet")
         counts = ", ".join(f"{s} {n}" for s, n in frame["source"].value_counts().sort_index().items())
-        console.print(f"{name}: {len(frame)} runs ({counts})")
+        say(f"{name}: {len(frame)} runs ({counts})")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from ncpl.cli.output import as_flags, console, print_rows
+from ncpl.cli.output import as_flags, console, print_rows, say
 from ncpl.errors import ConfigError
 
 
@@ -110,7 +110,7 @@ def cpt(
     if not laws.flops_range[0] <= result["C_total"] <= laws.flops_range[1]:
         console.print("[yellow]note:[/] C_total is outside the fitted compute range: the laws are extrapolated")
     if save_laws:
-        console.print(f"laws saved to {save_laws}")
+        say(f"laws saved to {save_laws}")
 
 
 def _has_lr_column(path: Path) -> bool:
@@ -221,7 +221,7 @@ def _extrapolate_schedule(
         [(str(step), f"{target.lrs[step]:.4g}", f"{forecast[step - 1]:.4f}") for step in shown],
     )
     if plot:
-        console.print(f"plot written to {plot}")
+        say(f"plot written to {plot}")
 
 
 def _extrapolate_prefix(
@@ -272,4 +272,4 @@ def _extrapolate_prefix(
         [(f"{t:.4g}", f"{value:.4f}") for t, value in zip(ahead, forecast)],
     )
     if plot:
-        console.print(f"plot written to {plot}")
+        say(f"plot written to {plot}")

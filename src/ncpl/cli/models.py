@@ -8,7 +8,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from ncpl.cli.output import as_flags, console, print_rows
+from ncpl.cli.output import as_flags, console, print_rows, say
 from ncpl.errors import ConfigError
 
 
@@ -113,7 +113,7 @@ def train(
         import shutil
 
         shutil.rmtree(work)
-    console.print(f"saved {output}" + ("" if keep_work else f" (work folder {work} removed; --keep-work keeps it)"))
+    say(f"saved {output}" + ("" if keep_work else f" (work folder {work} removed; --keep-work keeps it)"))
 
 
 def ensemble(
@@ -191,4 +191,4 @@ def eval_predictors(
     report = evaluate(fitted, tests)
     write_report(report, output)
     console.print(markdown(report))
-    console.print(f"report, JSON and parity plots in {output}/")
+    say(f"report, JSON and parity plots in {output}/")

@@ -23,6 +23,11 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def say(message: str) -> None:
+    """Print a line of text (paths, counts): no Rich markup read in it, so `sweep[old].csv` prints as it is."""
+    console.print(message, markup=False)
+
+
 def warn(message: str) -> None:
     console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 

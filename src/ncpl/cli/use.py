@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from ncpl.cli.output import as_flags, console, fail, print_rows, warn, warn_coverage
+from ncpl.cli.output import as_flags, console, fail, print_rows, say, warn, warn_coverage
 from ncpl.errors import ConfigError
 
 
@@ -156,7 +156,7 @@ def score(
     state.wait_for_everyone()
     if state.is_main_process:
         rows = merge_parts(parts, output)
-        console.print(f"scored {rows} configs -> {output}")
+        say(f"scored {rows} configs -> {output}")
         # only the columns the warnings read, not the whole sweep: the configs' fields the model never saw, and
         # the outside_* columns
         seen = set((model.coverage_ or {}).get("fields", ()))
@@ -280,4 +280,4 @@ def tune(
         )
     warn_coverage(model, result.pick, model.outside_of_training(result.pick), "the best pick")
     if plot is not None:
-        console.print(f"loss landscape -> {plot}")
+        say(f"loss landscape -> {plot}")
