@@ -171,3 +171,23 @@ def test_predict_observed_gives_the_curves_end_as_the_final_loss(tmp_path):
     result = json.loads(CliRunner().invoke(app, [*command, "--observed", str(tmp_path / "seen.csv")]).output)
     assert result["pred_loss"] == pytest.approx(result["curve"]["loss"][-1])
     assert result["pred_loss"] > unconditioned + 0.1  # the observed losses lie above the law's curve
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("header.csv", "source,model.n_params,data.tokens\n", "header.csv: no configs to score, only a header"),
+        ("blank.csv", "source,model.n_params,data.tokens\nmade-up,,2e9\n", "blank.csv:2: model.n_params: empty"),
+        (
+            "nested.jsonl",
+            '{"source": "made-up", "model": {"n_params": 1e8}, "data": {"tokens": 2e9}}\n',
+            "nested.jsonl: model, data: a nested object; a sweep's rows are flat",
+        ),
+    ],
+)
+def test_a_sweep_without_rows_with_a_blank_needed_field_or_nested_rows_is_named(name, text, message, tmp_path):
+    """Before: `configs: no column 'source', ...` for a header with those columns, and `model: required field is
+    missing` for a blank model.n_params and for nested rows."""
+    (tmp_path / name).write_text(text)
+    result = score(law_dir(tmp_path / "law"), tmp_path / name, tmp_path / "out.parquet")
+    assert result.exit_code == 2 and message in result.output.replace("\n", ""), result.output

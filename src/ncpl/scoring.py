@@ -26,9 +26,9 @@ import yaml
 
 from ncpl.atomic import atomic_path
 from ncpl.errors import ConfigError, DataError, NcplError
-from ncpl.flat import CONFIG_PREFIXES, RECORD_COLUMNS, SCHEDULE_LR
+from ncpl.flat import CONFIG_PREFIXES, RECORD_COLUMNS, SCHEDULE_LR, is_missing
 from ncpl.launch import require_joined
-from ncpl.predictors import META_FILE, Predictor
+from ncpl.predictors import META_FILE, NEEDED_COLUMNS, Predictor
 from ncpl.schema import RunConfig, config_from_flat, config_to_flat, known_fields
 from ncpl.store import unreadable_parquet
 from ncpl.validation import did_you_mean, validate
@@ -176,9 +176,22 @@ def check_rows(chunk: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Every row must be a valid config; the error names the row (`where`) and the field. Returns the flat configs
     as validated: counts with units (130M, 2.6B) as numbers, optimizer names normalised."""
     check_columns(list(chunk.columns), path)
+    nested = [
+        c for c in chunk.columns if chunk[c].dtype == object and chunk[c].map(lambda v: isinstance(v, dict)).any()
+    ]
+    if nested:
+        raise DataError(
+            f"{path}: {', '.join(nested)}: a nested object; a sweep's rows are flat (model.n_params, data.tokens, "
+            "...: the columns of `ncpl data import`), or give the nested configs as a YAML list"
+        )
     columns = [c for c in chunk.columns if c in ("source", SCHEDULE_LR) or c.startswith(CONFIG_PREFIXES)]
     flat = []
     for number, row in zip(chunk.index, chunk[columns].to_dict("records")):
+        blank = [c for c in NEEDED_COLUMNS if is_missing(row.get(c))]
+        if blank:
+            raise DataError(
+                f"{where(path, number)}: {', '.join(blank)}: empty; every config needs {', '.join(NEEDED_COLUMNS)}"
+            )
         try:
             flat.append(config_to_flat(config_from_flat(row)))
         except ConfigError as error:
@@ -223,6 +236,8 @@ def score_file(
     path = Path(path)
     parts = parts_folder(Path(output), resume, path, batch_size, model_id)
     for index, chunk in enumerate(read_chunks(path, batch_size)):
+        if chunk.empty:  # a header and no rows
+            raise DataError(f"{path}: no configs to score, only a header")
         part = parts / f"part-{index:06d}.parquet"
         if index % world != rank or part.exists():
             if on_chunk:
