@@ -121,8 +121,12 @@ def test_misfitting_curves(shared):
     result = import_runs("misfitting", [path])
     raw = pd.read_csv(path)
     assert raw.groupby(["model", "total_steps", "peak_lr", "sweep"]).ngroups == 235  # keys; 258 runs in them
-    assert len(result.records) == 234 and result.rows_read == len(raw) == 4652
-    assert result.skipped == {"a copy: every loss is another run's checkpoint, to the last bit": 42}  # 24 runs
+    assert len(result.records) == 235 and result.rows_read == len(raw) == 4652  # 23 of the 258 runs skipped (rows):
+    assert result.skipped == {
+        "a copy of checkpoints of a longer run": 30,
+        "the same losses as a run of another steps or lr: which is true is unknown": 8,
+        "a repeat of an earlier run": 2,
+    }
     for record in result.records:
         assert record.curve.tokens[-1] >= 0.99 * record.config.data.tokens  # each curve reaches the end of its run
         assert record.final_loss == record.curve.loss[-1]
@@ -132,6 +136,9 @@ def test_misfitting_curves(shared):
     (run,) = [r for r in result.records if r.run_id.startswith(key)]
     assert run.run_id == key + "/run3" and len(run.curve.loss) == 6
     assert run.curve.loss[0] == pytest.approx(5.9315, abs=1e-4) and run.final_loss == pytest.approx(4.1639, abs=1e-4)
+    # two runs of one key with the same losses: one is kept (a first copy rule dropped both)
+    same = "misfitting/misfitting_17m/steps200/lr0.008/2024_11_10-23_08_29_sweep_test"
+    assert [r.run_id for r in result.records if r.run_id.startswith(same)] == [same + "/run1"]
 
 
 def test_epoch(shared):
@@ -181,19 +188,25 @@ def test_a_file_the_importer_cannot_read_is_a_data_error_naming_it(tmp_path):
         assert str(tmp_path / name) in str(raised.value) or name.startswith("marin")
 
 
-def test_a_file_that_cannot_be_parsed_is_an_import_error_naming_it(tmp_path):
-    """Small files written here: a CSV row with more fields than the header, an empty CSV, truncated JSON."""
+def test_a_file_that_cannot_be_parsed_is_an_import_error_naming_it(shared, tmp_path):
+    """Small files written here: a CSV row with more fields than the header, an empty CSV, truncated JSON, and a
+    (Mis)Fitting file whose model config beside it is truncated (the error once named the CSV)."""
     (tmp_path / "dense.csv").write_text("h,lr,bs\n960,3e-4,736\n1,2,3,4,5\n")
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "grid.json").write_text('{"a": 1,\n')
+    (tmp_path / "scaling_results.csv").write_text(
+        "".join((shared / "misfitting/scaling_results.csv").open().readlines()[:3])
+    )
+    (tmp_path / "model_configs").mkdir()
+    (tmp_path / "model_configs/misfitting_35m.json").write_text('{"hidden_dim": 1,\n')
     for source, name, message in (
-        ("steplaw", "dense.csv", "Expected 3 fields in line 3, saw 5"),
-        ("epoch", "empty.csv", "No columns to parse"),
-        ("gadre-grid", "grid.json", "Expecting property name"),
+        ("steplaw", "dense.csv", "dense.csv: cannot parse the file .*Expected 3 fields in line 3, saw 5"),
+        ("epoch", "empty.csv", "empty.csv: cannot parse the file .*No columns to parse"),
+        ("gadre-grid", "grid.json", "grid.json: not valid JSON .*Expecting property name"),
+        ("misfitting", "scaling_results.csv", "misfitting_35m.json: not valid JSON"),
     ):
-        with pytest.raises(ImportFailed, match=message) as raised:
+        with pytest.raises(DataError, match=message):
             import_runs(source, [tmp_path / name])
-        assert str(raised.value).startswith(f"{tmp_path / name}: cannot parse the file")
 
 
 def test_table_round_trip_through_csv(shared, tmp_path):

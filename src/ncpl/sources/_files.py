@@ -19,6 +19,14 @@ def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield index + 2, row
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file's value; a file that is not valid JSON is a DataError naming it (a side file of an import, say)."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error}); fix or re-download the file") from None
+
+
 def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
     """(line number, row) pairs; a line that is not a JSON object comes back as the error."""
     with path.open() as lines:

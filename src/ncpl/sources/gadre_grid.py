@@ -9,7 +9,6 @@ grid losses come from, so their loss kind is plain ``val``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from ncpl.errors import DataError
 from ncpl.schema import RunRecord
 from ncpl.sources import Row
+from ncpl.sources._files import read_json
 from ncpl.validation import validate
 
 SEQ_LEN = 2048
@@ -78,7 +78,7 @@ def record(key: str, loss: Any) -> RunRecord:
 
 
 def rows(path: Path) -> Iterator[Row]:
-    grid = json.loads(path.read_text())
+    grid = read_json(path)
     if not isinstance(grid, dict):
         raise DataError(f"{path}: expected a JSON object of key -> loss")
     for number, (key, loss) in enumerate(grid.items(), start=1):

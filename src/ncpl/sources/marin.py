@@ -11,7 +11,6 @@ after warmup for these runs.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from ncpl.errors import DataError
 from ncpl.flat import present
 from ncpl.schema import RunRecord
 from ncpl.sources import Row, Skip, column
-from ncpl.sources._files import jsonl_rows, raise_if_error
+from ncpl.sources._files import jsonl_rows, raise_if_error, read_json
 from ncpl.validation import validate
 
 DIVERGED_LOSS = 6.0
@@ -44,7 +43,7 @@ def load_shapes(path: Path) -> dict[str, dict[str, Any]]:
     shapes_path = path.parent / SHAPES_FILE
     if not shapes_path.exists():
         raise DataError(f"{shapes_path}: Marin model shapes not found; it must lie beside {path.name}")
-    return json.loads(shapes_path.read_text())["models"]
+    return read_json(shapes_path)["models"]
 
 
 def parse_loss(value: Any) -> tuple[float | None, bool]:

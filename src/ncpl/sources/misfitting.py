@@ -3,8 +3,8 @@
 One curve is one run of a (model, total_steps, peak_lr, sweep): ``train_tokens`` in this file is the tokens
 seen at the checkpoint (it equals ``D``), not the run's budget, so it cannot key a run; and a key can hold several
 runs one after the other in the file (reruns, or the same budget checkpointed 2 or 6 times), so a run ends where
-``current_steps`` stops growing. Such runs get ``/run1``, ``/run2``, ... in their id, in file order; a run all of
-whose losses are other runs' checkpoints is a copy and skipped (counted). Shapes come
+``current_steps`` stops growing. Such runs get ``/run1``, ``/run2``, ... in their id, in file order; a run whose
+losses all lie in one run with more checkpoints, or repeat an earlier run's, is a copy and skipped (counted). Shapes come
 from `model_configs/<model>.json` beside the file; batches are 512 sequences of 2048 tokens.
 The schedule is not in the file: cosine over ``total_steps`` after 50 warmup steps, to 0.1 x the peak
 lr, as the repository's sweep sets it (hadasah/scaling_laws @ 1f3708c, open_lm/constants/slurm_constants.py:
@@ -13,7 +13,6 @@ NUM_WARMUP_STEPS 50, END_LR_RATIO 0.1; open_lm's default cosine scheduler).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from ncpl.errors import DataError
 from ncpl.schema import RunRecord
 from ncpl.sources import Row, Skip, column
 from ncpl.sources._curves import curve_points
+from ncpl.sources._files import read_json
 from ncpl.sources.gadre_grid import swiglu_hidden
 from ncpl.validation import validate
 
@@ -34,7 +34,7 @@ RUN_KEY = ["model", "total_steps", "peak_lr", "sweep"]
 
 
 def load_shapes(path: Path) -> dict[str, dict[str, Any]]:
-    return {file.stem: json.loads(file.read_text()) for file in sorted((path.parent / "model_configs").glob("*.json"))}
+    return {file.stem: read_json(file) for file in sorted((path.parent / "model_configs").glob("*.json"))}
 
 
 def record(group: pd.DataFrame, shapes: dict[str, dict[str, Any]], number: int | None = None) -> RunRecord:
@@ -106,11 +106,29 @@ def rows(path: Path) -> Iterator[Row]:
             owners.setdefault(loss, set()).add(i)
     for i, (key, number, part) in enumerate(runs):
         where = f"{path}:{part['_line'].min()}-{part['_line'].max()} (run {'/'.join(map(str, key))})"
-        # every loss another run's checkpoint to the last bit: a copy whose labels, even its lr, cannot be trusted
-        # (24 runs of misfitting_17m's 2024_11_10 sweep; steps200/lr0.004 repeats steps200/lr0.002's losses, say)
-        copy = all(owners[loss] - {i} for loss in part["loss"])
-        yield Row(where, len(part), _copy if copy else lambda part=part, number=number: record(part, shapes, number))
+        holders = set.intersection(*(owners[loss] for loss in part["loss"])) - {i}  # runs with all its losses
+        reason = copy_of(i, holders, runs)
+        yield Row(where, len(part), _skipped(reason) if reason else lambda p=part, n=number: record(p, shapes, n))
 
 
-def _copy() -> RunRecord:
-    raise Skip("a copy: every loss is another run's checkpoint, to the last bit")
+def copy_of(i: int, holders: set[int], runs: list) -> str | None:
+    """Why run `i`, whose losses (to the last bit) all lie in each of the runs `holders`, is not a run of its own;
+    None if it is. In misfitting_17m's 2024_11_10 sweep, steps750/lr0.004's 2-checkpoint runs end as its
+    6-checkpoint run does, and steps200/lr0.002's two runs are steps200/lr0.004's under another lr."""
+    key, _, part = runs[i]
+    if any(len(runs[j][2]) > len(part) for j in holders):
+        return "a copy of checkpoints of a longer run"
+    if any(runs[j][0] != key for j in holders):
+        return "the same losses as a run of another steps or lr: which is true is unknown"
+    if any(j < i for j in holders):
+        return "a repeat of an earlier run"
+    return None
+
+
+def _skipped(reason: str):
+    """A build that skips its rows, counted under `reason`."""
+
+    def build() -> RunRecord:
+        raise Skip(reason)
+
+    return build
