@@ -73,7 +73,7 @@ def test_a_resume_with_another_model_or_dtype_is_refused(tmp_path):
         score_file(model, sweep, output, batch_size=2, on_chunk=killed, model_id=model_identity(first, None))
     result = score(other, sweep, output, "--batch-size", "2", "--resume")
     assert result.exit_code == 2 and "another job (model " in result.output and "model_sha256 " in result.output
-    assert "model directory and --dtype it was started with" in result.output
+    assert "model directory and dtype that job.json records" in result.output
     result = score(first, sweep, output, "--batch-size", "2", "--resume")
     assert result.exit_code == 0, result.output
     assert np.allclose(
@@ -107,7 +107,8 @@ def test_an_explicit_schedule_scores_as_it_predicts(tmp_path):
         assert result.exit_code == 0, result.output
         scored = pd.read_parquet(tmp_path / "out.parquet")
         assert scored["pred_loss"][0] == pytest.approx(predicted["pred_loss"])
-        assert list(scored["schedule_lr"][0]) == [0.001, 0.01, 0.005]
+        lrs = scored["schedule_lr"][0]  # a CSV's cell is kept as written
+        assert list(json.loads(lrs) if isinstance(lrs, str) else lrs) == [0.001, 0.01, 0.005]
 
 
 def test_csv_columns_other_than_config_fields_are_kept_as_written(tmp_path):
@@ -118,6 +119,12 @@ def test_csv_columns_other_than_config_fields_are_kept_as_written(tmp_path):
     assert result.exit_code == 0, result.output
     scored = pd.read_parquet(tmp_path / "out.parquet")
     assert list(scored["name"]) == ["007", "010"] and list(scored["note"]) == ["1e3", "x"]
+    # a runs file's own columns keep their types, and its ids their text
+    rows = [{"run_id": "007", "other_loss.c4": 3.25, "meta.multiple": 20, **ROW}]
+    pd.DataFrame(rows).to_csv(tmp_path / "runs.csv", index=False)
+    assert score(law_dir(tmp_path / "law"), tmp_path / "runs.csv", tmp_path / "runs.parquet").exit_code == 0
+    scored = pd.read_parquet(tmp_path / "runs.parquet")
+    assert scored["run_id"][0] == "007" and scored["other_loss.c4"][0] == 3.25 and scored["meta.multiple"][0] == 20
 
 
 def test_an_error_is_printed_as_text_not_markup(tmp_path):
@@ -176,7 +183,7 @@ def test_predict_observed_gives_the_curves_end_as_the_final_loss(tmp_path):
 @pytest.mark.parametrize(
     "name, text, message",
     [
-        ("header.csv", "source,model.n_params,data.tokens\n", "header.csv: no configs to score, only a header"),
+        ("header.csv", "source,model.n_params,data.tokens\n", "header.csv: no configs to score"),
         ("blank.csv", "source,model.n_params,data.tokens\nmade-up,,2e9\n", "blank.csv:2: model.n_params: empty"),
         (
             "nested.jsonl",
@@ -191,3 +198,26 @@ def test_a_sweep_without_rows_with_a_blank_needed_field_or_nested_rows_is_named(
     (tmp_path / name).write_text(text)
     result = score(law_dir(tmp_path / "law"), tmp_path / name, tmp_path / "out.parquet")
     assert result.exit_code == 2 and message in result.output.replace("\n", ""), result.output
+
+
+def test_a_bad_schedule_lr_cell_or_a_missing_column_is_named(tmp_path):
+    """Before: a schedule_lr cell that is not JSON was named by its chunk's first line, without the column; a sweep
+    without a data.tokens column was told `data.tokens: empty` at its first row."""
+    model = law_dir(tmp_path / "law")
+    good = {**ROW, "schedule.name": "explicit", "schedule_lr": "[0.001, 0.01]"}
+    pd.DataFrame([good, {**good, "schedule_lr": "[0.001, 0.01"}]).to_csv(tmp_path / "lr.csv", index=False)
+    result = score(model, tmp_path / "lr.csv", tmp_path / "out.parquet")
+    assert result.exit_code == 2 and "lr.csv:3: schedule_lr: not a JSON list" in result.output, result.output
+    pd.DataFrame([ROW]).drop(columns="data.tokens").to_csv(tmp_path / "no.csv", index=False)
+    result = score(model, tmp_path / "no.csv", tmp_path / "out.parquet")
+    assert result.exit_code == 2 and "no.csv: no column data.tokens; every config needs" in result.output
+
+
+def test_a_job_started_before_the_model_was_recorded_resumes(tmp_path):
+    """A job.json of an earlier version holds only the sweep and the batch size: resuming it is not refused."""
+    pd.DataFrame([ROW, ROW]).to_csv(tmp_path / "sweep.csv", index=False)
+    parts = parts_folder(tmp_path / "out.parquet", False, tmp_path / "sweep.csv", 1)  # no model_id: as before
+    again = parts_folder(tmp_path / "out.parquet", True, tmp_path / "sweep.csv", 1, model_identity(tmp_path, None))
+    assert again == parts
+    with pytest.raises(DataError, match=r"\(batch_size 1 -> 2\); resume with .* that job.json records"):
+        parts_folder(tmp_path / "out.parquet", True, tmp_path / "sweep.csv", 2, model_identity(tmp_path, None))

@@ -39,9 +39,9 @@ FORMATS = (".parquet", ".csv", ".jsonl", ".yaml", ".yml")
 def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
     """Frames of at most `batch_size` rows, their index the row number in the file (from 0; `where` names it).
 
-    Cells are not re-typed where the file says what they are: a CSV's columns other than config fields and a run's
-    record (ids, notes) are read as text (`007` stays `007`), its schedule_lr as a JSON list; a JSONL file's values
-    keep their JSON types.
+    Cells are not re-typed where the file says what they are: a CSV's own columns (no dot: ids, notes), run_id and
+    schedule_lr (a JSON list, parsed by `check_rows`) are read as text (`007` stays `007`); a JSONL file's values keep
+    their JSON types.
     """
     if not path.exists():
         raise DataError(f"{path}: sweep file not found")
@@ -60,16 +60,8 @@ def read_chunks(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
             )
         elif suffix == ".csv":
             header = pd.read_csv(path, nrows=0).columns
-            chunks = pd.read_csv(
-                path,
-                chunksize=batch_size,
-                dtype={
-                    c: str
-                    for c in header
-                    if not c.startswith(CONFIG_PREFIXES) and c not in (SCHEDULE_LR, *RECORD_COLUMNS)
-                },
-                converters={SCHEDULE_LR: lambda cell: json.loads(cell) if cell.strip() else None},
-            )
+            text = [c for c in header if c in ("run_id", SCHEDULE_LR) or ("." not in c and c not in RECORD_COLUMNS)]
+            chunks = pd.read_csv(path, chunksize=batch_size, dtype=dict.fromkeys(text, str))
         else:
             chunks = pd.read_json(path, lines=True, chunksize=batch_size, dtype=False)
         chunks = iter(chunks)
@@ -159,8 +151,12 @@ def _json_errors(path: Path, start: int) -> Iterator[tuple[str, str]]:
 
 
 def check_columns(columns: list[str], path: Path) -> None:
-    """A dotted column must be a config field (`known_fields`, any ``extra.*``) or a record's (``meta.*``,
-    ``other_loss.*``). Columns without a dot (ids, notes) are carried through."""
+    """The columns every config needs must be there; a dotted column must be a config field (`known_fields`, any
+    ``extra.*``) or a record's (``meta.*``, ``other_loss.*``). Columns without a dot (ids, notes) are carried
+    through."""
+    missing = [column for column in NEEDED_COLUMNS if column not in columns]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(missing)}; every config needs {', '.join(NEEDED_COLUMNS)}")
     known = known_fields()
     for column in map(str, columns):
         if column in known or column in RECORD_COLUMNS or column.startswith(("extra.", "meta.", "other_loss.")):
@@ -175,7 +171,6 @@ def check_columns(columns: list[str], path: Path) -> None:
 def check_rows(chunk: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Every row must be a valid config; the error names the row (`where`) and the field. Returns the flat configs
     as validated: counts with units (130M, 2.6B) as numbers, optimizer names normalised."""
-    check_columns(list(chunk.columns), path)
     nested = [
         c for c in chunk.columns if chunk[c].dtype == object and chunk[c].map(lambda v: isinstance(v, dict)).any()
     ]
@@ -184,14 +179,23 @@ def check_rows(chunk: pd.DataFrame, path: Path) -> pd.DataFrame:
             f"{path}: {', '.join(nested)}: a nested object; a sweep's rows are flat (model.n_params, data.tokens, "
             "...: the columns of `ncpl data import`), or give the nested configs as a YAML list"
         )
+    check_columns(list(chunk.columns), path)
     columns = [c for c in chunk.columns if c in ("source", SCHEDULE_LR) or c.startswith(CONFIG_PREFIXES)]
     flat = []
     for number, row in zip(chunk.index, chunk[columns].to_dict("records")):
-        blank = [c for c in NEEDED_COLUMNS if is_missing(row.get(c))]
+        blank = [c for c in NEEDED_COLUMNS if is_missing(row[c])]
         if blank:
             raise DataError(
                 f"{where(path, number)}: {', '.join(blank)}: empty; every config needs {', '.join(NEEDED_COLUMNS)}"
             )
+        if isinstance(row.get(SCHEDULE_LR), str):  # a CSV cell
+            try:
+                row[SCHEDULE_LR] = json.loads(row[SCHEDULE_LR])
+            except json.JSONDecodeError as error:
+                raise DataError(
+                    f"{where(path, number)}: {SCHEDULE_LR}: not a JSON list ({error.msg}); write the lr of every "
+                    "step as [0.0003, 0.0003, ...]"
+                ) from None
         try:
             flat.append(config_to_flat(config_from_flat(row)))
         except ConfigError as error:
@@ -236,8 +240,8 @@ def score_file(
     path = Path(path)
     parts = parts_folder(Path(output), resume, path, batch_size, model_id)
     for index, chunk in enumerate(read_chunks(path, batch_size)):
-        if chunk.empty:  # a header and no rows
-            raise DataError(f"{path}: no configs to score, only a header")
+        if chunk.empty:  # a CSV header, or JSONL lines of {}
+            raise DataError(f"{path}: no configs to score")
         part = parts / f"part-{index:06d}.parquet"
         if index % world != rank or part.exists():
             if on_chunk:
@@ -288,13 +292,15 @@ def parts_folder(
     if not manifest.exists():
         with atomic_path(manifest) as tmp:
             tmp.write_text(json.dumps(job))
-    elif (before := json.loads(manifest.read_text())) != job:
-        changed = ", ".join(
-            f"{key} {before.get(key)!r} -> {value!r}" for key, value in job.items() if before.get(key) != value
-        )
+        return parts
+    before = json.loads(manifest.read_text())  # a key an earlier version did not record is not a difference
+    changed = [
+        f"{key} {before[key]!r} -> {value!r}" for key, value in job.items() if key in before and before[key] != value
+    ]
+    if changed:
         raise DataError(
-            f"--resume: {parts} holds the parts of another job ({changed}); resume with the sweep file, --batch-size, "
-            "model directory and --dtype it was started with, or score again without --resume"
+            f"--resume: {parts} holds the parts of another job ({', '.join(changed)}); resume with the sweep file, --batch-size, "
+            f"model directory and dtype that {manifest.name} records, or score again without --resume"
         )
     return parts
 

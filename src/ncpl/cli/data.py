@@ -8,7 +8,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from ncpl.cli.output import as_flags, console, fail, print_rows, say
+from ncpl.cli.output import as_flags, fail, print_rows, say
 
 data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Import, inspect and split real run logs.")
 
@@ -38,7 +38,7 @@ def data_import(
     if not result.records:
         fail(f"{result.summary()}: no records to write")
     write_runs(result.records, output)
-    console.print(result.summary())
+    say(result.summary())
     say(f"wrote {len(result.records)} runs to {output}")
 
 

@@ -210,7 +210,7 @@ def _extrapolate_schedule(
     if as_json:
         print(json.dumps({"step": steps[wanted].tolist(), "loss": forecast[wanted].tolist()}))
         return
-    console.print(
+    say(
         f"{law} law fitted on {target.steps.size + sum(o.steps.size for o in others)} measured losses "
         f"({1 + len(others)} curves): " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.params.items())
     )
@@ -262,7 +262,7 @@ def _extrapolate_prefix(
     if as_json:
         print(json.dumps({"tokens": ahead.tolist(), "loss": forecast.tolist()}))
         return
-    console.print(
+    say(
         f"{law} law fitted on {len(tokens)} points of {curve} ({tokens[0]:.3g} .. {tokens[-1]:.3g} tokens): "
         + ", ".join(f"{k} {v:.4g}" for k, v in fitted.params.items())
     )

@@ -101,9 +101,7 @@ def train(
             sizing.rows(),
         )
         return
-    console.print(
-        f"training NCPL ({model.config.backbone}, {model.config.encoder} encoder) on {len(runs)} runs -> {output}"
-    )
+    say(f"training NCPL ({model.config.backbone}, {model.config.encoder} encoder) on {len(runs)} runs -> {output}")
     model.fit(runs, read_runs(val) if val else None)
     model.save(output)
     from accelerate import PartialState
@@ -136,9 +134,7 @@ def ensemble(
         model = Ensemble([predictors.load_predictor(directory) for directory in members], parsed)
     model.coverage_ = merge_coverage([member.coverage_ for member in model.members])
     model.save(output)
-    console.print(
-        f"saved an ensemble of {', '.join(m.name for m in model.members)} (weights {model.weights}) -> {output}"
-    )
+    say(f"saved an ensemble of {', '.join(m.name for m in model.members)} (weights {model.weights}) -> {output}")
 
 
 def _predictor_specs(spec: str) -> list[tuple[str, str | None]]:

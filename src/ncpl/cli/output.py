@@ -48,7 +48,7 @@ def as_flags(**flags: str) -> Iterator[None]:
 
 def print_rows(title: str, headers: tuple[str, ...], rows) -> None:
     """A table of string rows under a title."""
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for header in headers:
         table.add_column(header)
     for row in rows:

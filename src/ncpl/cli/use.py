@@ -230,7 +230,12 @@ def tune(
     model = predictors.load_predictor(model_dir)
     base_config = schema.read_config(base)
     with as_flags(
-        fix="--fix", flops="--flops", max_p_diverge="--max-p-diverge", tuned="--transfer-from", target="--base"
+        fix="--fix",
+        flops="--flops",
+        max_p_diverge="--max-p-diverge",
+        tuned="--transfer-from",
+        target="--base",
+        plot="--plot",
     ):
         result = tune_with_suggestions(
             model,
