@@ -130,7 +130,7 @@ def test_misfitting_curves(shared):
     for record in result.records:
         assert record.curve.tokens[-1] >= 0.99 * record.config.data.tokens  # each curve reaches the end of its run
         assert record.final_loss == record.curve.loss[-1]
-    # one key, four runs in the file, three of them copies of other runs' checkpoints: before, one curve
+    # one key, four runs in the file, three of them the last two checkpoints of runs at other lrs: before, one curve
     # spliced from all four (5.93 at 128 steps overwritten by a copy's 4.34, the end a copy's 4.296)
     key = "misfitting/misfitting_17m/steps750/lr0.004/2024_11_10-23_08_29_sweep_test"
     (run,) = [r for r in result.records if r.run_id.startswith(key)]

@@ -113,8 +113,9 @@ def rows(path: Path) -> Iterator[Row]:
 
 def copy_of(i: int, holders: set[int], runs: list) -> str | None:
     """Why run `i`, whose losses (to the last bit) all lie in each of the runs `holders`, is not a run of its own;
-    None if it is. In misfitting_17m's 2024_11_10 sweep, steps750/lr0.004's 2-checkpoint runs end as its
-    6-checkpoint run does, and steps200/lr0.002's two runs are steps200/lr0.004's under another lr."""
+    None if it is. In misfitting_17m's 2024_11_10 sweep, steps750/lr0.004's three 2-checkpoint runs are the last two
+    checkpoints of the 6-checkpoint steps750 runs at lr 0.004, 0.008 and 0.002, and steps200/lr0.002's two runs are
+    steps200/lr0.004's under another lr."""
     key, _, part = runs[i]
     if any(len(runs[j][2]) > len(part) for j in holders):
         return "a copy of checkpoints of a longer run"
