@@ -121,7 +121,8 @@ def score(
     from ncpl.flat import CONFIG_PREFIXES
     from ncpl.predictors.coverage import OUTSIDE
     from ncpl.regressor.precision import DTYPES, resolved_dtype, set_inference_dtype
-    from ncpl.scoring import merge_parts, model_identity, parts_folder, process_state, score_file, sweep_rows
+    from ncpl.scoring import merge_parts, model_identity, parts_folder, process_state, score_file
+    from ncpl.sweeps import sweep_rows
 
     if dtype not in DTYPES:
         fail(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
