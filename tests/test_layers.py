@@ -9,7 +9,7 @@ LAYERS = [  # bottom to top; a top-level name not listed is a base utility (sche
     {"laws"},
     {"predictors"},
     {"regressor"},
-    {"evaluate", "curve_metrics", "report", "scoring", "tuning"},
+    {"evaluate", "curve_metrics", "report", "sweeps", "scoring", "tuning"},
     {"cli"},
 ]
 
